@@ -1,0 +1,3 @@
+from hpcrun.cli import main
+
+main()

@@ -1,0 +1,118 @@
+"""What every backend provides, whatever the cluster is made of.
+
+A backend owns a cluster's lifecycle (create, status, destroy) and hands out a
+`SlurmClient` for it; workloads never learn whether they run on daemons on this host or
+on ParallelCluster. Each backend also declares the features it lacks, so the CLI can
+refuse early with a clear message instead of failing half-way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+from hpcrun.slurm import Job, Node, SlurmClient
+
+
+class Feature(StrEnum):
+    CREATE = "create"
+    SLURM = "slurm"
+    DESKTOP = "desktop"  # a remote desktop (NICE DCV) on the head node
+    JOB_EXPANSION = "job-expansion"
+    ACCOUNTING = "accounting"
+
+
+class Progress(Protocol):
+    """How long operations report progress; the CLI draws it, tests may record it."""
+
+    def step(self, message: str) -> None: ...
+
+    def advance(self, done: int, total: int, message: str) -> None: ...
+
+
+class NullProgress:
+    def step(self, message: str) -> None:
+        pass
+
+    def advance(self, done: int, total: int, message: str) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class DaemonStatus:
+    name: str
+    pid: int
+    running: bool
+    returncode: int | None
+    log: str
+
+    @property
+    def died(self) -> bool:
+        return not self.running and self.pid > 0
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    """A Slurm node as Slurm sees it, plus what the backend knows of the process behind it."""
+
+    node: Node
+    daemon: DaemonStatus | None = None
+
+    @property
+    def is_down(self) -> bool:
+        daemon_dead = self.daemon is not None and not self.daemon.running
+        return daemon_dead or not self.node.is_available
+
+    @property
+    def summary(self) -> str:
+        if self.daemon is not None and not self.daemon.running:
+            return f"down (slurmd exited, status {self.daemon.returncode}; Slurm: {self.node.state})"
+        return self.node.state
+
+
+@dataclass(frozen=True)
+class ClusterStatus:
+    name: str
+    backend: str
+    state: str  # up | degraded | down | creating | failed
+    detail: str = ""
+    slurm_conf: str | None = None
+    daemons: list[DaemonStatus] = field(default_factory=list)
+    nodes: list[NodeStatus] = field(default_factory=list)
+    jobs: list[Job] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "backend": self.backend,
+            "state": self.state,
+            "detail": self.detail,
+            "slurm_conf": self.slurm_conf,
+            "daemons": [asdict(d) for d in self.daemons],
+            "nodes": [
+                {**n.node.to_json(), "down": n.is_down, "summary": n.summary} for n in self.nodes
+            ],
+            "jobs": [j.to_json() for j in self.jobs],
+        }
+
+
+class Backend(Protocol):
+    name: str
+    unsupported: frozenset[Feature]
+
+    def create(self, progress: Progress) -> bool:
+        """Bring the cluster up; False when it already was (and nothing changed)."""
+        ...
+
+    def status(self) -> ClusterStatus: ...
+
+    def destroy(self, progress: Progress, *, purge: bool = False) -> None: ...
+
+    def slurm(self) -> SlurmClient: ...
+
+    def desktop_url(self) -> str | None: ...
+
+    def endpoint(self, host: str, port: int) -> str:
+        """How a user reaches `port` on `host` (direct here, a tunnel on AWS)."""
+        ...

@@ -1,0 +1,404 @@
+"""The default backend: a real Slurm cluster made of daemons on this host.
+
+`create` writes configs from templates, starts munged (own key and socket), MariaDB and
+slurmdbd (accounting: without it Slurm 22.05 refuses to update a job a second time after
+a resize), slurmctld, and one `slurmd -N nX` per node (Debian builds Slurm with
+multiple-slurmd support), all in the foreground under the supervisor, then waits until
+every node is idle. It is idempotent: on a cluster that is up it changes nothing, after a
+crash it ends stale processes and starts again, and on a degraded cluster it restarts
+only the daemons that died.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from hpcrun.backends.base import ClusterStatus, DaemonStatus, Feature, NodeStatus, Progress
+from hpcrun.backends.local_layout import (
+    LocalPaths,
+    Ports,
+    check_ports,
+    find_free_ports,
+    render_config_files,
+)
+from hpcrun.backends.processes import SupervisorClient, kill_stale, process_alive
+from hpcrun.errors import DaemonFailed, HpcrunError, SlurmNotInstalled, UsageError
+from hpcrun.slurm import LocalRunner, Node, SlurmClient
+from hpcrun.state import ClusterRecord, StateStore
+
+SLURM_PROGRAMS = ("munged", "slurmctld", "slurmd", "sinfo", "sbatch", "squeue", "scontrol")
+ACCOUNTING_PROGRAMS = ("mariadbd", "mariadb-install-db", "slurmdbd", "sacctmgr", "sacct")
+READY_TIMEOUT_S = 60.0
+
+
+class LocalBackend:
+    name = "local"
+    unsupported = frozenset({Feature.DESKTOP})
+
+    def __init__(self, config: dict[str, Any], store: StateStore) -> None:
+        self.config = dict(config)
+        self.store = store
+        self.cluster_name: str = self.config["name"]
+        self.paths = LocalPaths(store.home / "clusters" / self.cluster_name)
+        self.supervisor = SupervisorClient(self.paths.run)
+
+    @classmethod
+    def from_record(cls, record: ClusterRecord, store: StateStore) -> LocalBackend:
+        return cls(record.config, store)
+
+    # what other layers use ----------------------------------------------------------
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"SLURM_CONF": str(self.paths.slurm_conf)}
+
+    def slurm(self) -> SlurmClient:
+        return SlurmClient(LocalRunner(self.env))
+
+    def desktop_url(self) -> str | None:
+        return None
+
+    def endpoint(self, host: str, port: int) -> str:
+        return f"http://127.0.0.1:{port}"  # every node is this host
+
+    @property
+    def ports(self) -> Ports:
+        return Ports(int(self.config["port_base"]), int(self.config["nodes"]))
+
+    # create ---------------------------------------------------------------------------
+
+    def create(self, progress: Progress) -> bool:
+        """Bring the cluster up; return False when it already was (nothing changed)."""
+        self._check_installed()
+        previous = self.store.cluster(self.cluster_name)
+        if self.supervisor.alive():
+            running = previous.config if previous else self.config
+            if self._differs(running):
+                raise UsageError(
+                    f"cluster {self.cluster_name!r} is up with a different configuration "
+                    f"({_describe(running)})",
+                    f"stop it first: `hpcrun down --cluster {self.cluster_name} --yes`",
+                )
+            self.config = dict(running)
+            dead = [d for d in self._daemons() if d.died]
+            if not dead and self._all_started():
+                return False
+            progress.step(f"restarting {', '.join(d.name for d in dead) or 'missing daemons'}")
+        else:
+            self._recover_stale(progress)
+            self._assign_ports(previous)
+        # Intent first: a crash from here on leaves a "creating" row `status` can explain.
+        self.store.put_cluster(self.cluster_name, self.name, self.config, "creating")
+        try:
+            self._start_all(progress)
+        except BaseException as exc:
+            detail = exc.message if isinstance(exc, HpcrunError) else repr(exc)
+            self.store.set_cluster_status(self.cluster_name, "failed", detail)
+            raise
+        self.store.set_cluster_status(self.cluster_name, "up")
+        return True
+
+    def _differs(self, running: dict[str, Any]) -> bool:
+        keys = [k for k in self.config if k != "port_base"]
+        if self.config.get("port_base") is not None:
+            keys.append("port_base")
+        return any(self.config.get(k) != running.get(k) for k in keys)
+
+    def _check_installed(self) -> None:
+        wanted = SLURM_PROGRAMS + (ACCOUNTING_PROGRAMS if self.config["accounting"] else ())
+        missing = [p for p in wanted if _which(p) is None]
+        if missing:
+            raise SlurmNotInstalled(missing)
+
+    def _assign_ports(self, previous: ClusterRecord | None) -> None:
+        if self.config.get("port_base") is not None:
+            check_ports(Ports(int(self.config["port_base"]), int(self.config["nodes"])))
+            return
+        claimed = {
+            port
+            for record in self.store.clusters()
+            if record.name != self.cluster_name and record.status != "down"
+            and record.config.get("port_base") is not None
+            for port in Ports(int(record.config["port_base"]), int(record.config["nodes"])).all()
+        }
+        self.config["port_base"] = find_free_ports(int(self.config["nodes"]), claimed).base
+
+    def _recover_stale(self, progress: Progress) -> None:
+        """End what a crashed supervisor left running, so ports and sockets are free again."""
+        if not self.paths.run.exists():
+            return
+        pids = [int(d["pid"]) for d in self.supervisor.recorded_daemons() if d.get("pid")]
+        supervisor_pid = self.supervisor.recorded_supervisor_pid()
+        if supervisor_pid:
+            pids.append(supervisor_pid)
+        ended = kill_stale(pids, str(self.paths.root))
+        if ended:
+            progress.step(f"ended {len(ended)} stale process(es) from an earlier run")
+        for stale in self.paths.run.glob("*"):
+            if stale.suffix in {".pid", ".sock"}:
+                stale.unlink(missing_ok=True)
+
+    def _write_files(self) -> None:
+        self.paths.make_dirs()
+        for name, text in render_config_files(self.paths, self.config, self.ports).items():
+            target = self.paths.etc / name
+            target.write_text(text)
+            if name == "slurmdbd.conf":
+                target.chmod(0o600)  # slurmdbd refuses a config others can read
+        if not self.paths.munge_key.exists():
+            self.paths.munge_key.write_bytes(secrets.token_bytes(1024))
+            self.paths.munge_key.chmod(0o600)
+        for index in range(int(self.config["gpus_per_node"])):
+            (self.paths.devices / f"gpu{index}").touch()
+        self.paths.env_file.write_text(f"export SLURM_CONF={self.paths.slurm_conf}\n")
+
+    def _start_all(self, progress: Progress) -> None:
+        if not self.supervisor.alive():
+            progress.step("writing configs under " + str(self.paths.root))
+            self._write_files()
+            self.supervisor.start_supervisor(self.paths.log / "supervisor.log")
+        p = self.paths
+        progress.step("starting munged")
+        self._start(
+            "munged",
+            ["munged", "-F", "--force", f"--socket={p.munge_socket}", f"--key-file={p.munge_key}",
+             f"--pid-file={p.run}/munged.pid", f"--seed-file={p.munge}/seed",
+             f"--log-file={p.log}/munged.log"],
+            ready=lambda: _unix_socket_answers(p.munge_socket),
+            log=p.log / "munged.log",
+        )
+        if self.config["accounting"]:
+            self._start_accounting(progress)
+        progress.step("starting slurmctld")
+        self._start(
+            "slurmctld",
+            ["slurmctld", "-D", "-i", "-f", str(p.slurm_conf)],
+            ready=lambda: _tcp_answers(self.ports.slurmctld),
+            log=p.log / "slurmctld.log",
+        )
+        nodes = int(self.config["nodes"])
+        for index in range(1, nodes + 1):
+            self._start(
+                f"slurmd-n{index}",
+                ["slurmd", "-D", "-N", f"n{index}", "-f", str(p.slurm_conf)],
+                ready=None,
+                log=p.log / f"slurmd-n{index}.log",
+            )
+        self._wait_nodes_idle(progress, nodes)
+
+    def _start_accounting(self, progress: Progress) -> None:
+        p = self.paths
+        runner = LocalRunner(self.env)
+        if not (p.db / "mysql").exists():
+            progress.step("initialising the accounting database (MariaDB)")
+            shutil.rmtree(p.db, ignore_errors=True)
+            runner.run(
+                ["mariadb-install-db", "--no-defaults", f"--datadir={p.db}", "--user=root",
+                 "--auth-root-authentication-method=normal", "--skip-test-db"],
+                timeout_s=120,
+            ).check()
+        progress.step("starting MariaDB")
+        self._start(
+            "mariadb",
+            ["mariadbd", "--no-defaults", f"--datadir={p.db}", f"--socket={p.run}/mariadb.sock",
+             f"--port={self.ports.mariadb}", "--bind-address=127.0.0.1", "--user=root",
+             f"--pid-file={p.run}/mariadb.pid", f"--log-error={p.log}/mariadb.log",
+             "--skip-name-resolve", "--innodb-lock-wait-timeout=900"],
+            ready=lambda: _tcp_answers(self.ports.mariadb),
+            log=p.log / "mariadb.log",
+        )
+        progress.step("starting slurmdbd")
+        self._start(
+            "slurmdbd",
+            ["slurmdbd", "-D"],
+            ready=lambda: _tcp_answers(self.ports.slurmdbd),
+            log=p.log / "slurmdbd.log",
+        )
+        added = runner.run(["sacctmgr", "-i", "add", "cluster", self.cluster_name])
+        if not added.ok and "already exists" not in added.stdout + added.stderr:
+            added.check()
+
+    def _start(
+        self, name: str, argv: list[str], *, ready: Callable[[], bool] | None, log: Path
+    ) -> None:
+        argv = [_which(argv[0]) or argv[0], *argv[1:]]
+        self.supervisor.request(
+            "start", name=name, argv=argv, env=self.env, log=str(self.paths.log / f"{name}.out")
+        )
+        if ready is None:
+            return
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while not ready():
+            self._fail_if_dead(name, log)
+            if time.monotonic() > deadline:
+                raise DaemonFailed(name, f"did not answer within {READY_TIMEOUT_S:g} s", str(log),
+                                   _tail(log))
+            time.sleep(0.05)
+
+    def _fail_if_dead(self, name: str, log: Path) -> None:
+        for daemon in self._daemons():
+            if daemon.name == name and daemon.died:
+                out = self.paths.log / f"{name}.out"
+                tail = _tail(log) or _tail(out)
+                raise DaemonFailed(
+                    name, f"exited with status {daemon.returncode}", str(log if _tail(log) else out), tail
+                )
+
+    def _wait_nodes_idle(self, progress: Progress, count: int) -> None:
+        client = self.slurm()
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        idle = 0
+        while True:
+            nodes = client.nodes()
+            idle = sum(1 for n in nodes if n.state == "idle")
+            progress.advance(idle, count, f"nodes idle {idle}/{count}")
+            if idle == count:
+                return
+            for index in range(1, count + 1):
+                self._fail_if_dead(f"slurmd-n{index}", self.paths.log / f"slurmd-n{index}.log")
+            broken = [n for n in nodes if n.state.startswith(("inval", "drain"))]
+            if broken:
+                node = broken[0]
+                raise DaemonFailed(f"slurmd-{node.name}", f"registered as {node.state} "
+                                   f"({node.reason or 'no reason'})",
+                                   str(self.paths.log / "slurmctld.log"),
+                                   _tail(self.paths.log / "slurmctld.log"))
+            if time.monotonic() > deadline:
+                raise DaemonFailed("slurmd", f"only {idle} of {count} nodes became idle within "
+                                   f"{READY_TIMEOUT_S:g} s", str(self.paths.log / "slurmctld.log"),
+                                   _tail(self.paths.log / "slurmctld.log"))
+            time.sleep(0.1)
+
+    def _daemons(self) -> list[DaemonStatus]:
+        try:
+            records = self.supervisor.request("status", timeout_s=10.0)["daemons"]
+        except HpcrunError:
+            records = [
+                {**d, "running": bool(d.get("running")) and process_alive(int(d.get("pid", 0)))}
+                for d in self.supervisor.recorded_daemons()
+            ]
+        return [
+            DaemonStatus(
+                name=d["name"], pid=int(d["pid"]), running=bool(d["running"]),
+                returncode=d.get("returncode"), log=d.get("log", ""),
+            )
+            for d in records
+        ]
+
+    def _all_started(self) -> bool:
+        names = {d.name for d in self._daemons() if d.running}
+        wanted = {"munged", "slurmctld"} | {f"slurmd-n{i}" for i in range(1, int(self.config["nodes"]) + 1)}
+        if self.config["accounting"]:
+            wanted |= {"mariadb", "slurmdbd"}
+        return wanted <= names
+
+    # status / destroy -----------------------------------------------------------------
+
+    def status(self) -> ClusterStatus:
+        record = self.store.cluster(self.cluster_name)
+        recorded = record.status if record else "down"
+        supervised = self.supervisor.alive()
+        daemons = self._daemons()
+        running = {d.name for d in daemons if d.running}
+        nodes: list[Node] = []
+        jobs = []
+        detail = record.detail if record else ""
+        if "slurmctld" in running:
+            client = self.slurm()
+            try:
+                nodes = client.nodes()
+                jobs = client.jobs()
+            except HpcrunError as exc:
+                detail = exc.message
+        by_name = {d.name: d for d in daemons}
+        node_status = [NodeStatus(n, by_name.get(f"slurmd-{n.name}")) for n in nodes]
+        if not supervised:
+            state = recorded if recorded in {"creating", "failed"} else "down"
+            if recorded == "up":
+                detail = "the supervisor is gone (crashed or host restarted); `hpcrun create` recovers"
+        elif any(d.died for d in daemons) or any(n.is_down for n in node_status):
+            state = "degraded"
+        else:
+            state = recorded
+        return ClusterStatus(
+            name=self.cluster_name,
+            backend=self.name,
+            state=state,
+            detail=detail,
+            slurm_conf=str(self.paths.slurm_conf),
+            daemons=daemons,
+            nodes=node_status,
+            jobs=jobs,
+        )
+
+    def destroy(self, progress: Progress, *, purge: bool = False) -> None:
+        """Stop every daemon we started, by PID; keep the directory unless `purge`."""
+        self.store.set_cluster_status(self.cluster_name, "stopping")
+        supervisor_pid = self.supervisor.recorded_supervisor_pid()
+        if self.supervisor.alive():
+            progress.step("stopping daemons")
+            self.supervisor.request("shutdown")
+            deadline = time.monotonic() + 90.0
+            while supervisor_pid and process_alive(supervisor_pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        pids = [int(d["pid"]) for d in self.supervisor.recorded_daemons() if d.get("pid")]
+        if supervisor_pid:
+            pids.append(supervisor_pid)
+        ended = kill_stale(pids, str(self.paths.root))
+        if ended:
+            progress.step(f"ended {len(ended)} process(es) the supervisor did not")
+        if purge:
+            progress.step(f"removing {self.paths.root}")
+            shutil.rmtree(self.paths.root, ignore_errors=True)
+            self.store.delete_cluster(self.cluster_name)
+        else:
+            self.store.set_cluster_status(self.cluster_name, "down")
+
+
+def _describe(config: dict[str, Any]) -> str:
+    return (
+        f"{config['nodes']} nodes, {config['cpus_per_node']} CPUs and "
+        f"{config['gpus_per_node']} GPUs per node, accounting {'on' if config['accounting'] else 'off'}"
+    )
+
+
+def _which(program: str) -> str | None:
+    found = shutil.which(program)
+    if found is None:  # root's PATH may lack sbin on some shells
+        for directory in ("/usr/sbin", "/sbin"):
+            candidate = Path(directory) / program
+            if candidate.exists():
+                return str(candidate)
+    return found
+
+
+def _tcp_answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _unix_socket_answers(path: Path) -> bool:
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.settimeout(0.5)
+            conn.connect(str(path))
+            return True
+    except OSError:
+        return False
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])

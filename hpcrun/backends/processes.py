@@ -1,0 +1,135 @@
+"""Talking to the supervisor, and finding our own processes when it is gone.
+
+`SupervisorClient` sends one JSON request per connection to the supervisor's socket.
+When the supervisor has crashed, `daemons.json` still lists the PIDs it started; before
+anything signals such a PID we check in /proc that it is alive (not a zombie) and still
+belongs to this cluster, since PIDs are reused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from hpcrun.backends import supervisor as sv
+from hpcrun.errors import HpcrunError
+
+
+class SupervisorUnavailable(HpcrunError):
+    pass
+
+
+class SupervisorClient:
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.socket_path = run_dir / sv.SOCKET_NAME
+
+    def request(self, op: str, timeout_s: float = 30.0, **fields: Any) -> dict[str, Any]:
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+                conn.settimeout(timeout_s)
+                conn.connect(str(self.socket_path))
+                conn.sendall(json.dumps({"op": op, **fields}).encode() + b"\n")
+                data = b""
+                while not data.endswith(b"\n"):
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+        except OSError as exc:
+            raise SupervisorUnavailable(
+                f"the cluster's supervisor does not answer at {self.socket_path}: {exc}",
+                "run `hpcrun create` again to restart it",
+            ) from None
+        reply: dict[str, Any] = json.loads(data or b"{}")
+        if not reply.get("ok"):
+            raise HpcrunError(f"supervisor refused {op!r}: {reply.get('error', 'no answer')}")
+        return reply
+
+    def alive(self) -> bool:
+        try:
+            self.request("status", timeout_s=5.0)
+        except SupervisorUnavailable:
+            return False
+        return True
+
+    def start_supervisor(self, log_path: Path, timeout_s: float = 15.0) -> None:
+        """Start the supervisor in a session of its own, so it outlives this command."""
+        with open(log_path, "ab") as log:
+            subprocess.Popen(
+                [sys.executable, "-m", "hpcrun.backends.supervisor", str(self.run_dir)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+                close_fds=True,
+            )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.alive():
+                return
+            time.sleep(0.05)
+        raise SupervisorUnavailable(
+            f"the supervisor did not start within {timeout_s:g} s",
+            f"see {log_path}",
+        )
+
+    def recorded_daemons(self) -> list[dict[str, Any]]:
+        """Daemons as the supervisor last recorded them (readable when it is gone)."""
+        try:
+            state = json.loads((self.run_dir / sv.STATE_NAME).read_text())
+        except (OSError, ValueError):
+            return []
+        daemons: list[dict[str, Any]] = state.get("daemons", [])
+        return daemons
+
+    def recorded_supervisor_pid(self) -> int | None:
+        try:
+            return int((self.run_dir / sv.PID_NAME).read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+
+def process_alive(pid: int) -> bool:
+    """True when `pid` runs and is not a zombie (kill(pid, 0) says yes to zombies)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def process_belongs(pid: int, marker: str) -> bool:
+    """Does `pid` mention `marker` (the cluster's directory) in its argv or environment?"""
+    for name in ("cmdline", "environ"):
+        try:
+            data = Path(f"/proc/{pid}/{name}").read_bytes()
+        except OSError:
+            continue
+        if marker.encode() in data:
+            return True
+    return False
+
+
+def kill_stale(pids: list[int], marker: str, timeout_s: float = 10.0) -> list[int]:
+    """End processes of ours left by a crashed supervisor; return the PIDs signalled."""
+    ours = [p for p in pids if p > 0 and process_alive(p) and process_belongs(p, marker)]
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in ours:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + timeout_s
+        while any(process_alive(p) for p in ours) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not any(process_alive(p) for p in ours):
+            break
+    return ours

@@ -1,0 +1,73 @@
+"""The `hpcrun` command line, assembled from one module per command group.
+
+Importing this package must stay cheap (`hpcrun --help` is a benchmark): command modules
+import Typer and nothing heavy at module level; pydantic, jinja2 and the backends are
+imported inside the commands that need them.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Annotated
+
+import typer
+
+from hpcrun import __version__
+from hpcrun.cli import cluster, jobs
+from hpcrun.errors import HpcrunError
+
+app = typer.Typer(
+    name="hpcrun",
+    help="Run GPU visualisation and batch work on Slurm clusters with one command.\n\n"
+    "Start with `hpcrun create` (a real Slurm cluster on this machine), then "
+    "`hpcrun submit -N 4 --wait -- srun hostname`.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"hpcrun {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More log output (-vv: debug).")] = 0,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
+) -> None:
+    level = logging.DEBUG if verbose > 1 or debug else logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+app.command(rich_help_panel="Clusters")(cluster.create)
+app.command(rich_help_panel="Clusters")(cluster.status)
+app.command(rich_help_panel="Clusters")(cluster.down)
+app.command(rich_help_panel="Clusters")(cluster.clusters)
+app.command(rich_help_panel="Clusters")(cluster.use)
+app.command(rich_help_panel="Jobs", context_settings={"allow_interspersed_args": False})(jobs.submit)
+app.command(rich_help_panel="Jobs")(jobs.jobs)
+app.command(rich_help_panel="Jobs")(jobs.logs)
+app.command(rich_help_panel="Jobs")(jobs.cancel)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: errors meant for people print without a traceback."""
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        app(args=args, prog_name="hpcrun")
+    except HpcrunError as exc:
+        if "--debug" in args:
+            raise
+        sys.stderr.write(f"error: {exc.message}\n")
+        if exc.hint:
+            sys.stderr.write(f"hint: {exc.hint}\n")
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        sys.exit(130)

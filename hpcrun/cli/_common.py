@@ -1,0 +1,98 @@
+"""What every command shares: finding the cluster, printing JSON or tables, progress.
+
+Only `cli/` knows about Typer and the terminal. Commands stay thin: parse flags, call one
+service, print the result, as a table for people or `--json` for scripts.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from hpcrun.errors import UnknownCluster
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from hpcrun.backends.base import Backend
+    from hpcrun.state import ClusterRecord, StateStore
+
+ClusterOption = Annotated[
+    str | None,
+    typer.Option(
+        "--cluster",
+        "-c",
+        help="Cluster to act on (default: the current one, set by `create` or `use`).",
+        envvar="HPCRUN_CLUSTER",
+        show_default=False,
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+
+def console(stderr: bool = False) -> Console:
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def open_store() -> StateStore:
+    from hpcrun.state import StateStore
+
+    return StateStore()
+
+
+@dataclass
+class Target:
+    store: StateStore
+    record: ClusterRecord
+    backend: Backend
+
+
+def resolve_cluster(name: str | None) -> Target:
+    """The named cluster, or the current one; unknown names list the known ones."""
+    from hpcrun.backends import open_backend
+
+    store = open_store()
+    chosen = name or store.current_cluster()
+    record = store.cluster(chosen) if chosen else None
+    if record is None:
+        raise UnknownCluster(chosen, [c.name for c in store.clusters()])
+    return Target(store, record, open_backend(record, store))
+
+
+class RichProgress:
+    """Draw a backend's progress: one line per step, a live counter for `advance`."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        self._console = console(stderr=True)
+        self._quiet = quiet
+        self._status: Any = None
+
+    def step(self, message: str) -> None:
+        if not self._quiet:
+            self._console.print(f"[dim]•[/dim] {message}")
+
+    def advance(self, done: int, total: int, message: str) -> None:
+        if self._quiet:
+            return
+        if self._status is None:
+            self._status = self._console.status(message)
+            self._status.start()
+        self._status.update(message)
+        if done >= total:
+            self.close()
+            self._console.print(f"[dim]•[/dim] {message}")
+
+    def close(self) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None

@@ -1,0 +1,171 @@
+"""Cluster lifecycle commands: create, status, down, clusters, use."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from hpcrun.cli._common import (
+    ClusterOption,
+    JsonOption,
+    RichProgress,
+    console,
+    open_store,
+    print_json,
+    resolve_cluster,
+)
+from hpcrun.errors import UnknownCluster, UsageError
+
+
+def create(
+    backend: Annotated[str, typer.Option(help="Where the cluster comes from.")] = "local",
+    name: Annotated[str | None, typer.Option(help="Cluster name [default: dev].", show_default=False)] = None,
+    nodes: Annotated[int | None, typer.Option("--nodes", "-N", help="Slurm nodes, 1-16 [default: 4].", show_default=False)] = None,
+    cpus_per_node: Annotated[int | None, typer.Option(help="CPUs each node declares [default: 8].", show_default=False)] = None,
+    gpus_per_node: Annotated[int | None, typer.Option(help="GPUs each node declares [default: 2].", show_default=False)] = None,
+    accounting: Annotated[bool | None, typer.Option("--accounting/--no-accounting", help="Run MariaDB + slurmdbd [default: on].", show_default=False)] = None,
+    port_base: Annotated[int | None, typer.Option(help="First of nodes+3 TCP ports [default: a free block from 16800].", show_default=False)] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="Cluster file (YAML); flags override its keys.", show_default=False)] = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Bring up a cluster: by default a real Slurm cluster on this machine.
+
+    Starts munged, MariaDB + slurmdbd, slurmctld and one slurmd per node under a
+    supervisor, and waits until every node is idle. Running it again on a cluster that
+    is up changes nothing; after a crash it recovers.
+
+    Example: hpcrun create --nodes 4 --name dev
+    """
+    from hpcrun.backends.local import LocalBackend
+    from hpcrun.config.models import load_cluster_file, validate_cluster_config
+
+    if backend != "local":
+        raise UsageError(
+            f"backend {backend!r} is not available yet", "this hpcrun creates local clusters"
+        )
+    base: dict[str, Any] = load_cluster_file(config).model_dump() if config else {}
+    flags = {
+        "name": name,
+        "nodes": nodes,
+        "cpus_per_node": cpus_per_node,
+        "gpus_per_node": gpus_per_node,
+        "accounting": accounting,
+        "port_base": port_base,
+    }
+    merged = {**base, **{k: v for k, v in flags.items() if v is not None}}
+    cluster_config = validate_cluster_config(merged, str(config) if config else "flags")
+    store = open_store()
+    target = LocalBackend(cluster_config.model_dump(), store)
+    progress = RichProgress(quiet=json_out)
+    started = time.monotonic()
+    try:
+        changed = target.create(progress)
+    finally:
+        progress.close()
+    store.set_current_cluster(target.cluster_name)
+    elapsed = time.monotonic() - started
+    status = target.status()
+    if json_out:
+        print_json({**status.to_json(), "changed": changed, "seconds": round(elapsed, 2)})
+        return
+    out = console()
+    if changed:
+        out.print(
+            f"Cluster [bold]{status.name}[/bold] is up: {len(status.nodes)} nodes idle "
+            f"in {elapsed:.1f} s."
+        )
+    else:
+        out.print(f"Cluster [bold]{status.name}[/bold] is already up; nothing changed.")
+    out.print(f"Slurm commands work after: export SLURM_CONF={status.slurm_conf}")
+
+
+def status(cluster: ClusterOption = None, json_out: JsonOption = False) -> None:
+    """Show the cluster, its daemons, its nodes and their state, and its jobs."""
+    target = resolve_cluster(cluster)
+    current = target.backend.status()
+    if json_out:
+        print_json(current.to_json())
+        return
+    from rich.table import Table
+
+    out = console()
+    colour = {"up": "green", "degraded": "yellow"}.get(current.state, "red")
+    out.print(
+        f"Cluster [bold]{current.name}[/bold] ({current.backend}): [{colour}]{current.state}[/{colour}]"
+        + (f" — {current.detail}" if current.detail else "")
+    )
+    if current.slurm_conf:
+        out.print(f"SLURM_CONF={current.slurm_conf}")
+    if current.nodes:
+        table = Table("node", "state", "cpus", "gres", "reason", box=None, pad_edge=False)
+        for node in current.nodes:
+            style = "red" if node.is_down else ""
+            table.add_row(node.node.name, node.summary, str(node.node.cpus), node.node.gres,
+                          node.node.reason, style=style)
+        out.print(table)
+    dead = [d for d in current.daemons if d.died and not d.name.startswith("slurmd-")]
+    for daemon in dead:
+        out.print(f"[red]{daemon.name} exited with status {daemon.returncode}[/red]; log: {daemon.log}")
+    active = [j for j in current.jobs if not j.state.is_terminal]
+    out.print(f"Jobs: {len(active)} active, {len(current.jobs) - len(active)} recently ended"
+              + (" (`hpcrun jobs` lists them)" if current.jobs else ""))
+
+
+def down(
+    cluster: ClusterOption = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before stopping.")] = False,
+    purge: Annotated[bool, typer.Option(help="Also remove the cluster's directory and record.")] = False,
+) -> None:
+    """Stop every daemon the cluster runs (by PID). Job output files are left alone."""
+    target = resolve_cluster(cluster)
+    name = target.record.name
+    if not yes:
+        import sys
+
+        if not sys.stdin.isatty():
+            raise UsageError(
+                f"refusing to stop cluster {name!r} without confirmation", "pass --yes"
+            )
+        what = "stop and remove" if purge else "stop"
+        typer.confirm(f"{what.capitalize()} cluster {name!r}?", abort=True)
+    progress = RichProgress()
+    started = time.monotonic()
+    target.backend.destroy(progress, purge=purge)
+    console().print(f"Cluster [bold]{name}[/bold] stopped in {time.monotonic() - started:.1f} s"
+                    + (" and removed." if purge else "."))
+
+
+def clusters(json_out: JsonOption = False) -> None:
+    """List the clusters hpcrun knows; the current one is marked with *."""
+    store = open_store()
+    records = store.clusters()
+    current = store.current_cluster()
+    if json_out:
+        print_json([
+            {"name": r.name, "backend": r.backend, "status": r.status, "current": r.name == current,
+             "config": r.config}
+            for r in records
+        ])
+        return
+    from rich.table import Table
+
+    if not records:
+        console().print("No clusters yet: `hpcrun create` makes one.")
+        return
+    table = Table("", "name", "backend", "status", "nodes", box=None, pad_edge=False)
+    for r in records:
+        table.add_row("*" if r.name == current else "", r.name, r.backend, r.status,
+                      str(r.config.get("nodes", "")))
+    console().print(table)
+
+
+def use(name: Annotated[str, typer.Argument(help="Cluster to make current.")]) -> None:
+    """Make NAME the cluster commands act on when --cluster is not given."""
+    store = open_store()
+    if store.cluster(name) is None:
+        raise UnknownCluster(name, [c.name for c in store.clusters()])
+    store.set_current_cluster(name)
+    console().print(f"Current cluster: [bold]{name}[/bold]")

@@ -1,0 +1,1 @@
+"""Cluster files: pydantic models with precise error paths, presets, and templates."""

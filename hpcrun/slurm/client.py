@@ -1,0 +1,157 @@
+"""`SlurmClient`: submit, query, cancel, resize and wait on jobs through one `Runner`.
+
+Each method is one Slurm command (two at most), whatever the number of jobs or array
+tasks: status of 10 000 tasks is one `squeue -r` call, not 10 000. Jobs that have left
+the controller's memory are looked up in accounting (`sacct`), which the local cluster
+always runs and ParallelCluster may not, so its absence only narrows what we can report.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+
+from hpcrun.errors import HpcrunError, UsageError
+from hpcrun.slurm.parse import (
+    SACCT_FIELDS,
+    SINFO_FORMAT,
+    SQUEUE_FORMAT,
+    Job,
+    Node,
+    parse_exit_codes,
+    parse_sacct,
+    parse_sinfo,
+    parse_squeue,
+)
+from hpcrun.slurm.runner import Runner
+from hpcrun.slurm.spec import JobSpec
+
+
+class JobWaitTimeout(HpcrunError):
+    def __init__(self, job_id: str, timeout_s: float, pending: Sequence[Job]) -> None:
+        states = ", ".join(sorted({str(j.state) for j in pending})) or "unknown"
+        super().__init__(
+            f"job {job_id} did not finish within {timeout_s:g} s (still {states})",
+            f"keep waiting with `hpcrun jobs {job_id}`, or cancel it with `hpcrun cancel {job_id}`",
+        )
+
+
+class SlurmClient:
+    """Speak Slurm through `runner`; stateless, so one instance may serve many threads."""
+
+    def __init__(self, runner: Runner) -> None:
+        self.runner = runner
+
+    def submit(self, spec: JobSpec) -> str:
+        """Submit a batch job (script on stdin, nothing written to disk); return its id."""
+        done = self.runner.run(["sbatch", "--parsable"], input=spec.to_sbatch_script()).check()
+        # --parsable prints "<id>" or "<id>;<cluster>".
+        return done.stdout.strip().split(";", 1)[0]
+
+    def jobs(self, ids: Iterable[str] | None = None) -> list[Job]:
+        """Jobs and array tasks Slurm knows: all of them, or those named (an array id names
+        all of its tasks). Recently ended jobs are included; older ones come from sacct."""
+        wanted = list(ids or [])
+        argv = ["squeue", "-h", "-r", "-t", "all", "-o", SQUEUE_FORMAT]
+        if wanted:
+            argv += ["-j", ",".join(wanted)]
+        done = self.runner.run(argv)
+        if done.ok:
+            found = parse_squeue(done.stdout)
+        elif "Invalid job id" in done.stderr:
+            found = []  # every id has left the controller; accounting may still know them
+        else:
+            done.check()
+            found = []
+        if not wanted:
+            return found
+        missing = [i for i in wanted if not _covers(found, i)]
+        return found + (self.accounting(missing) if missing else [])
+
+    def accounting(self, ids: Sequence[str]) -> list[Job]:
+        """Ended jobs from sacct; empty where the cluster keeps no accounting."""
+        done = self.runner.run(
+            ["sacct", "-n", "-P", "-X", "-j", ",".join(ids), f"--format={SACCT_FIELDS}"]
+        )
+        return parse_sacct(done.stdout) if done.ok else []
+
+    def exit_codes(self, ids: Sequence[str]) -> dict[str, int]:
+        """Exit status of ended jobs: from the controller while it remembers them, else sacct."""
+        done = self.runner.run(["scontrol", "-o", "show", "job", ",".join(ids)])
+        codes = parse_exit_codes(done.stdout) if done.ok else {}
+        if not codes:
+            codes = {j.job_id: j.exit_code for j in self.accounting(ids) if j.exit_code is not None}
+        return codes
+
+    def cancel(self, ids: Sequence[str], *, signal: str | None = None) -> None:
+        if not ids:
+            return
+        argv = ["scancel", *([f"--signal={signal}"] if signal else []), *ids]
+        self.runner.run(argv).check()
+
+    def resize(self, job_id: str, nodes: int | str) -> None:
+        """Grow or shrink a running job: `scontrol update JobId=<id> NumNodes=<n>`.
+
+        `nodes` may be a count, 0 (give every node away, for job expansion) or "ALL".
+        """
+        if isinstance(nodes, int) and nodes < 0:
+            raise UsageError(f"cannot resize job {job_id} to {nodes} nodes")
+        self.runner.run(["scontrol", "update", f"JobId={job_id}", f"NumNodes={nodes}"]).check()
+
+    def nodes(self) -> list[Node]:
+        done = self.runner.run(["sinfo", "-h", "-N", "-o", SINFO_FORMAT]).check()
+        return parse_sinfo(done.stdout)
+
+    def version(self) -> str:
+        """Slurm's version as `major.minor.patch`, from the client commands."""
+        done = self.runner.run(["sinfo", "--version"]).check()
+        return done.stdout.split()[-1]
+
+    def wait(
+        self,
+        job_id: str,
+        *,
+        timeout_s: float | None = None,
+        on_poll: Callable[[list[Job]], None] | None = None,
+        first_poll_s: float = 0.02,
+        max_poll_s: float = 0.25,
+    ) -> list[Job]:
+        """Block until the job (every task of an array) has ended; return it with exit codes.
+
+        Polls start fast and back off: Slurm's own scheduler timers decide when a batch job
+        starts and ends, so a short first interval is what keeps `submit --wait` close to
+        the time the job itself took.
+        """
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        delay = first_poll_s
+        while True:
+            jobs = self.jobs([job_id])
+            if on_poll is not None:
+                on_poll(jobs)
+            if jobs and all(j.state.is_terminal for j in jobs):
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                raise JobWaitTimeout(job_id, timeout_s or 0.0, [j for j in jobs if not j.state.is_terminal])
+            if not jobs:
+                raise HpcrunError(
+                    f"Slurm does not know job {job_id}",
+                    "it may have ended long ago on a cluster without accounting",
+                )
+            time.sleep(delay)
+            delay = min(delay * 1.5, max_poll_s)
+        unknown = [j.job_id for j in jobs if j.exit_code is None]
+        codes = self.exit_codes([job_id]) if unknown else {}
+        return [
+            j if j.exit_code is not None else _with_exit_code(j, codes.get(j.job_id))
+            for j in jobs
+        ]
+
+
+def _covers(found: Sequence[Job], wanted_id: str) -> bool:
+    return any(j.job_id == wanted_id or j.array_job_id == wanted_id or j.raw_id == wanted_id for j in found)
+
+
+def _with_exit_code(job: Job, code: int | None) -> Job:
+    from dataclasses import replace
+
+    return replace(job, exit_code=code)

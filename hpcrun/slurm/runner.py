@@ -1,0 +1,92 @@
+"""Where commands execute: the `Runner` transport under every `SlurmClient`.
+
+A runner runs an argv and moves files; it knows nothing of Slurm. `LocalRunner` runs
+subprocesses on this host with an environment (e.g. `SLURM_CONF` of a local cluster); an
+SSH runner for remote head nodes implements the same protocol, so one contract test
+suite covers both.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from hpcrun.errors import HpcrunError, SlurmCommandError
+
+
+@dataclass(frozen=True)
+class Completed:
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+    def check(self) -> Completed:
+        """Return self, or raise `SlurmCommandError` carrying stderr when the command failed."""
+        if self.returncode != 0:
+            raise SlurmCommandError(self.argv, self.returncode, self.stderr or self.stdout)
+        return self
+
+
+class Runner(Protocol):
+    def run(
+        self, argv: Sequence[str], *, input: str | None = None, timeout_s: float | None = 60.0
+    ) -> Completed: ...
+
+    def put(self, path: str, data: bytes) -> None: ...
+
+    def get(self, path: str) -> bytes: ...
+
+
+class LocalRunner:
+    """Run commands as subprocesses of this process, with extra environment variables."""
+
+    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+        self._env = {**os.environ, **(env or {})}
+
+    @property
+    def env(self) -> Mapping[str, str]:
+        return self._env
+
+    def run(
+        self, argv: Sequence[str], *, input: str | None = None, timeout_s: float | None = 60.0
+    ) -> Completed:
+        try:
+            proc = subprocess.run(
+                list(argv),
+                input=input,
+                capture_output=True,
+                text=True,
+                env=self._env,
+                timeout=timeout_s,
+                check=False,
+            )
+        except FileNotFoundError as exc:
+            raise HpcrunError(
+                f"command not found: {argv[0]}",
+                "run `make setup` to install Slurm's client commands",
+            ) from exc
+        except subprocess.TimeoutExpired as exc:
+            raise HpcrunError(
+                f"`{' '.join(argv[:3])}` did not answer within {timeout_s:g} s",
+                "is slurmctld running? `hpcrun status` shows the daemons",
+            ) from exc
+        return Completed(tuple(argv), proc.returncode, proc.stdout, proc.stderr)
+
+    def put(self, path: str, data: bytes) -> None:
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
+        tmp.write_bytes(data)
+        tmp.replace(target)  # readers never see a half-written file
+
+    def get(self, path: str) -> bytes:
+        return Path(path).read_bytes()

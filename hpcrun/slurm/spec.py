@@ -1,0 +1,181 @@
+"""`JobSpec`: one description of a Slurm job, turned into sbatch scripts and salloc/srun argv.
+
+Every hpcrun workload describes what it runs as a `JobSpec`; this module is the only place
+that turns one into Slurm syntax. The conversions are pure (no I/O) so golden files can pin
+them, and nothing reaches a shell unquoted: argv lists stay lists, and the batch script's
+command line is built with `shlex.join`.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+from hpcrun.errors import UsageError
+
+if TYPE_CHECKING:
+    import jinja2
+
+# Slurm's own grammar for --array: "0-999", "1,3,5-7", "0-239:2", optionally "%16".
+_ARRAY_RE = re.compile(r"^\d+(-\d+(:\d+)?)?(,\d+(-\d+(:\d+)?)?)*(%\d+)?$")
+# --time: minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS, or UNLIMITED.
+_TIME_RE = re.compile(r"^(\d+|\d+:\d{2}|\d+:\d{2}:\d{2}|\d+-\d+(:\d{2}){0,2}|UNLIMITED|INFINITE)$")
+_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What to run and the resources it needs; immutable so plans can be shared and hashed.
+
+    `command` is an argv list. A batch job runs it once, on the first node of the
+    allocation, exactly as `sbatch --wrap` does; put `srun` in front to run on every node.
+    """
+
+    command: tuple[str, ...]
+    name: str = "hpcrun"
+    nodes: int = 1
+    ntasks_per_node: int | None = None
+    cpus_per_task: int | None = None
+    exclusive: bool = False
+    gpus_per_node: int | None = None
+    gpus: int | None = None
+    array: str | None = None
+    dependency: str | None = None
+    time_limit: str | None = None
+    partition: str | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    workdir: str | None = None
+    output: str | None = None
+    error: str | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.command, list):  # accept lists, keep the dataclass hashable
+            object.__setattr__(self, "command", tuple(self.command))
+        self.validate()
+
+    def validate(self) -> None:
+        """Reject what Slurm would reject, earlier and with a message that names the field."""
+        if not self.command:
+            raise UsageError("the job has no command", "put the command after `--`")
+        if self.nodes < 1:
+            raise UsageError(f"nodes must be at least 1 (got {self.nodes})")
+        for label, value in (
+            ("ntasks-per-node", self.ntasks_per_node),
+            ("cpus-per-task", self.cpus_per_task),
+            ("gpus-per-node", self.gpus_per_node),
+            ("gpus", self.gpus),
+        ):
+            if value is not None and value < 1:
+                raise UsageError(f"{label} must be at least 1 (got {value})")
+        if self.array is not None and not _ARRAY_RE.match(self.array):
+            raise UsageError(
+                f"--array {self.array!r} is not a Slurm array range",
+                "use e.g. 0-999, 1,3,5-7, 0-99:2 or 0-239%16 (at most 16 at a time)",
+            )
+        if self.time_limit is not None and not _TIME_RE.match(self.time_limit):
+            raise UsageError(
+                f"--time {self.time_limit!r} is not a Slurm time limit",
+                "use minutes (30), HH:MM:SS (01:30:00) or D-HH:MM:SS (2-00:00:00)",
+            )
+        for key in self.env:
+            if not _ENV_NAME_RE.match(key):
+                raise UsageError(f"environment variable name {key!r} is not valid")
+        if any(ch in self.name for ch in "\n\r"):
+            raise UsageError("the job name must be a single line")
+
+    @property
+    def default_output(self) -> str:
+        """Where stdout goes when no `output` is given: named so `hpcrun logs` can find it."""
+        return "hpcrun-%A_%a.out" if self.array else "hpcrun-%j.out"
+
+    def resource_options(self) -> list[str]:
+        """The options salloc, sbatch and srun share, in a fixed order (golden files rely on it)."""
+        opts = [f"--job-name={self.name}", f"--nodes={self.nodes}"]
+        if self.ntasks_per_node is not None:
+            opts.append(f"--ntasks-per-node={self.ntasks_per_node}")
+        if self.cpus_per_task is not None:
+            opts.append(f"--cpus-per-task={self.cpus_per_task}")
+        if self.exclusive:
+            opts.append("--exclusive")
+        if self.gpus_per_node is not None:
+            opts.append(f"--gpus-per-node={self.gpus_per_node}")
+        if self.gpus is not None:
+            opts.append(f"--gpus={self.gpus}")
+        if self.dependency:
+            opts.append(f"--dependency={self.dependency}")
+        if self.time_limit:
+            opts.append(f"--time={self.time_limit}")
+        if self.partition:
+            opts.append(f"--partition={self.partition}")
+        return opts
+
+    def sbatch_options(self) -> list[str]:
+        opts = self.resource_options()
+        if self.array:
+            opts.append(f"--array={self.array}")
+        if self.workdir:
+            opts.append(f"--chdir={self.workdir}")
+        opts.append(f"--output={self.output or self.default_output}")
+        if self.error:
+            opts.append(f"--error={self.error}")
+        return opts
+
+    def to_sbatch_script(self) -> str:
+        """The batch script `sbatch` reads on stdin; one `#SBATCH` line per option."""
+        return _template("sbatch.sh.j2").render(
+            options=[_directive(option) for option in self.sbatch_options()],
+            env=sorted(self.env.items()),
+            command=shlex.join(self.command),
+            quote=shlex.quote,
+        )
+
+    def to_salloc_argv(self, *, no_shell: bool = True) -> list[str]:
+        """An allocation; step-less (`--no-shell`) by default, as job expansion requires."""
+        argv = ["salloc", *(["--no-shell"] if no_shell else []), *self.resource_options()]
+        return argv if no_shell else [*argv, *self.command]
+
+    def to_srun_argv(self, *, jobid: str | None = None) -> list[str]:
+        """A step: inside allocation `jobid` when given, else a new allocation of its own."""
+        opts = self.resource_options()
+        if jobid is not None:
+            # Inside an existing allocation, job-level options (name, dependency) do not apply.
+            opts = [o for o in opts if not o.startswith(("--job-name=", "--dependency="))]
+            opts.insert(0, f"--jobid={jobid}")
+        env_prefix = _env_argv(self.env)
+        return [*env_prefix, "srun", *opts, *self.command]
+
+
+def _directive(option: str) -> str:
+    """Quote an option's value for an `#SBATCH` line, which sbatch splits on whitespace."""
+    key, sep, value = option.partition("=")
+    if not sep or not any(ch.isspace() for ch in value):
+        return option
+    if '"' in value:
+        raise UsageError(f"{key} value {value!r} holds both spaces and a double quote")
+    return f'{key}="{value}"'
+
+
+def _env_argv(env: Mapping[str, str]) -> Sequence[str]:
+    if not env:
+        return []
+    return ["env", *(f"{k}={v}" for k, v in sorted(env.items()))]
+
+
+@lru_cache(maxsize=None)
+def _environment() -> jinja2.Environment:
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("hpcrun.slurm", "templates"),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+
+
+def _template(name: str) -> jinja2.Template:
+    return _environment().get_template(name)

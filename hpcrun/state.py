@@ -1,0 +1,223 @@
+"""The state store: what hpcrun has created and submitted, in SQLite under `$HPCRUN_HOME`.
+
+Every command that changes the world writes its intent here first and its outcome after,
+so a crash or Ctrl-C in between leaves a row `hpcrun status` can explain (a cluster stuck
+in "creating", a job "submitting" with no Slurm id). WAL mode lets a long `--wait` read
+while another command writes. Schema changes are numbered migrations keyed on
+`PRAGMA user_version`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+_MIGRATIONS = [
+    """
+    CREATE TABLE clusters (
+        name TEXT PRIMARY KEY,
+        backend TEXT NOT NULL,
+        config TEXT NOT NULL,
+        status TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT '',
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE jobs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        cluster TEXT NOT NULL,
+        slurm_job_id TEXT,
+        name TEXT NOT NULL,
+        spec TEXT NOT NULL,
+        status TEXT NOT NULL,
+        workdir TEXT NOT NULL,
+        output TEXT NOT NULL,
+        error TEXT,
+        detail TEXT NOT NULL DEFAULT '',
+        submitted_at REAL NOT NULL
+    );
+    CREATE INDEX jobs_by_cluster ON jobs (cluster, slurm_job_id);
+    """,
+]
+
+
+def hpcrun_home() -> Path:
+    """`$HPCRUN_HOME`, else `~/.hpcrun`: everything hpcrun writes for itself lives here."""
+    return Path(os.environ.get("HPCRUN_HOME") or Path.home() / ".hpcrun").expanduser()
+
+
+@dataclass(frozen=True)
+class ClusterRecord:
+    name: str
+    backend: str
+    config: dict[str, Any]
+    status: str  # creating | up | failed | stopping | down
+    detail: str
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    id: int
+    cluster: str
+    slurm_job_id: str | None
+    name: str
+    spec: dict[str, Any]
+    status: str  # submitting | submitted | failed
+    workdir: str
+    output: str
+    error: str | None
+    submitted_at: float
+
+
+class StateStore:
+    def __init__(self, home: Path | None = None) -> None:
+        self.home = home or hpcrun_home()
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.path = self.home / "state.db"
+        self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA busy_timeout=30000")
+        self._migrate()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        for number, script in enumerate(_MIGRATIONS[version:], start=version + 1):
+            # executescript commits first, so the script carries its own transaction.
+            self._db.executescript(
+                f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version={number};\nCOMMIT;"
+            )
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # clusters ---------------------------------------------------------------------------
+
+    def put_cluster(self, name: str, backend: str, config: Mapping[str, Any], status: str) -> None:
+        now = time.time()
+        self._db.execute(
+            """INSERT INTO clusters (name, backend, config, status, detail, created_at, updated_at)
+               VALUES (?, ?, ?, ?, '', ?, ?)
+               ON CONFLICT(name) DO UPDATE SET backend=excluded.backend, config=excluded.config,
+               status=excluded.status, detail='', updated_at=excluded.updated_at""",
+            (name, backend, json.dumps(dict(config), sort_keys=True), status, now, now),
+        )
+
+    def set_cluster_status(self, name: str, status: str, detail: str = "") -> None:
+        self._db.execute(
+            "UPDATE clusters SET status=?, detail=?, updated_at=? WHERE name=?",
+            (status, detail, time.time(), name),
+        )
+
+    def cluster(self, name: str) -> ClusterRecord | None:
+        row = self._db.execute("SELECT * FROM clusters WHERE name=?", (name,)).fetchone()
+        return _cluster(row) if row else None
+
+    def clusters(self) -> list[ClusterRecord]:
+        rows = self._db.execute("SELECT * FROM clusters ORDER BY name").fetchall()
+        return [_cluster(r) for r in rows]
+
+    def delete_cluster(self, name: str) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM clusters WHERE name=?", (name,))
+            db.execute("DELETE FROM jobs WHERE cluster=?", (name,))
+            if self.current_cluster() == name:
+                db.execute("DELETE FROM settings WHERE key='current_cluster'")
+
+    def current_cluster(self) -> str | None:
+        row = self._db.execute("SELECT value FROM settings WHERE key='current_cluster'").fetchone()
+        return str(row[0]) if row else None
+
+    def set_current_cluster(self, name: str) -> None:
+        self._db.execute(
+            "INSERT INTO settings (key, value) VALUES ('current_cluster', ?) "
+            "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+            (name,),
+        )
+
+    # jobs -------------------------------------------------------------------------------
+
+    def record_submit_intent(
+        self,
+        cluster: str,
+        name: str,
+        spec: Mapping[str, Any],
+        workdir: str,
+        output: str,
+        error: str | None,
+    ) -> int:
+        cur = self._db.execute(
+            """INSERT INTO jobs (cluster, name, spec, status, workdir, output, error, submitted_at)
+               VALUES (?, ?, ?, 'submitting', ?, ?, ?, ?)""",
+            (cluster, name, json.dumps(dict(spec), sort_keys=True), workdir, output, error, time.time()),
+        )
+        return int(cur.lastrowid or 0)
+
+    def record_submitted(self, row_id: int, slurm_job_id: str) -> None:
+        self._db.execute(
+            "UPDATE jobs SET slurm_job_id=?, status='submitted' WHERE id=?", (slurm_job_id, row_id)
+        )
+
+    def record_submit_failed(self, row_id: int, detail: str) -> None:
+        self._db.execute("UPDATE jobs SET status='failed', detail=? WHERE id=?", (detail, row_id))
+
+    def job(self, cluster: str, slurm_job_id: str) -> JobRecord | None:
+        """The record of an hpcrun-submitted job; `123_4` finds the array job `123`."""
+        base = slurm_job_id.split("_", 1)[0]
+        row = self._db.execute(
+            "SELECT * FROM jobs WHERE cluster=? AND slurm_job_id=?", (cluster, base)
+        ).fetchone()
+        return _job(row) if row else None
+
+    def jobs(self, cluster: str, limit: int = 100) -> list[JobRecord]:
+        rows = self._db.execute(
+            "SELECT * FROM jobs WHERE cluster=? ORDER BY id DESC LIMIT ?", (cluster, limit)
+        ).fetchall()
+        return [_job(r) for r in reversed(rows)]
+
+
+def _cluster(row: sqlite3.Row) -> ClusterRecord:
+    return ClusterRecord(
+        name=row["name"],
+        backend=row["backend"],
+        config=json.loads(row["config"]),
+        status=row["status"],
+        detail=row["detail"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def _job(row: sqlite3.Row) -> JobRecord:
+    return JobRecord(
+        id=row["id"],
+        cluster=row["cluster"],
+        slurm_job_id=row["slurm_job_id"],
+        name=row["name"],
+        spec=json.loads(row["spec"]),
+        status=row["status"],
+        workdir=row["workdir"],
+        output=row["output"],
+        error=row["error"],
+        submitted_at=row["submitted_at"],
+    )
