@@ -30,8 +30,9 @@ class UsageError(HpcrunError):
 class SlurmNotInstalled(HpcrunError):
     def __init__(self, missing: Sequence[str]) -> None:
         super().__init__(
-            f"Slurm is not installed here (missing: {', '.join(missing)})",
-            "run `make setup` (as root) to install slurm-wlm, munge, slurmdbd and mariadb-server",
+            f"Slurm is not installed here (not on PATH: {', '.join(missing)})",
+            "run `make setup` (as root) to install slurm-wlm, munge, slurmdbd and mariadb-server; "
+            "if they are installed, add /usr/sbin to PATH",
         )
 
 

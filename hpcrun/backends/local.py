@@ -369,13 +369,7 @@ def _describe(config: dict[str, Any]) -> str:
 
 
 def _which(program: str) -> str | None:
-    found = shutil.which(program)
-    if found is None:  # root's PATH may lack sbin on some shells
-        for directory in ("/usr/sbin", "/sbin"):
-            candidate = Path(directory) / program
-            if candidate.exists():
-                return str(candidate)
-    return found
+    return shutil.which(program)
 
 
 def _tcp_answers(port: int) -> bool:

@@ -102,6 +102,13 @@ class SlurmClient:
         done = self.runner.run(["sinfo", "-h", "-N", "-o", SINFO_FORMAT]).check()
         return parse_sinfo(done.stdout)
 
+    def hostnames(self, nodelist: str) -> list[str]:
+        """Expand a Slurm nodelist (`n[1-3],n7`) to node names, as Slurm itself does."""
+        if not nodelist:
+            return []
+        done = self.runner.run(["scontrol", "show", "hostnames", nodelist]).check()
+        return done.stdout.split()
+
     def version(self) -> str:
         """Slurm's version as `major.minor.patch`, from the client commands."""
         done = self.runner.run(["sinfo", "--version"]).check()

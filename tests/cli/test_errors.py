@@ -1,0 +1,76 @@
+"""What a person sees when something is wrong: one message, a hint, the right exit code."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import run_cli
+
+
+def test_unknown_cluster_lists_known_ones(tmp_path: Path) -> None:
+    done = run_cli("status", "--cluster", "nope", home=tmp_path, check=False)
+    assert done.returncode == 1
+    assert "no cluster named 'nope' (known clusters: none yet)" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_no_current_cluster_says_how_to_make_one(tmp_path: Path) -> None:
+    done = run_cli("jobs", home=tmp_path, check=False)
+    assert done.returncode == 1
+    assert "no current cluster" in done.stderr
+    assert "hpcrun create" in done.stderr
+
+
+def test_bad_array_is_a_usage_error_naming_the_flag(tmp_path: Path) -> None:
+    done = run_cli("submit", "--array", "0-", "--cluster", "x", "--", "true", home=tmp_path, check=False)
+    assert done.returncode == 2
+    assert "--array '0-' is not a Slurm array range" in done.stderr
+
+
+def test_bad_node_count_lists_every_problem(tmp_path: Path) -> None:
+    done = run_cli("create", "--nodes", "17", "--name", "Bad_Name", home=tmp_path, check=False)
+    assert done.returncode == 2
+    assert "nodes:" in done.stderr and "name:" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_debug_shows_the_traceback(tmp_path: Path) -> None:
+    done = run_cli("--debug", "status", "--cluster", "nope", home=tmp_path, check=False)
+    assert done.returncode != 0
+    assert "Traceback" in done.stderr
+
+
+def test_missing_slurm_says_how_to_install_it(tmp_path: Path) -> None:
+    env = {**os.environ, "HPCRUN_HOME": str(tmp_path), "PATH": str(Path(sys.executable).parent)}
+    done = subprocess.run(
+        [sys.executable, "-m", "hpcrun", "create"], env=env, capture_output=True, text=True,
+        stdin=subprocess.DEVNULL, check=False,
+    )
+    assert done.returncode == 1
+    assert "Slurm is not installed here" in done.stderr
+    assert "make setup" in done.stderr
+
+
+def test_down_without_yes_and_without_a_terminal_refuses(tmp_path: Path) -> None:
+    from hpcrun.state import StateStore
+
+    StateStore(tmp_path).put_cluster("dev", "local", {"name": "dev", "nodes": 1}, "down")
+    done = run_cli("down", "--cluster", "dev", home=tmp_path, check=False)
+    assert done.returncode == 2
+    assert "pass --yes" in done.stderr
+
+
+def test_help_imports_nothing_heavy() -> None:
+    """`hpcrun --help` must stay fast: heavy packages are imported inside commands only."""
+    probe = (
+        "import sys\n"
+        "from hpcrun.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = {'pydantic', 'jinja2', 'yaml', 'boto3', 'pcluster', 'kubernetes', 'numpy', 'paramiko'}\n"
+        "print(sorted(heavy & {m.split('.')[0] for m in sys.modules}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip().splitlines()[-1] == "[]"

@@ -1,0 +1,124 @@
+"""Fixtures that start real components once per session and stop them by PID.
+
+`local_cluster` is a real 4-node Slurm cluster (munged, MariaDB, slurmdbd, slurmctld,
+slurmd x4) created through the hpcrun CLI in a private `$HPCRUN_HOME`, exactly as a
+user would; tests talk to it through the CLI or through `SlurmClient`, never through
+mocks. It is torn down with `hpcrun down`, and the teardown checks nothing survived.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from hpcrun.backends import open_backend
+from hpcrun.backends.local import LocalBackend
+from hpcrun.slurm import SlurmClient
+from hpcrun.state import StateStore
+
+HPCRUN = [sys.executable, "-m", "hpcrun"]
+
+
+def slurm_installed() -> bool:
+    return all(shutil.which(p) for p in ("slurmctld", "slurmd", "munged", "slurmdbd", "mariadbd"))
+
+
+def run_cli(
+    *args: str, home: Path, check: bool = True, timeout: float = 180, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the real `hpcrun` CLI in a child process with `home` as HPCRUN_HOME."""
+    env = {**os.environ, "HPCRUN_HOME": str(home)}
+    env.pop("HPCRUN_CLUSTER", None)
+    done = subprocess.run(
+        [*HPCRUN, *args], env=env, capture_output=True, text=True, timeout=timeout,
+        cwd=cwd, stdin=subprocess.DEVNULL, check=False,
+    )
+    if check and done.returncode != 0:
+        raise AssertionError(
+            f"hpcrun {' '.join(args)} exited {done.returncode}\nstdout:\n{done.stdout}\n"
+            f"stderr:\n{done.stderr}"
+        )
+    return done
+
+
+def processes_mentioning(marker: str) -> list[str]:
+    """Live processes whose argv or environment mention `marker` (zombies excluded)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            if stat.rsplit(")", 1)[1].split()[0] == "Z":
+                continue
+            data = Path(f"/proc/{entry}/cmdline").read_bytes()
+            data += Path(f"/proc/{entry}/environ").read_bytes()
+        except OSError:
+            continue
+        if marker.encode() in data:
+            found.append(f"{entry}: {Path(f'/proc/{entry}/cmdline').read_bytes()!r}")
+    return found
+
+
+@dataclass
+class Cluster:
+    home: Path
+    name: str
+    workdir: Path
+
+    @property
+    def store(self) -> StateStore:
+        return StateStore(self.home)
+
+    @property
+    def backend(self) -> LocalBackend:
+        store = self.store
+        record = store.cluster(self.name)
+        assert record is not None
+        backend = open_backend(record, store)
+        assert isinstance(backend, LocalBackend)
+        return backend
+
+    @property
+    def client(self) -> SlurmClient:
+        return self.backend.slurm()
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, **self.backend.env}
+
+    def cli(self, *args: str, check: bool = True, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+        return run_cli(*args, home=self.home, check=check, timeout=timeout, cwd=self.workdir)
+
+
+def short_tempdir(prefix: str) -> Path:
+    """A short path under /tmp: unix socket paths must stay under 108 bytes."""
+    return Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+
+
+@pytest.fixture(scope="session")
+def local_cluster() -> Iterator[Cluster]:
+    if not slurm_installed():
+        if os.environ.get("CI"):
+            pytest.fail("Slurm is not installed; `make test` installs it (make setup-test)")
+        pytest.skip("Slurm is not installed: run `make setup`")
+    home = short_tempdir("hrt")
+    workdir = home / "work"
+    workdir.mkdir()
+    cluster = Cluster(home=home, name="itest", workdir=workdir)
+    try:
+        cluster.cli("create", "--name", "itest", "--nodes", "4", timeout=300)
+        yield cluster
+    finally:
+        run_cli("down", "--yes", "--cluster", "itest", home=home, check=False)
+        leftovers = processes_mentioning(str(home))
+        shutil.rmtree(home, ignore_errors=True)
+        assert not leftovers, f"daemons survived `hpcrun down`: {leftovers}"
