@@ -53,8 +53,8 @@ class PortInUse(HpcrunError):
     def __init__(self, port: int, purpose: str) -> None:
         super().__init__(
             f"port {port} ({purpose}) is already in use on 127.0.0.1",
-            "stop whatever listens there (`ss -ltnp sport = :%d`), or pick other ports with "
-            "`hpcrun create --port-base N`" % port,
+            f"stop whatever listens there (`ss -ltnp sport = :{port}`), or pick other ports "
+            "with `hpcrun create --port-base N`",
         )
         self.port = port
 
@@ -66,7 +66,8 @@ class UnknownCluster(HpcrunError):
         what = f"no cluster named {name!r}" if name else "no current cluster"
         super().__init__(
             f"{what} (known clusters: {listing})",
-            "create one with `hpcrun create`, or pick one with `--cluster NAME` / `hpcrun use NAME`",
+            "create one with `hpcrun create`, or pick one with "
+            "`--cluster NAME` / `hpcrun use NAME`",
         )
 
 

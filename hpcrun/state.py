@@ -169,7 +169,15 @@ class StateStore:
         cur = self._db.execute(
             """INSERT INTO jobs (cluster, name, spec, status, workdir, output, error, submitted_at)
                VALUES (?, ?, ?, 'submitting', ?, ?, ?, ?)""",
-            (cluster, name, json.dumps(dict(spec), sort_keys=True), workdir, output, error, time.time()),
+            (
+                cluster,
+                name,
+                json.dumps(dict(spec), sort_keys=True),
+                workdir,
+                output,
+                error,
+                time.time(),
+            ),
         )
         return int(cur.lastrowid or 0)
 

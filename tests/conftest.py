@@ -38,8 +38,14 @@ def run_cli(
     env = {**os.environ, "HPCRUN_HOME": str(home)}
     env.pop("HPCRUN_CLUSTER", None)
     done = subprocess.run(
-        [*HPCRUN, *args], env=env, capture_output=True, text=True, timeout=timeout,
-        cwd=cwd, stdin=subprocess.DEVNULL, check=False,
+        [*HPCRUN, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        check=False,
     )
     if check and done.returncode != 0:
         raise AssertionError(
@@ -95,7 +101,9 @@ class Cluster:
     def env(self) -> dict[str, str]:
         return {**os.environ, **self.backend.env}
 
-    def cli(self, *args: str, check: bool = True, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, check: bool = True, timeout: float = 180
+    ) -> subprocess.CompletedProcess[str]:
         return run_cli(*args, home=self.home, check=check, timeout=timeout, cwd=self.workdir)
 
 

@@ -67,7 +67,9 @@ class NodeStatus:
     @property
     def summary(self) -> str:
         if self.daemon is not None and not self.daemon.running:
-            return f"down (slurmd exited, status {self.daemon.returncode}; Slurm: {self.node.state})"
+            return (
+                f"down (slurmd exited, status {self.daemon.returncode}; Slurm: {self.node.state})"
+            )
         return self.node.state
 
 

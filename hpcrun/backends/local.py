@@ -123,7 +123,8 @@ class LocalBackend:
         claimed = {
             port
             for record in self.store.clusters()
-            if record.name != self.cluster_name and record.status != "down"
+            if record.name != self.cluster_name
+            and record.status != "down"
             and record.config.get("port_base") is not None
             for port in Ports(int(record.config["port_base"]), int(record.config["nodes"])).all()
         }
@@ -167,9 +168,16 @@ class LocalBackend:
         progress.step("starting munged")
         self._start(
             "munged",
-            ["munged", "-F", "--force", f"--socket={p.munge_socket}", f"--key-file={p.munge_key}",
-             f"--pid-file={p.run}/munged.pid", f"--seed-file={p.munge}/seed",
-             f"--log-file={p.log}/munged.log"],
+            [
+                "munged",
+                "-F",
+                "--force",
+                f"--socket={p.munge_socket}",
+                f"--key-file={p.munge_key}",
+                f"--pid-file={p.run}/munged.pid",
+                f"--seed-file={p.munge}/seed",
+                f"--log-file={p.log}/munged.log",
+            ],
             ready=lambda: _unix_socket_answers(p.munge_socket),
             log=p.log / "munged.log",
         )
@@ -199,17 +207,32 @@ class LocalBackend:
             progress.step("initialising the accounting database (MariaDB)")
             shutil.rmtree(p.db, ignore_errors=True)
             runner.run(
-                ["mariadb-install-db", "--no-defaults", f"--datadir={p.db}", "--user=root",
-                 "--auth-root-authentication-method=normal", "--skip-test-db"],
+                [
+                    "mariadb-install-db",
+                    "--no-defaults",
+                    f"--datadir={p.db}",
+                    "--user=root",
+                    "--auth-root-authentication-method=normal",
+                    "--skip-test-db",
+                ],
                 timeout_s=120,
             ).check()
         progress.step("starting MariaDB")
         self._start(
             "mariadb",
-            ["mariadbd", "--no-defaults", f"--datadir={p.db}", f"--socket={p.run}/mariadb.sock",
-             f"--port={self.ports.mariadb}", "--bind-address=127.0.0.1", "--user=root",
-             f"--pid-file={p.run}/mariadb.pid", f"--log-error={p.log}/mariadb.log",
-             "--skip-name-resolve", "--innodb-lock-wait-timeout=900"],
+            [
+                "mariadbd",
+                "--no-defaults",
+                f"--datadir={p.db}",
+                f"--socket={p.run}/mariadb.sock",
+                f"--port={self.ports.mariadb}",
+                "--bind-address=127.0.0.1",
+                "--user=root",
+                f"--pid-file={p.run}/mariadb.pid",
+                f"--log-error={p.log}/mariadb.log",
+                "--skip-name-resolve",
+                "--innodb-lock-wait-timeout=900",
+            ],
             ready=lambda: _tcp_answers(self.ports.mariadb),
             log=p.log / "mariadb.log",
         )
@@ -237,8 +260,9 @@ class LocalBackend:
         while not ready():
             self._fail_if_dead(name, log)
             if time.monotonic() > deadline:
-                raise DaemonFailed(name, f"did not answer within {READY_TIMEOUT_S:g} s", str(log),
-                                   _tail(log))
+                raise DaemonFailed(
+                    name, f"did not answer within {READY_TIMEOUT_S:g} s", str(log), _tail(log)
+                )
             time.sleep(0.05)
 
     def _fail_if_dead(self, name: str, log: Path) -> None:
@@ -247,7 +271,10 @@ class LocalBackend:
                 out = self.paths.log / f"{name}.out"
                 tail = _tail(log) or _tail(out)
                 raise DaemonFailed(
-                    name, f"exited with status {daemon.returncode}", str(log if _tail(log) else out), tail
+                    name,
+                    f"exited with status {daemon.returncode}",
+                    str(log if _tail(log) else out),
+                    tail,
                 )
 
     def _wait_nodes_idle(self, progress: Progress, count: int) -> None:
@@ -265,14 +292,19 @@ class LocalBackend:
             broken = [n for n in nodes if n.state.startswith(("inval", "drain"))]
             if broken:
                 node = broken[0]
-                raise DaemonFailed(f"slurmd-{node.name}", f"registered as {node.state} "
-                                   f"({node.reason or 'no reason'})",
-                                   str(self.paths.log / "slurmctld.log"),
-                                   _tail(self.paths.log / "slurmctld.log"))
+                raise DaemonFailed(
+                    f"slurmd-{node.name}",
+                    f"registered as {node.state} ({node.reason or 'no reason'})",
+                    str(self.paths.log / "slurmctld.log"),
+                    _tail(self.paths.log / "slurmctld.log"),
+                )
             if time.monotonic() > deadline:
-                raise DaemonFailed("slurmd", f"only {idle} of {count} nodes became idle within "
-                                   f"{READY_TIMEOUT_S:g} s", str(self.paths.log / "slurmctld.log"),
-                                   _tail(self.paths.log / "slurmctld.log"))
+                raise DaemonFailed(
+                    "slurmd",
+                    f"only {idle} of {count} nodes became idle within {READY_TIMEOUT_S:g} s",
+                    str(self.paths.log / "slurmctld.log"),
+                    _tail(self.paths.log / "slurmctld.log"),
+                )
             time.sleep(0.1)
 
     def _daemons(self) -> list[DaemonStatus]:
@@ -285,15 +317,20 @@ class LocalBackend:
             ]
         return [
             DaemonStatus(
-                name=d["name"], pid=int(d["pid"]), running=bool(d["running"]),
-                returncode=d.get("returncode"), log=d.get("log", ""),
+                name=d["name"],
+                pid=int(d["pid"]),
+                running=bool(d["running"]),
+                returncode=d.get("returncode"),
+                log=d.get("log", ""),
             )
             for d in records
         ]
 
     def _all_started(self) -> bool:
         names = {d.name for d in self._daemons() if d.running}
-        wanted = {"munged", "slurmctld"} | {f"slurmd-n{i}" for i in range(1, int(self.config["nodes"]) + 1)}
+        wanted = {"munged", "slurmctld"} | {
+            f"slurmd-n{i}" for i in range(1, int(self.config["nodes"]) + 1)
+        }
         if self.config["accounting"]:
             wanted |= {"mariadb", "slurmdbd"}
         return wanted <= names
@@ -321,7 +358,9 @@ class LocalBackend:
         if not supervised:
             state = recorded if recorded in {"creating", "failed"} else "down"
             if recorded == "up":
-                detail = "the supervisor is gone (crashed or host restarted); `hpcrun create` recovers"
+                detail = (
+                    "the supervisor is gone (crashed or host restarted); `hpcrun create` recovers"
+                )
         elif any(d.died for d in daemons) or any(n.is_down for n in node_status):
             state = "degraded"
         else:
@@ -364,7 +403,8 @@ class LocalBackend:
 def _describe(config: dict[str, Any]) -> str:
     return (
         f"{config['nodes']} nodes, {config['cpus_per_node']} CPUs and "
-        f"{config['gpus_per_node']} GPUs per node, accounting {'on' if config['accounting'] else 'off'}"
+        f"{config['gpus_per_node']} GPUs per node, "
+        f"accounting {'on' if config['accounting'] else 'off'}"
     )
 
 

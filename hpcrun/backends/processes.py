@@ -8,6 +8,7 @@ belongs to this cluster, since PIDs are reused.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -123,10 +124,8 @@ def kill_stale(pids: list[int], marker: str, timeout_s: float = 10.0) -> list[in
     ours = [p for p in pids if p > 0 and process_alive(p) and process_belongs(p, marker)]
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for pid in ours:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
         deadline = time.monotonic() + timeout_s
         while any(process_alive(p) for p in ours) and time.monotonic() < deadline:
             time.sleep(0.05)

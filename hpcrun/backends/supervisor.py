@@ -15,6 +15,7 @@ Requests arrive on a unix socket, one JSON object per connection:
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
@@ -112,10 +113,8 @@ class Supervisor:
             reply = self._dispatch(request)
         except Exception as exc:  # a bad request must never take the daemons down
             reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-        try:
+        with contextlib.suppress(OSError):
             conn.sendall(json.dumps(reply).encode() + b"\n")
-        except OSError:
-            pass
 
     def _dispatch(self, request: dict[str, Any]) -> dict[str, Any]:
         op = request.get("op")
@@ -225,10 +224,8 @@ class Supervisor:
 
     @staticmethod
     def _signal(pid: int, sig: int) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
 
 
 def _children(parent: int) -> list[int]:

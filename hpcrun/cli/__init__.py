@@ -37,9 +37,13 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More log output (-vv: debug).")] = 0,
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="More log output (-vv: debug).")
+    ] = 0,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
 ) -> None:
     level = logging.DEBUG if verbose > 1 or debug else logging.INFO if verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
@@ -50,7 +54,9 @@ app.command(rich_help_panel="Clusters")(cluster.status)
 app.command(rich_help_panel="Clusters")(cluster.down)
 app.command(rich_help_panel="Clusters")(cluster.clusters)
 app.command(rich_help_panel="Clusters")(cluster.use)
-app.command(rich_help_panel="Jobs", context_settings={"allow_interspersed_args": False})(jobs.submit)
+app.command(rich_help_panel="Jobs", context_settings={"allow_interspersed_args": False})(
+    jobs.submit
+)
 app.command(rich_help_panel="Jobs")(jobs.jobs)
 app.command(rich_help_panel="Jobs")(jobs.logs)
 app.command(rich_help_panel="Jobs")(jobs.cancel)

@@ -22,13 +22,40 @@ from hpcrun.errors import UnknownCluster, UsageError
 
 def create(
     backend: Annotated[str, typer.Option(help="Where the cluster comes from.")] = "local",
-    name: Annotated[str | None, typer.Option(help="Cluster name [default: dev].", show_default=False)] = None,
-    nodes: Annotated[int | None, typer.Option("--nodes", "-N", help="Slurm nodes, 1-16 [default: 4].", show_default=False)] = None,
-    cpus_per_node: Annotated[int | None, typer.Option(help="CPUs each node declares [default: 8].", show_default=False)] = None,
-    gpus_per_node: Annotated[int | None, typer.Option(help="GPUs each node declares [default: 2].", show_default=False)] = None,
-    accounting: Annotated[bool | None, typer.Option("--accounting/--no-accounting", help="Run MariaDB + slurmdbd [default: on].", show_default=False)] = None,
-    port_base: Annotated[int | None, typer.Option(help="First of nodes+3 TCP ports [default: a free block from 16800].", show_default=False)] = None,
-    config: Annotated[Path | None, typer.Option("--config", help="Cluster file (YAML); flags override its keys.", show_default=False)] = None,
+    name: Annotated[
+        str | None, typer.Option(help="Cluster name [default: dev].", show_default=False)
+    ] = None,
+    nodes: Annotated[
+        int | None,
+        typer.Option("--nodes", "-N", help="Slurm nodes, 1-16 [default: 4].", show_default=False),
+    ] = None,
+    cpus_per_node: Annotated[
+        int | None, typer.Option(help="CPUs each node declares [default: 8].", show_default=False)
+    ] = None,
+    gpus_per_node: Annotated[
+        int | None, typer.Option(help="GPUs each node declares [default: 2].", show_default=False)
+    ] = None,
+    accounting: Annotated[
+        bool | None,
+        typer.Option(
+            "--accounting/--no-accounting",
+            help="Run MariaDB + slurmdbd [default: on].",
+            show_default=False,
+        ),
+    ] = None,
+    port_base: Annotated[
+        int | None,
+        typer.Option(
+            help="First of nodes+3 TCP ports [default: a free block from 16800].",
+            show_default=False,
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config", help="Cluster file (YAML); flags override its keys.", show_default=False
+        ),
+    ] = None,
     json_out: JsonOption = False,
 ) -> None:
     """Bring up a cluster: by default a real Slurm cluster on this machine.
@@ -94,8 +121,8 @@ def status(cluster: ClusterOption = None, json_out: JsonOption = False) -> None:
     out = console()
     colour = {"up": "green", "degraded": "yellow"}.get(current.state, "red")
     out.print(
-        f"Cluster [bold]{current.name}[/bold] ({current.backend}): [{colour}]{current.state}[/{colour}]"
-        + (f" — {current.detail}" if current.detail else "")
+        f"Cluster [bold]{current.name}[/bold] ({current.backend}): "
+        f"[{colour}]{current.state}[/{colour}]" + (f" — {current.detail}" if current.detail else "")
     )
     if current.slurm_conf:
         out.print(f"SLURM_CONF={current.slurm_conf}")
@@ -103,21 +130,33 @@ def status(cluster: ClusterOption = None, json_out: JsonOption = False) -> None:
         table = Table("node", "state", "cpus", "gres", "reason", box=None, pad_edge=False)
         for node in current.nodes:
             style = "red" if node.is_down else ""
-            table.add_row(node.node.name, node.summary, str(node.node.cpus), node.node.gres,
-                          node.node.reason, style=style)
+            table.add_row(
+                node.node.name,
+                node.summary,
+                str(node.node.cpus),
+                node.node.gres,
+                node.node.reason,
+                style=style,
+            )
         out.print(table)
     dead = [d for d in current.daemons if d.died and not d.name.startswith("slurmd-")]
     for daemon in dead:
-        out.print(f"[red]{daemon.name} exited with status {daemon.returncode}[/red]; log: {daemon.log}")
+        out.print(
+            f"[red]{daemon.name} exited with status {daemon.returncode}[/red]; log: {daemon.log}"
+        )
     active = [j for j in current.jobs if not j.state.is_terminal]
-    out.print(f"Jobs: {len(active)} active, {len(current.jobs) - len(active)} recently ended"
-              + (" (`hpcrun jobs` lists them)" if current.jobs else ""))
+    out.print(
+        f"Jobs: {len(active)} active, {len(current.jobs) - len(active)} recently ended"
+        + (" (`hpcrun jobs` lists them)" if current.jobs else "")
+    )
 
 
 def down(
     cluster: ClusterOption = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before stopping.")] = False,
-    purge: Annotated[bool, typer.Option(help="Also remove the cluster's directory and record.")] = False,
+    purge: Annotated[
+        bool, typer.Option(help="Also remove the cluster's directory and record.")
+    ] = False,
 ) -> None:
     """Stop every daemon the cluster runs (by PID). Job output files are left alone."""
     target = resolve_cluster(cluster)
@@ -134,8 +173,10 @@ def down(
     progress = RichProgress()
     started = time.monotonic()
     target.backend.destroy(progress, purge=purge)
-    console().print(f"Cluster [bold]{name}[/bold] stopped in {time.monotonic() - started:.1f} s"
-                    + (" and removed." if purge else "."))
+    console().print(
+        f"Cluster [bold]{name}[/bold] stopped in {time.monotonic() - started:.1f} s"
+        + (" and removed." if purge else ".")
+    )
 
 
 def clusters(json_out: JsonOption = False) -> None:
@@ -144,11 +185,18 @@ def clusters(json_out: JsonOption = False) -> None:
     records = store.clusters()
     current = store.current_cluster()
     if json_out:
-        print_json([
-            {"name": r.name, "backend": r.backend, "status": r.status, "current": r.name == current,
-             "config": r.config}
-            for r in records
-        ])
+        print_json(
+            [
+                {
+                    "name": r.name,
+                    "backend": r.backend,
+                    "status": r.status,
+                    "current": r.name == current,
+                    "config": r.config,
+                }
+                for r in records
+            ]
+        )
         return
     from rich.table import Table
 
@@ -157,8 +205,13 @@ def clusters(json_out: JsonOption = False) -> None:
         return
     table = Table("", "name", "backend", "status", "nodes", box=None, pad_edge=False)
     for r in records:
-        table.add_row("*" if r.name == current else "", r.name, r.backend, r.status,
-                      str(r.config.get("nodes", "")))
+        table.add_row(
+            "*" if r.name == current else "",
+            r.name,
+            r.backend,
+            r.status,
+            str(r.config.get("nodes", "")),
+        )
     console().print(table)
 
 

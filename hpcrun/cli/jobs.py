@@ -12,7 +12,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from hpcrun.cli._common import ClusterOption, JsonOption, Target, console, print_json, resolve_cluster
+from hpcrun.cli._common import (
+    ClusterOption,
+    JsonOption,
+    Target,
+    console,
+    print_json,
+    resolve_cluster,
+)
 from hpcrun.errors import HpcrunError, UnknownJob, UsageError
 
 if TYPE_CHECKING:
@@ -20,20 +27,59 @@ if TYPE_CHECKING:
 
 
 def submit(
-    command: Annotated[list[str], typer.Argument(help="The command to run, after `--`.", show_default=False)],
+    command: Annotated[
+        list[str], typer.Argument(help="The command to run, after `--`.", show_default=False)
+    ],
     nodes: Annotated[int, typer.Option("--nodes", "-N", help="Nodes to allocate.")] = 1,
-    array: Annotated[str | None, typer.Option("--array", "-a", help="Array range, e.g. 0-999 or 0-239%16.", show_default=False)] = None,
-    gpus_per_node: Annotated[int | None, typer.Option(help="GPUs per node.", show_default=False)] = None,
+    array: Annotated[
+        str | None,
+        typer.Option(
+            "--array", "-a", help="Array range, e.g. 0-999 or 0-239%16.", show_default=False
+        ),
+    ] = None,
+    gpus_per_node: Annotated[
+        int | None, typer.Option(help="GPUs per node.", show_default=False)
+    ] = None,
     exclusive: Annotated[bool, typer.Option(help="Whole nodes only.")] = False,
-    time_limit: Annotated[str | None, typer.Option("--time", "-t", help="Time limit: 30, 01:30:00, 2-00:00:00.", show_default=False)] = None,
-    dependency: Annotated[str | None, typer.Option("--dependency", "-d", help="e.g. afterok:123.", show_default=False)] = None,
+    time_limit: Annotated[
+        str | None,
+        typer.Option(
+            "--time", "-t", help="Time limit: 30, 01:30:00, 2-00:00:00.", show_default=False
+        ),
+    ] = None,
+    dependency: Annotated[
+        str | None, typer.Option("--dependency", "-d", help="e.g. afterok:123.", show_default=False)
+    ] = None,
     name: Annotated[str, typer.Option("--job-name", "-J", help="Job name.")] = "hpcrun",
-    output: Annotated[str | None, typer.Option("--output", "-o", help="stdout file pattern [default: hpcrun-%j.out, hpcrun-%A_%a.out for arrays].", show_default=False)] = None,
-    error: Annotated[str | None, typer.Option("--error", "-e", help="stderr file pattern [default: with stdout].", show_default=False)] = None,
-    chdir: Annotated[Path | None, typer.Option("--chdir", "-D", help="Working directory [default: this one].", show_default=False)] = None,
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="stdout file pattern [default: hpcrun-%j.out, hpcrun-%A_%a.out for arrays].",
+            show_default=False,
+        ),
+    ] = None,
+    error: Annotated[
+        str | None,
+        typer.Option(
+            "--error", "-e", help="stderr file pattern [default: with stdout].", show_default=False
+        ),
+    ] = None,
+    chdir: Annotated[
+        Path | None,
+        typer.Option(
+            "--chdir", "-D", help="Working directory [default: this one].", show_default=False
+        ),
+    ] = None,
     partition: Annotated[str | None, typer.Option("--partition", "-p", show_default=False)] = None,
-    wait: Annotated[bool, typer.Option("--wait", "-W", help="Block until the job ends; exit with its status.")] = False,
-    timeout: Annotated[float | None, typer.Option(help="With --wait: give up after this many seconds.", show_default=False)] = None,
+    wait: Annotated[
+        bool, typer.Option("--wait", "-W", help="Block until the job ends; exit with its status.")
+    ] = False,
+    timeout: Annotated[
+        float | None,
+        typer.Option(help="With --wait: give up after this many seconds.", show_default=False),
+    ] = None,
     cluster: ClusterOption = None,
     json_out: JsonOption = False,
 ) -> None:
@@ -50,9 +96,18 @@ def submit(
 
     workdir = str((chdir or Path.cwd()).resolve())
     spec = JobSpec(
-        command=tuple(command), name=name, nodes=nodes, array=array, gpus_per_node=gpus_per_node,
-        exclusive=exclusive, time_limit=time_limit, dependency=dependency, partition=partition,
-        workdir=workdir, output=output, error=error,
+        command=tuple(command),
+        name=name,
+        nodes=nodes,
+        array=array,
+        gpus_per_node=gpus_per_node,
+        exclusive=exclusive,
+        time_limit=time_limit,
+        dependency=dependency,
+        partition=partition,
+        workdir=workdir,
+        output=output,
+        error=error,
     )
     target = resolve_cluster(cluster)
     stdout_pattern = spec.output or spec.default_output
@@ -73,8 +128,14 @@ def submit(
     final = _wait(target, job_id, timeout, quiet=json_out)
     code = _exit_status(final)
     if json_out:
-        print_json({"job_id": job_id, "cluster": target.record.name, "exit_code": code,
-                    "tasks": [j.to_json() for j in final]})
+        print_json(
+            {
+                "job_id": job_id,
+                "cluster": target.record.name,
+                "exit_code": code,
+                "tasks": [j.to_json() for j in final],
+            }
+        )
     else:
         states = sorted({str(j.state) for j in final})
         console(stderr=True).print(f"job {job_id}: {', '.join(states)} (exit {code})")
@@ -98,7 +159,10 @@ def _wait(target: Target, job_id: str, timeout: float | None, quiet: bool) -> li
             return
         done = sum(1 for j in jobs if j.state.is_terminal)
         states = ", ".join(sorted({str(j.state) for j in jobs}))
-        status.update(f"job {job_id}: {states}" + (f" ({done}/{len(jobs)} tasks ended)" if len(jobs) > 1 else ""))
+        status.update(
+            f"job {job_id}: {states}"
+            + (f" ({done}/{len(jobs)} tasks ended)" if len(jobs) > 1 else "")
+        )
 
     try:
         return target.backend.slurm().wait(job_id, timeout_s=timeout, on_poll=show)
@@ -116,7 +180,10 @@ def _exit_status(jobs: list[Job]) -> int:
 
 
 def jobs(
-    job_ids: Annotated[list[str] | None, typer.Argument(help="Only these jobs (an array id covers its tasks).", show_default=False)] = None,
+    job_ids: Annotated[
+        list[str] | None,
+        typer.Argument(help="Only these jobs (an array id covers its tasks).", show_default=False),
+    ] = None,
     cluster: ClusterOption = None,
     json_out: JsonOption = False,
 ) -> None:
@@ -127,7 +194,9 @@ def jobs(
         print_json([j.to_json() for j in found])
         return
     if not found:
-        console().print("No jobs." + ("" if job_ids else " Submit one with `hpcrun submit -- CMD`."))
+        console().print(
+            "No jobs." + ("" if job_ids else " Submit one with `hpcrun submit -- CMD`.")
+        )
         return
     from rich.table import Table
 
@@ -170,7 +239,9 @@ def _array_row(tasks: list[Job]) -> tuple[str, str, str, str, str]:
 
 def logs(
     job_id: Annotated[str, typer.Argument(help="Job id; an array task is 123_4.")],
-    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the job ends.")] = False,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing until the job ends.")
+    ] = False,
     cluster: ClusterOption = None,
 ) -> None:
     """Print a job's output (stdout, then stderr when it has its own file)."""
@@ -207,8 +278,10 @@ def _log_files(target: Target, job_id: str, record: object, known: list[Job]) ->
         workdir, name = record.workdir, record.name
         if record.spec.get("array") and not task:
             tasks = sorted({j.array_task_id for j in known if j.array_task_id})[:5]
-            raise UsageError(f"job {job_id} is an array: name one task",
-                             f"e.g. `hpcrun logs {base}_{tasks[0] if tasks else 0}`")
+            raise UsageError(
+                f"job {job_id} is an array: name one task",
+                f"e.g. `hpcrun logs {base}_{tasks[0] if tasks else 0}`",
+            )
     else:
         done = target.backend.slurm().runner.run(["scontrol", "-o", "show", "job", job_id])
         from hpcrun.slurm.parse import parse_scontrol_records
@@ -218,9 +291,15 @@ def _log_files(target: Target, job_id: str, record: object, known: list[Job]) ->
         workdir, name = info.get("WorkDir", os.getcwd()), info.get("JobName", "")
     raw = next((j.raw_id for j in known if j.job_id == job_id), base)
     return [
-        resolve_output_path(p, job_id=raw, array_job_id=base if task else None,
-                            array_task_id=task or None, name=name, user=getpass.getuser(),
-                            workdir=workdir)
+        resolve_output_path(
+            p,
+            job_id=raw,
+            array_job_id=base if task else None,
+            array_task_id=task or None,
+            name=name,
+            user=getpass.getuser(),
+            workdir=workdir,
+        )
         for p in patterns
     ]
 

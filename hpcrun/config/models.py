@@ -29,15 +29,21 @@ class LocalClusterConfig(BaseModel):
     nodes: int = Field(4, ge=1, le=MAX_LOCAL_NODES, description="slurmd nodes n1..nN")
     cpus_per_node: int = Field(8, ge=1, le=256, description="CPUs each node declares")
     gpus_per_node: int = Field(
-        2, ge=0, le=16, description="GPUs each node declares (Gres=gpu:N), so GPU-shaped "
-        "requests schedule; there is no real GPU behind them"
+        2,
+        ge=0,
+        le=16,
+        description="GPUs each node declares (Gres=gpu:N), so GPU-shaped "
+        "requests schedule; there is no real GPU behind them",
     )
     memory_per_node_mib: int = Field(4096, ge=256, description="RealMemory each node declares")
     accounting: bool = Field(
         True, description="run MariaDB + slurmdbd: sacct history and repeated job resizes"
     )
     port_base: int | None = Field(
-        None, ge=1024, le=65000, description="first of the nodes+3 TCP ports (default: a free block)"
+        None,
+        ge=1024,
+        le=65000,
+        description="first of the nodes+3 TCP ports (default: a free block)",
     )
     partition: str = Field("batch", pattern=r"^[A-Za-z0-9_-]+$")
 

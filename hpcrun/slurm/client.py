@@ -138,7 +138,9 @@ class SlurmClient:
             if jobs and all(j.state.is_terminal for j in jobs):
                 break
             if deadline is not None and time.monotonic() >= deadline:
-                raise JobWaitTimeout(job_id, timeout_s or 0.0, [j for j in jobs if not j.state.is_terminal])
+                raise JobWaitTimeout(
+                    job_id, timeout_s or 0.0, [j for j in jobs if not j.state.is_terminal]
+                )
             if not jobs:
                 raise HpcrunError(
                     f"Slurm does not know job {job_id}",
@@ -149,13 +151,14 @@ class SlurmClient:
         unknown = [j.job_id for j in jobs if j.exit_code is None]
         codes = self.exit_codes([job_id]) if unknown else {}
         return [
-            j if j.exit_code is not None else _with_exit_code(j, codes.get(j.job_id))
-            for j in jobs
+            j if j.exit_code is not None else _with_exit_code(j, codes.get(j.job_id)) for j in jobs
         ]
 
 
 def _covers(found: Sequence[Job], wanted_id: str) -> bool:
-    return any(j.job_id == wanted_id or j.array_job_id == wanted_id or j.raw_id == wanted_id for j in found)
+    return any(
+        j.job_id == wanted_id or j.array_job_id == wanted_id or j.raw_id == wanted_id for j in found
+    )
 
 
 def _with_exit_code(job: Job, code: int | None) -> Job:

@@ -12,7 +12,7 @@ import re
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from typing import TYPE_CHECKING
 
 from hpcrun.errors import UsageError
@@ -165,7 +165,7 @@ def _env_argv(env: Mapping[str, str]) -> Sequence[str]:
     return ["env", *(f"{k}={v}" for k, v in sorted(env.items()))]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _environment() -> jinja2.Environment:
     import jinja2
 

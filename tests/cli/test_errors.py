@@ -25,7 +25,9 @@ def test_no_current_cluster_says_how_to_make_one(tmp_path: Path) -> None:
 
 
 def test_bad_array_is_a_usage_error_naming_the_flag(tmp_path: Path) -> None:
-    done = run_cli("submit", "--array", "0-", "--cluster", "x", "--", "true", home=tmp_path, check=False)
+    done = run_cli(
+        "submit", "--array", "0-", "--cluster", "x", "--", "true", home=tmp_path, check=False
+    )
     assert done.returncode == 2
     assert "--array '0-' is not a Slurm array range" in done.stderr
 
@@ -46,8 +48,12 @@ def test_debug_shows_the_traceback(tmp_path: Path) -> None:
 def test_missing_slurm_says_how_to_install_it(tmp_path: Path) -> None:
     env = {**os.environ, "HPCRUN_HOME": str(tmp_path), "PATH": str(Path(sys.executable).parent)}
     done = subprocess.run(
-        [sys.executable, "-m", "hpcrun", "create"], env=env, capture_output=True, text=True,
-        stdin=subprocess.DEVNULL, check=False,
+        [sys.executable, "-m", "hpcrun", "create"],
+        env=env,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        check=False,
     )
     assert done.returncode == 1
     assert "Slurm is not installed here" in done.stderr
@@ -69,7 +75,8 @@ def test_help_imports_nothing_heavy() -> None:
         "import sys\n"
         "from hpcrun.cli import main\n"
         "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-        "heavy = {'pydantic', 'jinja2', 'yaml', 'boto3', 'pcluster', 'kubernetes', 'numpy', 'paramiko'}\n"
+        "heavy = {'pydantic', 'jinja2', 'yaml', 'boto3', 'pcluster', 'kubernetes',\n"
+        "         'numpy', 'paramiko'}\n"
         "print(sorted(heavy & {m.split('.')[0] for m in sys.modules}))\n"
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)

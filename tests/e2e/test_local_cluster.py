@@ -21,7 +21,9 @@ pytestmark = pytest.mark.slurm
 
 
 def test_srun_runs_on_four_distinct_nodes(local_cluster: Cluster) -> None:
-    done = local_cluster.cli("submit", "-N", "4", "--wait", "--", "srun", "printenv", "SLURMD_NODENAME")
+    done = local_cluster.cli(
+        "submit", "-N", "4", "--wait", "--", "srun", "printenv", "SLURMD_NODENAME"
+    )
     job_id = done.stdout.split()[0]
     out = local_cluster.cli("logs", job_id).stdout.split()
     assert sorted(out) == ["n1", "n2", "n3", "n4"]
@@ -42,7 +44,9 @@ def test_array_of_100_tasks_runs_to_completion(local_cluster: Cluster) -> None:
     assert {j.exit_code for j in final} == {0}
     assert sorted(int(j.array_task_id or -1) for j in final) == list(range(100))
     for task in (0, 42, 99):
-        assert (local_cluster.workdir / f"hpcrun-{job_id}_{task}.out").read_text() == f"task={task}\n"
+        assert (
+            local_cluster.workdir / f"hpcrun-{job_id}_{task}.out"
+        ).read_text() == f"task={task}\n"
 
 
 def test_logs_of_an_array_task_submitted_by_cli(local_cluster: Cluster) -> None:
@@ -88,7 +92,9 @@ def test_resize_shrinks_a_job_and_accounting_allows_a_second_update(local_cluste
 
 
 def test_submit_wait_exits_with_the_jobs_status(local_cluster: Cluster) -> None:
-    done = local_cluster.cli("submit", "--wait", "--", "bash", "-c", "echo bad >&2; exit 7", check=False)
+    done = local_cluster.cli(
+        "submit", "--wait", "--", "bash", "-c", "echo bad >&2; exit 7", check=False
+    )
     assert done.returncode == 7
     assert "FAILED (exit 7)" in done.stderr
 
@@ -96,7 +102,10 @@ def test_submit_wait_exits_with_the_jobs_status(local_cluster: Cluster) -> None:
 def test_jobs_json_lists_queued_array_tasks_then_cancel(local_cluster: Cluster) -> None:
     held = subprocess.run(
         ["sbatch", "--parsable", "-H", "--array=0-499", "-o", "/dev/null", "--wrap", "true"],
-        env=local_cluster.env, capture_output=True, text=True, check=True,
+        env=local_cluster.env,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
     listed = json.loads(local_cluster.cli("jobs", "--json", held).stdout)
     assert len(listed) == 500
@@ -146,7 +155,9 @@ def test_killed_slurmd_is_reported_down_and_create_heals_it(local_cluster: Clust
 
 def _allocate(cluster: Cluster, nodes: int, exclusive: bool = False) -> str:
     """A step-less allocation, as IndeX sessions and job expansion use."""
-    argv = JobSpec(command=("true",), nodes=nodes, name="alloc", exclusive=exclusive).to_salloc_argv()
+    argv = JobSpec(
+        command=("true",), nodes=nodes, name="alloc", exclusive=exclusive
+    ).to_salloc_argv()
     done = cluster.client.runner.run(argv, timeout_s=60).check()
     for line in (done.stderr + done.stdout).splitlines():
         if "Granted job allocation" in line:
