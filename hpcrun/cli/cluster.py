@@ -64,7 +64,11 @@ def create(
     supervisor, and waits until every node is idle. Running it again on a cluster that
     is up changes nothing; after a crash it recovers.
 
-    Example: hpcrun create --nodes 4 --name dev
+    \b
+    Examples:
+      hpcrun create                       # 4 nodes, named dev
+      hpcrun create --nodes 8 --name big --no-accounting
+      hpcrun create --config configs/local.yaml
     """
     from hpcrun.backends.local import LocalBackend
     from hpcrun.config.models import load_cluster_file, validate_cluster_config

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 import os
 import sys
 import time
@@ -88,6 +87,7 @@ def submit(
     Like `sbatch --wrap`, the command runs once, on the first node of the allocation:
     put `srun` in front to run it on every node.
 
+    \b
     Examples:
       hpcrun submit -N 4 --wait -- srun hostname
       hpcrun submit --array 0-99 -- python score.py
@@ -269,6 +269,8 @@ def logs(
 
 
 def _log_files(target: Target, job_id: str, record: object, known: list[Job]) -> list[Path]:
+    import getpass
+
     from hpcrun.slurm.output import resolve_output_path
     from hpcrun.state import JobRecord
 
