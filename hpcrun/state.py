@@ -76,6 +76,7 @@ class JobRecord:
     workdir: str
     output: str
     error: str | None
+    detail: str  # why a submission failed
     submitted_at: float
 
 
@@ -94,12 +95,18 @@ class StateStore:
         self._db.close()
 
     def _migrate(self) -> None:
-        version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        for number, script in enumerate(_MIGRATIONS[version:], start=version + 1):
-            # executescript commits first, so the script carries its own transaction.
-            self._db.executescript(
-                f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version={number};\nCOMMIT;"
-            )
+        for number, script in enumerate(_MIGRATIONS, start=1):
+            if self._db.execute("PRAGMA user_version").fetchone()[0] >= number:
+                continue
+            with self._transaction() as db:
+                # Read again under the write lock: two commands opening a new home at once
+                # must not both apply the same migration.
+                if db.execute("PRAGMA user_version").fetchone()[0] >= number:
+                    continue
+                for statement in script.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute(f"PRAGMA user_version={number}")
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -227,5 +234,6 @@ def _job(row: sqlite3.Row) -> JobRecord:
         workdir=row["workdir"],
         output=row["output"],
         error=row["error"],
+        detail=row["detail"],
         submitted_at=row["submitted_at"],
     )

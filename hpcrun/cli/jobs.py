@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -112,7 +111,7 @@ def submit(
     target = resolve_cluster(cluster)
     stdout_pattern = spec.output or spec.default_output
     row = target.store.record_submit_intent(
-        target.record.name, spec.name, _spec_json(spec), workdir, stdout_pattern, spec.error
+        target.record.name, spec.name, spec.to_json(), workdir, stdout_pattern, spec.error
     )
     try:
         job_id = target.backend.slurm().submit(spec)
@@ -140,12 +139,6 @@ def submit(
         states = sorted({str(j.state) for j in final})
         console(stderr=True).print(f"job {job_id}: {', '.join(states)} (exit {code})")
     raise typer.Exit(code)
-
-
-def _spec_json(spec: object) -> dict[str, object]:
-    data = asdict(spec)  # type: ignore[call-overload]
-    data["env"] = dict(data["env"])
-    return dict(data)
 
 
 def _wait(target: Target, job_id: str, timeout: float | None, quiet: bool) -> list[Job]:

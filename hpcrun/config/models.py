@@ -72,9 +72,11 @@ def load_cluster_file(path: Path) -> ClusterConfig:
     except OSError as exc:
         raise UsageError(f"cannot read cluster file {path}: {exc.strerror}") from None
     try:
-        data = yaml.safe_load(text) or {}
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise UsageError(f"{path} is not valid YAML: {exc}") from None
+    if data is None:  # an empty file: every key takes its default
+        data = {}
     if not isinstance(data, dict):
         raise UsageError(f"{path} must hold a mapping of keys (backend, name, nodes, ...)")
     backend = data.get("backend", "local")

@@ -109,7 +109,8 @@ class Node:
 
 
 def _none_if_na(value: str) -> str | None:
-    return None if value in {"N/A", "", "(null)"} else value
+    # "None assigned" is sacct's node list for a job that never ran.
+    return None if value in {"N/A", "", "(null)", "None assigned"} else value
 
 
 def parse_squeue(text: str) -> list[Job]:

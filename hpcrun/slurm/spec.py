@@ -11,9 +11,10 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import cache
-from typing import TYPE_CHECKING
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
 
 from hpcrun.errors import UsageError
 
@@ -47,7 +48,8 @@ class JobSpec:
     dependency: str | None = None
     time_limit: str | None = None
     partition: str | None = None
-    env: Mapping[str, str] = field(default_factory=dict)
+    # Copied into a read-only mapping; left out of the hash (equality still compares it).
+    env: Mapping[str, str] = field(default_factory=dict, hash=False)
     workdir: str | None = None
     output: str | None = None
     error: str | None = None
@@ -55,7 +57,16 @@ class JobSpec:
     def __post_init__(self) -> None:
         if isinstance(self.command, list):  # accept lists, keep the dataclass hashable
             object.__setattr__(self, "command", tuple(self.command))
+        # A copy: the caller's dict changing later must not change a validated spec.
+        object.__setattr__(self, "env", MappingProxyType(dict(self.env)))
         self.validate()
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain data for the state store (`asdict` cannot copy the read-only env)."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["command"] = list(self.command)
+        data["env"] = dict(self.env)
+        return data
 
     def validate(self) -> None:
         """Reject what Slurm would reject, earlier and with a message that names the field."""
@@ -71,21 +82,32 @@ class JobSpec:
         ):
             if value is not None and value < 1:
                 raise UsageError(f"{label} must be at least 1 (got {value})")
-        if self.array is not None and not _ARRAY_RE.match(self.array):
+        if self.array is not None and not _ARRAY_RE.fullmatch(self.array):
             raise UsageError(
                 f"--array {self.array!r} is not a Slurm array range",
                 "use e.g. 0-999, 1,3,5-7, 0-99:2 or 0-239%16 (at most 16 at a time)",
             )
-        if self.time_limit is not None and not _TIME_RE.match(self.time_limit):
+        if self.time_limit is not None and not _TIME_RE.fullmatch(self.time_limit):
             raise UsageError(
                 f"--time {self.time_limit!r} is not a Slurm time limit",
                 "use minutes (30), HH:MM:SS (01:30:00) or D-HH:MM:SS (2-00:00:00)",
             )
         for key in self.env:
-            if not _ENV_NAME_RE.match(key):
+            if not _ENV_NAME_RE.fullmatch(key):
                 raise UsageError(f"environment variable name {key!r} is not valid")
-        if any(ch in self.name for ch in "\n\r"):
-            raise UsageError("the job name must be a single line")
+        single_line = {
+            "job name": self.name,
+            "array": self.array,
+            "dependency": self.dependency,
+            "partition": self.partition,
+            "workdir": self.workdir,
+            "output": self.output,
+            "error": self.error,
+        }
+        for label, value in single_line.items():
+            # A newline in an #SBATCH value would start a line of its own: a shell command.
+            if value is not None and ("\n" in value or "\r" in value):
+                raise UsageError(f"the {label} must be a single line (got {value!r})")
 
     @property
     def default_output(self) -> str:
@@ -141,6 +163,8 @@ class JobSpec:
     def to_srun_argv(self, *, jobid: str | None = None) -> list[str]:
         """A step: inside allocation `jobid` when given, else a new allocation of its own."""
         opts = self.resource_options()
+        if self.workdir:
+            opts.append(f"--chdir={self.workdir}")
         if jobid is not None:
             # Inside an existing allocation, job-level options (name, dependency) do not apply.
             opts = [o for o in opts if not o.startswith(("--job-name=", "--dependency="))]
@@ -150,13 +174,16 @@ class JobSpec:
 
 
 def _directive(option: str) -> str:
-    """Quote an option's value for an `#SBATCH` line, which sbatch splits on whitespace."""
+    """Quote an option's value for an `#SBATCH` line.
+
+    sbatch splits these lines on whitespace, ends them at an unquoted `#`, pairs quotes and
+    drops backslashes; inside double quotes a backslash escapes the next character.
+    """
     key, sep, value = option.partition("=")
-    if not sep or not any(ch.isspace() for ch in value):
+    if not sep or not any(ch.isspace() or ch in "#'\"\\" for ch in value):
         return option
-    if '"' in value:
-        raise UsageError(f"{key} value {value!r} holds both spaces and a double quote")
-    return f'{key}="{value}"'
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    return f'{key}="{escaped}"'
 
 
 def _env_argv(env: Mapping[str, str]) -> Sequence[str]:
