@@ -104,10 +104,10 @@ class JobSpec:
             "output": self.output,
             "error": self.error,
         }
-        for label, value in single_line.items():
+        for label, text in single_line.items():
             # A newline in an #SBATCH value would start a line of its own: a shell command.
-            if value is not None and ("\n" in value or "\r" in value):
-                raise UsageError(f"the {label} must be a single line (got {value!r})")
+            if text is not None and ("\n" in text or "\r" in text):
+                raise UsageError(f"the {label} must be a single line (got {text!r})")
 
     @property
     def default_output(self) -> str:
