@@ -38,12 +38,7 @@ class SupervisorClient:
                 conn.settimeout(timeout_s)
                 conn.connect(str(self.socket_path))
                 conn.sendall(json.dumps({"op": op, **fields}).encode() + b"\n")
-                data = b""
-                while not data.endswith(b"\n"):
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        break
-                    data += chunk
+                data = sv.receive_line(conn)
         except OSError as exc:
             raise SupervisorUnavailable(
                 f"the cluster's supervisor does not answer at {self.socket_path}: {exc}",

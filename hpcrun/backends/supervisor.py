@@ -103,13 +103,7 @@ class Supervisor:
     def _handle(self, conn: socket.socket) -> None:
         conn.settimeout(10.0)
         try:
-            data = b""
-            while not data.endswith(b"\n"):
-                chunk = conn.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-            request = json.loads(data or b"{}")
+            request = json.loads(receive_line(conn) or b"{}")
             reply = self._dispatch(request)
         except Exception as exc:  # a bad request must never take the daemons down
             reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
@@ -226,6 +220,17 @@ class Supervisor:
     def _signal(pid: int, sig: int) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
+
+
+def receive_line(conn: socket.socket) -> bytes:
+    """One newline-terminated message of the supervisor protocol (either direction)."""
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = conn.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
 
 
 def _children(parent: int) -> list[int]:
