@@ -121,7 +121,7 @@ class SlurmClient:
         timeout_s: float | None = None,
         on_poll: Callable[[list[Job]], None] | None = None,
         first_poll_s: float = 0.02,
-        max_poll_s: float = 0.25,
+        max_poll_s: float = 0.1,
     ) -> list[Job]:
         """Block until the job (every task of an array) has ended; return it with exit codes.
 

@@ -75,9 +75,16 @@ class LocalRunner:
                 "run `make setup` to install Slurm's client commands",
             ) from exc
         except subprocess.TimeoutExpired as exc:
+            # What the command said before it hung is the diagnosis (e.g. sbatch retrying
+            # "Slurm temporarily unable to accept job" at MaxJobCount): never drop it.
+            said = exc.stderr or b""
+            said_text = said.decode(errors="replace") if isinstance(said, bytes) else said
+            last = said_text.strip().splitlines()[-3:]
             raise HpcrunError(
-                f"`{' '.join(argv[:3])}` did not answer within {timeout_s:g} s",
-                "is slurmctld running? `hpcrun status` shows the daemons",
+                f"`{' '.join(argv[:3])}` did not finish within {timeout_s:g} s"
+                + (": " + " / ".join(last) if last else ""),
+                "if it says the job limit is reached, wait for ended jobs to age out "
+                "(MinJobAge) or cancel some; else check `hpcrun status`",
             ) from exc
         return Completed(tuple(argv), proc.returncode, proc.stdout, proc.stderr)
 
