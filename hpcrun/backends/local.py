@@ -86,13 +86,14 @@ class LocalBackend:
                     f"stop it first: `hpcrun down --cluster {self.cluster_name} --yes`",
                 )
             self.config = dict(running)
-            dead = [d for d in self._daemons() if d.died]
-            if not dead and self._all_started():
+            daemons = self._daemons()
+            dead = [d for d in daemons if d.died]
+            if not dead and self._all_started(daemons):
                 return False
             progress.step(f"restarting {', '.join(d.name for d in dead) or 'missing daemons'}")
         else:
             self._recover_stale(progress)
-            self._assign_ports(previous)
+            self._assign_ports()
         # Intent first: a crash from here on leaves a "creating" row `status` can explain.
         self.store.put_cluster(self.cluster_name, self.name, self.config, "creating")
         try:
@@ -112,11 +113,11 @@ class LocalBackend:
 
     def _check_installed(self) -> None:
         wanted = SLURM_PROGRAMS + (ACCOUNTING_PROGRAMS if self.config["accounting"] else ())
-        missing = [p for p in wanted if _which(p) is None]
+        missing = [p for p in wanted if shutil.which(p) is None]
         if missing:
             raise SlurmNotInstalled(missing)
 
-    def _assign_ports(self, previous: ClusterRecord | None) -> None:
+    def _assign_ports(self) -> None:
         if self.config.get("port_base") is not None:
             check_ports(Ports(int(self.config["port_base"]), int(self.config["nodes"])))
             return
@@ -179,7 +180,6 @@ class LocalBackend:
                 f"--log-file={p.log}/munged.log",
             ],
             ready=lambda: _unix_socket_answers(p.munge_socket),
-            log=p.log / "munged.log",
         )
         if self.config["accounting"]:
             self._start_accounting(progress)
@@ -188,7 +188,6 @@ class LocalBackend:
             "slurmctld",
             ["slurmctld", "-D", "-i", "-f", str(p.slurm_conf)],
             ready=lambda: _tcp_answers(self.ports.slurmctld),
-            log=p.log / "slurmctld.log",
         )
         nodes = int(self.config["nodes"])
         for index in range(1, nodes + 1):
@@ -196,7 +195,6 @@ class LocalBackend:
                 f"slurmd-n{index}",
                 ["slurmd", "-D", "-N", f"n{index}", "-f", str(p.slurm_conf)],
                 ready=None,
-                log=p.log / f"slurmd-n{index}.log",
             )
         self._wait_nodes_idle(progress, nodes)
 
@@ -234,23 +232,19 @@ class LocalBackend:
                 "--innodb-lock-wait-timeout=900",
             ],
             ready=lambda: _tcp_answers(self.ports.mariadb),
-            log=p.log / "mariadb.log",
         )
         progress.step("starting slurmdbd")
         self._start(
             "slurmdbd",
             ["slurmdbd", "-D"],
             ready=lambda: _tcp_answers(self.ports.slurmdbd),
-            log=p.log / "slurmdbd.log",
         )
         added = runner.run(["sacctmgr", "-i", "add", "cluster", self.cluster_name])
         if not added.ok and "already exists" not in added.stdout + added.stderr:
             added.check()
 
-    def _start(
-        self, name: str, argv: list[str], *, ready: Callable[[], bool] | None, log: Path
-    ) -> None:
-        argv = [_which(argv[0]) or argv[0], *argv[1:]]
+    def _start(self, name: str, argv: list[str], *, ready: Callable[[], bool] | None) -> None:
+        argv = [shutil.which(argv[0]) or argv[0], *argv[1:]]
         self.supervisor.request(
             "start", name=name, argv=argv, env=self.env, log=str(self.paths.log / f"{name}.out")
         )
@@ -258,23 +252,30 @@ class LocalBackend:
             return
         deadline = time.monotonic() + READY_TIMEOUT_S
         while not ready():
-            self._fail_if_dead(name, log)
+            self._fail_if_dead([name])
             if time.monotonic() > deadline:
+                log = self._main_log(name)
                 raise DaemonFailed(
                     name, f"did not answer within {READY_TIMEOUT_S:g} s", str(log), _tail(log)
                 )
             time.sleep(0.05)
 
-    def _fail_if_dead(self, name: str, log: Path) -> None:
+    def _main_log(self, name: str) -> Path:
+        """Each daemon is configured to log to log/<name>.log (stdout goes to <name>.out)."""
+        return self.paths.log / f"{name}.log"
+
+    def _fail_if_dead(self, names: list[str]) -> None:
+        """Raise with the log tail if any of `names` died; one supervisor query for all."""
+        wanted = set(names)
         for daemon in self._daemons():
-            if daemon.name == name and daemon.died:
-                out = self.paths.log / f"{name}.out"
-                tail = _tail(log) or _tail(out)
+            if daemon.name in wanted and daemon.died:
+                log = self._main_log(daemon.name)
+                tail = _tail(log)
+                if not tail:  # it died before opening its own log: stderr has the reason
+                    log = self.paths.log / f"{daemon.name}.out"
+                    tail = _tail(log)
                 raise DaemonFailed(
-                    name,
-                    f"exited with status {daemon.returncode}",
-                    str(log if _tail(log) else out),
-                    tail,
+                    daemon.name, f"exited with status {daemon.returncode}", str(log), tail
                 )
 
     def _wait_nodes_idle(self, progress: Progress, count: int) -> None:
@@ -287,8 +288,7 @@ class LocalBackend:
             progress.advance(idle, count, f"nodes idle {idle}/{count}")
             if idle == count:
                 return
-            for index in range(1, count + 1):
-                self._fail_if_dead(f"slurmd-n{index}", self.paths.log / f"slurmd-n{index}.log")
+            self._fail_if_dead([f"slurmd-n{index}" for index in range(1, count + 1)])
             broken = [n for n in nodes if n.state.startswith(("inval", "drain"))]
             if broken:
                 node = broken[0]
@@ -326,8 +326,8 @@ class LocalBackend:
             for d in records
         ]
 
-    def _all_started(self) -> bool:
-        names = {d.name for d in self._daemons() if d.running}
+    def _all_started(self, daemons: list[DaemonStatus]) -> bool:
+        names = {d.name for d in daemons if d.running}
         wanted = {"munged", "slurmctld"} | {
             f"slurmd-n{i}" for i in range(1, int(self.config["nodes"]) + 1)
         }
@@ -406,10 +406,6 @@ def _describe(config: dict[str, Any]) -> str:
         f"{config['gpus_per_node']} GPUs per node, "
         f"accounting {'on' if config['accounting'] else 'off'}"
     )
-
-
-def _which(program: str) -> str | None:
-    return shutil.which(program)
 
 
 def _tcp_answers(port: int) -> bool:

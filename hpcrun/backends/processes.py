@@ -95,11 +95,8 @@ class SupervisorClient:
 
 def process_alive(pid: int) -> bool:
     """True when `pid` runs and is not a zombie (kill(pid, 0) says yes to zombies)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    state = sv.proc_state(pid)
+    return state is not None and state[0] != "Z"
 
 
 def process_belongs(pid: int, marker: str) -> bool:

@@ -233,19 +233,25 @@ def receive_line(conn: socket.socket) -> bytes:
     return data
 
 
+def proc_state(pid: int) -> tuple[str, int] | None:
+    """(state letter, parent PID) of `pid` from /proc, or None when it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name may hold spaces and parentheses: split after the last ')'.
+    fields = stat.rsplit(")", 1)[1].split()
+    return fields[0], int(fields[1])
+
+
 def _children(parent: int) -> list[int]:
     """Live (non-zombie) direct children of `parent`, from /proc."""
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        # The command name may hold spaces and parentheses: split after the last ')'.
-        fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[1]) == parent and fields[0] != "Z":
+        state = proc_state(int(entry))
+        if state is not None and state[1] == parent and state[0] != "Z":
             found.append(int(entry))
     return found
 

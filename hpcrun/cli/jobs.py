@@ -22,6 +22,7 @@ from hpcrun.errors import HpcrunError, UnknownJob, UsageError
 
 if TYPE_CHECKING:
     from hpcrun.slurm import Job
+    from hpcrun.state import JobRecord
 
 
 def submit(
@@ -261,14 +262,15 @@ def logs(
         time.sleep(0.5)
 
 
-def _log_files(target: Target, job_id: str, record: object, known: list[Job]) -> list[Path]:
+def _log_files(
+    target: Target, job_id: str, record: JobRecord | None, known: list[Job]
+) -> list[Path]:
     import getpass
 
     from hpcrun.slurm.output import resolve_output_path
-    from hpcrun.state import JobRecord
 
     base, _, task = job_id.partition("_")
-    if isinstance(record, JobRecord):
+    if record is not None:
         patterns = [record.output, *([record.error] if record.error else [])]
         workdir, name = record.workdir, record.name
         if record.spec.get("array") and not task:
