@@ -46,6 +46,35 @@ _MIGRATIONS = [
     );
     CREATE INDEX jobs_by_cluster ON jobs (cluster, slurm_job_id);
     """,
+    # IndeX sessions: one row per session, one per allocation it holds (the first job and
+    # every attached or merged one), each written before its salloc runs.
+    """
+    CREATE TABLE index_sessions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        cluster TEXT NOT NULL,
+        scene TEXT NOT NULL,
+        renderer TEXT NOT NULL,
+        plan TEXT NOT NULL,
+        status TEXT NOT NULL,
+        url TEXT NOT NULL DEFAULT '',
+        workdir TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT '',
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE index_jobs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        session_id INTEGER NOT NULL REFERENCES index_sessions (id),
+        slurm_job_id TEXT,
+        initial INTEGER NOT NULL,
+        nodes INTEGER NOT NULL,
+        resized INTEGER NOT NULL DEFAULT 0,
+        status TEXT NOT NULL,
+        log TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX index_jobs_by_session ON index_jobs (session_id);
+    """,
 ]
 
 
@@ -78,6 +107,41 @@ class JobRecord:
     error: str | None
     detail: str  # why a submission failed
     submitted_at: float
+
+
+@dataclass(frozen=True)
+class IndexJobRecord:
+    id: int
+    session_id: int
+    slurm_job_id: str | None
+    initial: bool
+    nodes: int
+    resized: bool  # Slurm resized it once: without slurmdbd it cannot be updated again
+    status: str  # allocating | running | ended | failed
+    log: str
+
+
+@dataclass(frozen=True)
+class IndexSessionRecord:
+    id: int
+    cluster: str
+    scene: str
+    renderer: str  # nvindex | open
+    plan: dict[str, Any]
+    status: str  # starting | running | failed | stopped
+    url: str
+    workdir: str
+    detail: str
+    created_at: float
+    jobs: tuple[IndexJobRecord, ...]
+
+    @property
+    def live_jobs(self) -> tuple[IndexJobRecord, ...]:
+        return tuple(j for j in self.jobs if j.status in {"allocating", "running"})
+
+    @property
+    def initial_job(self) -> IndexJobRecord | None:
+        return next((j for j in self.jobs if j.initial), None)
 
 
 class StateStore:
@@ -148,6 +212,12 @@ class StateStore:
         with self._transaction() as db:
             db.execute("DELETE FROM clusters WHERE name=?", (name,))
             db.execute("DELETE FROM jobs WHERE cluster=?", (name,))
+            db.execute(
+                "DELETE FROM index_jobs WHERE session_id IN "
+                "(SELECT id FROM index_sessions WHERE cluster=?)",
+                (name,),
+            )
+            db.execute("DELETE FROM index_sessions WHERE cluster=?", (name,))
             if self.current_cluster() == name:
                 db.execute("DELETE FROM settings WHERE key='current_cluster'")
 
@@ -209,6 +279,104 @@ class StateStore:
             "SELECT * FROM jobs WHERE cluster=? ORDER BY id DESC LIMIT ?", (cluster, limit)
         ).fetchall()
         return [_job(r) for r in reversed(rows)]
+
+    # IndeX sessions ---------------------------------------------------------------------
+
+    def create_index_session(
+        self, cluster: str, scene: str, renderer: str, plan: Mapping[str, Any], workdir: str
+    ) -> int:
+        now = time.time()
+        cur = self._db.execute(
+            """INSERT INTO index_sessions
+               (cluster, scene, renderer, plan, status, workdir, created_at, updated_at)
+               VALUES (?, ?, ?, ?, 'starting', ?, ?, ?)""",
+            (cluster, scene, renderer, json.dumps(dict(plan), sort_keys=True), workdir, now, now),
+        )
+        return int(cur.lastrowid or 0)
+
+    def set_index_session(
+        self, session_id: int, status: str, *, url: str | None = None, detail: str = ""
+    ) -> None:
+        self._db.execute(
+            "UPDATE index_sessions SET status=?, url=COALESCE(?, url), detail=?, updated_at=? "
+            "WHERE id=?",
+            (status, url, detail, time.time(), session_id),
+        )
+
+    def set_index_session_plan(
+        self, session_id: int, workdir: str, plan: Mapping[str, Any]
+    ) -> None:
+        self._db.execute(
+            "UPDATE index_sessions SET workdir=?, plan=?, updated_at=? WHERE id=?",
+            (workdir, json.dumps(dict(plan), sort_keys=True), time.time(), session_id),
+        )
+
+    def add_index_job(self, session_id: int, *, initial: bool, nodes: int, log: str) -> int:
+        cur = self._db.execute(
+            """INSERT INTO index_jobs (session_id, initial, nodes, status, log, created_at)
+               VALUES (?, ?, ?, 'allocating', ?, ?)""",
+            (session_id, int(initial), nodes, log, time.time()),
+        )
+        return int(cur.lastrowid or 0)
+
+    def update_index_job(
+        self,
+        row_id: int,
+        *,
+        slurm_job_id: str | None = None,
+        nodes: int | None = None,
+        resized: bool | None = None,
+        status: str | None = None,
+    ) -> None:
+        self._db.execute(
+            """UPDATE index_jobs SET slurm_job_id=COALESCE(?, slurm_job_id),
+               nodes=COALESCE(?, nodes), resized=COALESCE(?, resized),
+               status=COALESCE(?, status) WHERE id=?""",
+            (slurm_job_id, nodes, None if resized is None else int(resized), status, row_id),
+        )
+
+    def index_session(self, session_id: int) -> IndexSessionRecord | None:
+        row = self._db.execute("SELECT * FROM index_sessions WHERE id=?", (session_id,)).fetchone()
+        return self._index_session(row) if row else None
+
+    def index_sessions(
+        self, cluster: str, *, active_only: bool = False
+    ) -> list[IndexSessionRecord]:
+        sql = "SELECT * FROM index_sessions WHERE cluster=?"
+        if active_only:
+            sql += " AND status IN ('starting', 'running')"
+        rows = self._db.execute(sql + " ORDER BY id", (cluster,)).fetchall()
+        return [self._index_session(r) for r in rows]
+
+    def _index_session(self, row: sqlite3.Row) -> IndexSessionRecord:
+        jobs = self._db.execute(
+            "SELECT * FROM index_jobs WHERE session_id=? ORDER BY id", (row["id"],)
+        ).fetchall()
+        return IndexSessionRecord(
+            id=row["id"],
+            cluster=row["cluster"],
+            scene=row["scene"],
+            renderer=row["renderer"],
+            plan=json.loads(row["plan"]),
+            status=row["status"],
+            url=row["url"],
+            workdir=row["workdir"],
+            detail=row["detail"],
+            created_at=row["created_at"],
+            jobs=tuple(
+                IndexJobRecord(
+                    id=j["id"],
+                    session_id=j["session_id"],
+                    slurm_job_id=j["slurm_job_id"],
+                    initial=bool(j["initial"]),
+                    nodes=j["nodes"],
+                    resized=bool(j["resized"]),
+                    status=j["status"],
+                    log=j["log"],
+                )
+                for j in jobs
+            ),
+        )
 
 
 def _cluster(row: sqlite3.Row) -> ClusterRecord:

@@ -8,6 +8,7 @@ always runs and ParallelCluster may not, so its absence only narrows what we can
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 
@@ -20,11 +21,15 @@ from hpcrun.slurm.parse import (
     Node,
     parse_exit_codes,
     parse_sacct,
+    parse_scontrol_records,
     parse_sinfo,
     parse_squeue,
 )
 from hpcrun.slurm.runner import Runner
 from hpcrun.slurm.spec import JobSpec
+
+_GRANTED_RE = re.compile(r"Granted job allocation (\d+)")
+_QUEUED_RE = re.compile(r"(?:Pending job allocation|job) (\d+)")
 
 
 class JobWaitTimeout(HpcrunError):
@@ -47,6 +52,45 @@ class SlurmClient:
         done = self.runner.run(["sbatch", "--parsable"], input=spec.to_sbatch_script()).check()
         # --parsable prints "<id>" or "<id>;<cluster>".
         return done.stdout.strip().split(";", 1)[0]
+
+    def allocate(self, spec: JobSpec, *, timeout_s: float | None = 60.0) -> str:
+        """A step-less allocation (`salloc --no-shell`); return its job id once granted.
+
+        salloc blocks until Slurm grants the nodes: callers check free nodes first or pass
+        a timeout they are prepared to wait. A timed-out request is cancelled, never left
+        queued behind the user's back.
+        """
+        try:
+            done = self.runner.run(spec.to_salloc_argv(), timeout_s=timeout_s)
+        except HpcrunError:
+            # The request may be queued: find it by name among pending jobs and withdraw it.
+            pending = [j for j in self.jobs() if j.name == spec.name and j.state == "PENDING"]
+            self.cancel([j.job_id for j in pending])
+            raise
+        granted = _GRANTED_RE.search(done.stderr)
+        if not done.ok or granted is None:
+            queued = _QUEUED_RE.search(done.stderr)
+            if queued is not None:
+                self.cancel([queued.group(1)])
+            done.check()
+            raise HpcrunError(f"salloc granted nothing: {done.stderr.strip()}")
+        return granted.group(1)
+
+    def job_details(self, job_id: str) -> dict[str, str]:
+        """`scontrol -o -d show job` as Key=Value pairs (GRES, node list, resize state)."""
+        done = self.runner.run(["scontrol", "-o", "-d", "show", "job", job_id]).check()
+        records = parse_scontrol_records(done.stdout)
+        return records[0] if records else {}
+
+    def has_accounting_database(self) -> bool:
+        """Whether slurmctld stores accounting in slurmdbd; without it Slurm 22.05 refuses
+        to update a job a second time once it was resized."""
+        done = self.runner.run(["scontrol", "show", "config"]).check()
+        for line in done.stdout.splitlines():
+            key, _, value = line.partition("=")
+            if key.strip() == "AccountingStorageType":
+                return value.strip().endswith("slurmdbd")
+        return False
 
     def jobs(self, ids: Iterable[str] | None = None) -> list[Job]:
         """Jobs and array tasks Slurm knows: all of them, or those named (an array id names

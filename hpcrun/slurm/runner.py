@@ -45,6 +45,8 @@ class Runner(Protocol):
 
     def get(self, path: str) -> bytes: ...
 
+    def spawn(self, argv: Sequence[str], *, log_path: str) -> int: ...
+
 
 class LocalRunner:
     """Run commands as subprocesses of this process, with extra environment variables."""
@@ -97,3 +99,25 @@ class LocalRunner:
 
     def get(self, path: str) -> bytes:
         return Path(path).read_bytes()
+
+    def spawn(self, argv: Sequence[str], *, log_path: str) -> int:
+        """Start a long-running command (an `srun` step serving a viewer) that outlives this
+        process: own session, no stdin, stdout and stderr appended to `log_path`."""
+        log = Path(log_path)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("ab") as out:
+            try:
+                proc = subprocess.Popen(
+                    list(argv),
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    env=self._env,
+                    start_new_session=True,
+                )
+            except FileNotFoundError as exc:
+                raise HpcrunError(
+                    f"command not found: {argv[0]}",
+                    "run `make setup` to install Slurm's client commands",
+                ) from exc
+        return proc.pid

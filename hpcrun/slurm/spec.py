@@ -70,8 +70,6 @@ class JobSpec:
 
     def validate(self) -> None:
         """Reject what Slurm would reject, earlier and with a message that names the field."""
-        if not self.command:
-            raise UsageError("the job has no command", "put the command after `--`")
         if self.nodes < 1:
             raise UsageError(f"nodes must be at least 1 (got {self.nodes})")
         for label, value in (
@@ -146,8 +144,14 @@ class JobSpec:
             opts.append(f"--error={self.error}")
         return opts
 
+    def _require_command(self) -> None:
+        # Only an allocation (`salloc --no-shell`, whose steps come later) has no command.
+        if not self.command:
+            raise UsageError("the job has no command", "put the command after `--`")
+
     def to_sbatch_script(self) -> str:
         """The batch script `sbatch` reads on stdin; one `#SBATCH` line per option."""
+        self._require_command()
         return _template("sbatch.sh.j2").render(
             options=[_directive(option) for option in self.sbatch_options()],
             env=sorted(self.env.items()),
@@ -157,11 +161,14 @@ class JobSpec:
 
     def to_salloc_argv(self, *, no_shell: bool = True) -> list[str]:
         """An allocation; step-less (`--no-shell`) by default, as job expansion requires."""
+        if not no_shell:
+            self._require_command()
         argv = ["salloc", *(["--no-shell"] if no_shell else []), *self.resource_options()]
         return argv if no_shell else [*argv, *self.command]
 
     def to_srun_argv(self, *, jobid: str | None = None) -> list[str]:
         """A step: inside allocation `jobid` when given, else a new allocation of its own."""
+        self._require_command()
         opts = self.resource_options()
         if self.workdir:
             opts.append(f"--chdir={self.workdir}")

@@ -365,9 +365,17 @@ def test_counts_below_one_are_refused_naming_the_field(field: str, label: str) -
 
 
 @pytest.mark.parametrize("command", [[], ()])
-def test_empty_command_is_refused(command: list[str]) -> None:
-    with pytest.raises(UsageError, match="no command"):
-        JobSpec(command=command)
+def test_empty_command_is_refused_where_something_must_run(command: list[str]) -> None:
+    spec = JobSpec(command=command, nodes=2)
+    for build in (
+        spec.to_sbatch_script,
+        spec.to_srun_argv,
+        lambda: spec.to_salloc_argv(no_shell=False),
+    ):
+        with pytest.raises(UsageError, match="no command"):
+            build()
+    # A step-less allocation runs nothing itself: its steps come later.
+    assert spec.to_salloc_argv() == ["salloc", "--no-shell", "--job-name=hpcrun", "--nodes=2"]
 
 
 @pytest.mark.parametrize("key", ["1ABC", "A-B", "A B", "", "A=B", "É"])

@@ -1,0 +1,258 @@
+"""IndeX commands: `hpcrun index` (start, status, stop) and `hpcrun scale`."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from hpcrun.cli._common import (
+    ClusterOption,
+    JsonOption,
+    RichProgress,
+    console,
+    print_json,
+    resolve_cluster,
+)
+
+if TYPE_CHECKING:
+    from hpcrun.services.index import IndexSessions, SessionView
+
+SessionOption = Annotated[
+    int | None,
+    typer.Option(
+        "--session", help="Session id (default: the newest running one).", show_default=False
+    ),
+]
+TimeoutOption = Annotated[
+    float, typer.Option("--timeout", help="Seconds to wait for the viewer and its agents.")
+]
+WaitOption = Annotated[
+    bool,
+    typer.Option(
+        "--wait",
+        help="Queue until enough nodes are free, instead of failing at once.",
+    ),
+]
+
+index_app = typer.Typer(
+    help="Multi-node NVIDIA IndeX rendering, as NVIDIA's AMI runs it.\n\n"
+    "`hpcrun index --nodes 4 --scene supernova` allocates 4 whole nodes (salloc --exclusive), "
+    "runs `srun -N4 nvindex-slurm -v ./nvindex-viewer.sh --add <scene.prj>` and prints the "
+    "viewer's URL. Where IndeX is not installed (the local cluster), hpcrun's open renderer "
+    "takes the same command line. Then: `hpcrun scale +2`, `hpcrun index status`, "
+    "`hpcrun index stop`.",
+    invoke_without_command=True,
+    no_args_is_help=False,
+)
+
+
+def _sessions(cluster: str | None, quiet: bool) -> tuple[IndexSessions, RichProgress]:
+    from hpcrun.services.index import IndexSessions
+
+    target = resolve_cluster(cluster)
+    progress = RichProgress(quiet=quiet)
+    return IndexSessions(target.store, target.record.name, target.backend, progress), progress
+
+
+@index_app.callback()
+def index(
+    ctx: typer.Context,
+    nodes: Annotated[int, typer.Option("--nodes", "-N", help="Nodes to render on.")] = 4,
+    scene: Annotated[
+        str,
+        typer.Option(
+            "--scene",
+            "-s",
+            help="A scene name (see `hpcrun scenes`) or the path of an IndeX .prj file.",
+        ),
+    ] = "supernova",
+    gpus_per_node: Annotated[
+        int | None,
+        typer.Option(
+            "--gpus-per-node",
+            help="Take G GPUs per node instead of whole nodes (--exclusive, the default).",
+            show_default=False,
+        ),
+    ] = None,
+    port: Annotated[int, typer.Option("--port", help="The viewer's HTTP port.")] = 8080,
+    renderer: Annotated[
+        str,
+        typer.Option(
+            "--renderer",
+            help="auto: IndeX's nvindex-slurm where installed, else the open renderer; "
+            "nvindex or open to insist.",
+        ),
+    ] = "auto",
+    auth: Annotated[
+        str | None,
+        typer.Option(
+            "--auth",
+            help="USER:PASSWORD_FILE: require HTTP basic auth on the viewer (open renderer).",
+            show_default=False,
+        ),
+    ] = None,
+    open_browser: Annotated[
+        bool, typer.Option("--open", help="Open the viewer in a browser once it is ready.")
+    ] = False,
+    wait: WaitOption = False,
+    timeout_s: TimeoutOption = 120.0,
+    cluster: ClusterOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Start an IndeX session and print the viewer's URL."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from hpcrun.services.index import StartRequest
+
+    sessions, progress = _sessions(cluster, quiet=json_out)
+    started = time.monotonic()
+    try:
+        view = sessions.start(
+            StartRequest(
+                nodes=nodes,
+                scene=scene,
+                gpus_per_node=gpus_per_node,
+                port=port,
+                renderer=renderer,
+                auth=auth,
+                wait_for_nodes=wait,
+                timeout_s=timeout_s,
+            )
+        )
+    finally:
+        progress.close()
+    if json_out:
+        print_json(view.to_json())
+    else:
+        out = console()
+        s = view.session
+        agents = f", {view.agents} agents" if view.agents is not None else ""
+        out.print(
+            f"IndeX session {s.id} on {len(view.nodes)} nodes{agents} "
+            f"(job {view.jobs[0]['job_id']}, {s.detail}, all up in "
+            f"{time.monotonic() - started:.1f} s)"
+        )
+        out.print(f"Viewer: {s.url}")
+        out.print("Next: `hpcrun scale +2` adds nodes, `hpcrun index stop` ends the session.")
+    if open_browser:
+        import webbrowser
+
+        webbrowser.open(view.session.url)
+
+
+@index_app.command("status")
+def index_status(
+    session: SessionOption = None,
+    all_sessions: Annotated[
+        bool, typer.Option("--all", help="Every session of the cluster, ended ones too.")
+    ] = False,
+    cluster: ClusterOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """The session's jobs, nodes, registered agents and URL."""
+    sessions, _ = _sessions(cluster, quiet=True)
+    if all_sessions:
+        records = sessions.store.index_sessions(sessions.cluster)
+        views = [sessions.view(r) for r in records]
+        if json_out:
+            print_json([v.to_json() for v in views])
+            return
+        for v in views:
+            _print_view(v)
+        if not views:
+            console().print("No IndeX sessions on this cluster.")
+        return
+    view = sessions.view(sessions.session(session))
+    if json_out:
+        print_json(view.to_json())
+    else:
+        _print_view(view)
+
+
+def _print_view(view: SessionView) -> None:
+    out = console()
+    s = view.session
+    out.print(f"IndeX session {s.id}: {s.status}" + (f" ({s.detail})" if s.detail else ""))
+    out.print(f"  scene:    {s.scene}")
+    out.print(f"  renderer: {'NVIDIA IndeX' if s.renderer == 'nvindex' else 'open renderer'}")
+    if s.url:
+        out.print(f"  viewer:   {s.url}")
+    for job in view.jobs:
+        out.print(
+            f"  job {job['job_id']} ({job['role']}): {job['state']}, {job['nodes']} nodes"
+            + (f" {job['nodelist']}" if job["nodelist"] else "")
+        )
+    if view.viewer is not None:
+        v = view.viewer
+        out.print(
+            f"  agents:   {v.get('agents')} registered on {', '.join(v.get('nodes', []))}; "
+            f"frame {v.get('frame')}, {float(v.get('fps') or 0):.1f} fps"
+        )
+    elif view.viewer_error and s.status == "running":
+        out.print(f"  agents:   unknown (viewer: {view.viewer_error})")
+
+
+@index_app.command("stop")
+def index_stop(
+    session: SessionOption = None,
+    cluster: ClusterOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """End the session: cancel its jobs and free every node."""
+    sessions, progress = _sessions(cluster, quiet=json_out)
+    try:
+        view = sessions.stop(session)
+    finally:
+        progress.close()
+    if json_out:
+        print_json(view.to_json())
+    else:
+        console().print(f"IndeX session {view.session.id} stopped; its nodes are free.")
+
+
+def scale(
+    change: Annotated[
+        str,
+        typer.Argument(
+            help="+K adds K nodes, -K removes K, =N (or N) makes it N nodes in all.",
+            show_default=False,
+        ),
+    ],
+    merge: Annotated[
+        bool,
+        typer.Option(
+            "--merge",
+            help="Grow the first Slurm job itself (job expansion) instead of attaching a "
+            "second allocation, so accounting shows one job. Not for jobs holding GPUs.",
+        ),
+    ] = False,
+    session: SessionOption = None,
+    wait: WaitOption = False,
+    timeout_s: TimeoutOption = 120.0,
+    cluster: ClusterOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Add or remove render nodes of the running IndeX session, without restarting it.
+
+    Growing is NVIDIA's way: a new allocation whose `nvindex-slurm -a<first job>` agents
+    attach to the viewer. Shrinking ends whole attached jobs where that fits, otherwise
+    `scontrol update JobId=<id> NumNodes=<n>`.
+    """
+    sessions, progress = _sessions(cluster, quiet=json_out)
+    started = time.monotonic()
+    try:
+        view = sessions.scale(
+            change, session_id=session, merge=merge, wait_for_nodes=wait, timeout_s=timeout_s
+        )
+    finally:
+        progress.close()
+    if json_out:
+        print_json(view.to_json())
+        return
+    agents = f", {view.agents} agents registered" if view.agents is not None else ""
+    console().print(
+        f"IndeX session {view.session.id} now has {len(view.nodes)} nodes{agents} "
+        f"({time.monotonic() - started:.1f} s). Viewer: {view.session.url}"
+    )

@@ -1,0 +1,609 @@
+"""IndeX sessions on a cluster: start, scale, inspect and stop multi-node rendering.
+
+Each operation follows the same discipline: write the intent to the state store, run the
+Slurm commands of the workload plan (`hpcrun.workloads.index`), then record the outcome,
+and undo what it allocated when a later step fails, so no allocation is left holding nodes
+behind the user's back. Readiness is IndeX's own signal: the viewer's "Application layer
+viewer server is running at" line in the step's output; for the open renderer the viewer's
+`/api/status` additionally says how many render agents have registered.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import re
+import shutil
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hpcrun.backends.base import Backend, NullProgress, Progress
+from hpcrun.errors import HpcrunError, UsageError
+from hpcrun.slurm.client import SlurmClient
+from hpcrun.state import IndexSessionRecord, StateStore
+from hpcrun.workloads.index import (
+    DEFAULT_PORT,
+    NVIDIA_AMI,
+    READY_MARKER,
+    IndexInstall,
+    IndexPlan,
+    SessionJob,
+    agents_allocation,
+    agents_step,
+    initial_allocation,
+    plan_shrink,
+    viewer_step,
+)
+
+_URL_RE = re.compile(re.escape(READY_MARKER) + r"(https?://)([^\s:/]+):(\d+)")
+_SCALE_RE = re.compile(r"^([+=-]?)(\d+)$")
+
+
+@dataclass(frozen=True)
+class StartRequest:
+    nodes: int
+    scene: str
+    gpus_per_node: int | None = None
+    port: int = DEFAULT_PORT
+    renderer: str = "auto"  # auto | nvindex | open
+    auth: str | None = None  # USER:PASSWORD_FILE, open renderer only
+    wait_for_nodes: bool = False
+    timeout_s: float = 120.0
+
+
+@dataclass
+class SessionView:
+    """What `hpcrun index status` shows: the record, Slurm's view and the viewer's."""
+
+    session: IndexSessionRecord
+    jobs: list[dict[str, Any]] = field(default_factory=list)
+    nodes: list[str] = field(default_factory=list)
+    viewer: dict[str, Any] | None = None
+    viewer_error: str | None = None
+
+    @property
+    def agents(self) -> int | None:
+        return None if self.viewer is None else int(self.viewer.get("agents", 0))
+
+    def to_json(self) -> dict[str, Any]:
+        s = self.session
+        return {
+            "session": s.id,
+            "cluster": s.cluster,
+            "status": s.status,
+            "detail": s.detail,
+            "scene": s.scene,
+            "renderer": s.renderer,
+            "url": s.url,
+            "jobs": self.jobs,
+            "nodes": self.nodes,
+            "agents": self.agents,
+            "viewer": self.viewer,
+            "viewer_error": self.viewer_error,
+        }
+
+
+def parse_scale(text: str) -> tuple[str, int]:
+    """`+2` -> ("+", 2), `-1` -> ("-", 1), `=6` or `6` -> ("=", 6)."""
+    match = _SCALE_RE.match(text.strip())
+    if match is None:
+        raise UsageError(
+            f"cannot read the scale request {text!r}",
+            "write +K to add K nodes, -K to remove K, or =N for N nodes in all",
+        )
+    sign, number = match.group(1) or "=", int(match.group(2))
+    if sign != "=" and number == 0:
+        raise UsageError(f"{text!r} changes nothing", "write +K or -K with K >= 1")
+    return sign, number
+
+
+class IndexSessions:
+    """IndeX sessions of one cluster."""
+
+    def __init__(
+        self,
+        store: StateStore,
+        cluster: str,
+        backend: Backend,
+        progress: Progress | None = None,
+    ) -> None:
+        self.store = store
+        self.cluster = cluster
+        self.backend = backend
+        self.progress = progress or NullProgress()
+        self._slurm: SlurmClient | None = None
+
+    @property
+    def slurm(self) -> SlurmClient:
+        if self._slurm is None:
+            self._slurm = self.backend.slurm()
+        return self._slurm
+
+    # which session -----------------------------------------------------------------------
+
+    def session(self, session_id: int | None = None) -> IndexSessionRecord:
+        """The given session, else the newest active one on this cluster."""
+        if session_id is not None:
+            found = self.store.index_session(session_id)
+            if found is None or found.cluster != self.cluster:
+                raise HpcrunError(
+                    f"no IndeX session {session_id} on cluster {self.cluster}",
+                    "list them with `hpcrun index status --all`",
+                )
+            return found
+        active = self.store.index_sessions(self.cluster, active_only=True)
+        if not active:
+            raise HpcrunError(
+                f"no IndeX session is running on cluster {self.cluster}",
+                "start one with `hpcrun index --nodes 4 --scene supernova`",
+            )
+        return active[-1]
+
+    # start -------------------------------------------------------------------------------
+
+    def start(self, request: StartRequest) -> SessionView:
+        started = time.monotonic()
+        install = self._install(request.renderer)
+        scene = self._scene(request.scene, install)
+        clash = [
+            s.id
+            for s in self.store.index_sessions(self.cluster, active_only=True)
+            if s.plan.get("port") == request.port
+        ]
+        if clash:
+            raise HpcrunError(
+                f"IndeX session {clash[0]} on this cluster already serves port {request.port}",
+                "stop it with `hpcrun index stop`, or pass another --port",
+            )
+        plan = IndexPlan(
+            nodes=request.nodes,
+            scene_prj=scene,
+            install=install,
+            gpus_per_node=request.gpus_per_node,
+            port=request.port,
+        )
+        plan.validate()
+        self._check_free_nodes(request.nodes, request.wait_for_nodes)
+        session_id = self.store.create_index_session(
+            self.cluster,
+            scene,
+            "open" if install.open_renderer else "nvindex",
+            {"port": request.port, "gpus_per_node": request.gpus_per_node, "auth": request.auth},
+            "",
+        )
+        workdir = self.store.home / "clusters" / self.cluster / "index" / str(session_id)
+        if install.open_renderer:
+            workdir.mkdir(parents=True, exist_ok=True)
+            install = IndexInstall(
+                launcher=install.launcher,
+                workdir=str(workdir),
+                scenes_dir=install.scenes_dir,
+                open_renderer=True,
+            )
+        options = _open_options(workdir, request.auth) if install.open_renderer else ()
+        plan = IndexPlan(
+            nodes=plan.nodes,
+            scene_prj=plan.scene_prj,
+            install=install,
+            gpus_per_node=plan.gpus_per_node,
+            port=plan.port,
+            open_options=options,
+        )
+        # The workdir is named after the session's id, known only once its row exists.
+        self.store.set_index_session_plan(session_id, str(workdir), _plan_json(plan, request.auth))
+        log = str(workdir / "viewer.log")
+        job_row = self.store.add_index_job(session_id, initial=True, nodes=request.nodes, log=log)
+        job_id: str | None = None
+        try:
+            self.progress.step(f"allocating {request.nodes} nodes (salloc --no-shell)")
+            job_id = self.slurm.allocate(
+                initial_allocation(plan), timeout_s=None if request.wait_for_nodes else 60.0
+            )
+            self.store.update_index_job(job_row, slurm_job_id=job_id, status="running")
+            argv = viewer_step(plan, job_id)
+            self.progress.step(f"job {job_id}: starting the viewer and {request.nodes} agents")
+            self.slurm.runner.spawn(argv, log_path=log)
+            host, port = self._wait_ready(job_id, log, request.timeout_s)
+            url = self.backend.endpoint(host, port)
+            ready_s = time.monotonic() - started
+            self.store.set_index_session(
+                session_id, "running", url=url, detail=f"ready in {ready_s:.1f} s"
+            )
+            if install.open_renderer:
+                self._wait_agents(self.session(session_id), request.nodes, request.timeout_s)
+        except BaseException as exc:
+            self._undo_start(session_id, job_row, job_id, exc)
+            raise
+        return self.view(self.session(session_id))
+
+    def _undo_start(
+        self, session_id: int, job_row: int, job_id: str | None, exc: BaseException
+    ) -> None:
+        if job_id is not None:
+            with contextlib.suppress(HpcrunError):
+                self.slurm.cancel([job_id])
+        self.store.update_index_job(job_row, status="failed")
+        reason = str(exc) or type(exc).__name__
+        self.store.set_index_session(session_id, "failed", detail=reason)
+
+    def _install(self, renderer: str) -> IndexInstall:
+        if renderer not in {"auto", "nvindex", "open"}:
+            raise UsageError(f"--renderer {renderer!r}: choose auto, nvindex or open")
+        if renderer != "open":
+            found = self.slurm.runner.run(["sh", "-c", "command -v nvindex-slurm"])
+            if found.ok:
+                return NVIDIA_AMI
+            if renderer == "nvindex":
+                raise HpcrunError(
+                    "nvindex-slurm is not installed on this cluster",
+                    "use NVIDIA's IndeX AMI, or `--renderer open` for hpcrun's open renderer",
+                )
+        launcher = Path(sys.executable).with_name("hpcrun-nvindex-slurm")
+        if not launcher.exists():
+            found_path = shutil.which("hpcrun-nvindex-slurm")
+            if found_path is None:
+                raise HpcrunError(
+                    "the open renderer's launcher hpcrun-nvindex-slurm is not installed",
+                    "install hpcrun with its viewer extra: pip install 'hpcrun[viewer]'",
+                )
+            launcher = Path(found_path)
+        from hpcrun.scenes.catalog import scenes_root
+
+        return IndexInstall(
+            launcher=str(launcher), workdir="", scenes_dir=str(scenes_root()), open_renderer=True
+        )
+
+    def _scene(self, scene: str, install: IndexInstall) -> str:
+        """The .prj path on the cluster; for the open renderer its data is made here first."""
+        if not install.open_renderer:
+            from hpcrun.scenes.catalog import index_scene_dir
+
+            directory = index_scene_dir(scene)
+            if directory is None:
+                return scene  # a path on the cluster, checked by IndeX itself
+            return f"{install.scenes_dir}/{directory}/scene/scene.prj"
+        from hpcrun.scenes import ensure_data, load_scene
+        from hpcrun.scenes.catalog import resolve_scene
+
+        path = resolve_scene(scene)
+        loaded = load_scene(path)
+        if not loaded.volumes:
+            raise HpcrunError(
+                f"{path}: the scene has no volume the open renderer can show",
+                f"see `hpcrun scenes show {path}`",
+            )
+        missing = [v for v in loaded.volumes if not v.present]
+        if missing:
+            self.progress.step(f"generating scene data for {loaded.name} (first use)")
+            ensure_data(loaded)
+        return str(path)
+
+    def _check_free_nodes(self, wanted: int, wait: bool) -> None:
+        nodes = self.slurm.nodes()
+        usable = [n for n in nodes if n.is_available]
+        idle = [n.name for n in nodes if n.state == "idle"]
+        if wanted > len(usable):
+            raise HpcrunError(
+                f"{wanted} nodes requested but the cluster has {len(usable)} usable "
+                f"node{'s' * (len(usable) != 1)}",
+                "ask for fewer nodes, or create the cluster with more (`hpcrun create --nodes`)",
+            )
+        if wanted > len(idle):
+            if wait:
+                self.progress.step(
+                    f"waiting for {wanted} free nodes ({len(idle)} free now); Ctrl-C cancels"
+                )
+                return
+            raise HpcrunError(
+                f"{wanted} nodes requested but only {len(idle)} are free"
+                + (f" ({', '.join(idle)})" if idle else ""),
+                "pass --wait to queue until nodes free up, or ask for fewer",
+            )
+
+    def _wait_ready(self, job_id: str, log: str, timeout_s: float) -> tuple[str, int]:
+        """Block until the viewer prints its URL; fail with the log tail when the step or
+        the job dies first, or when the timeout passes."""
+        deadline = time.monotonic() + timeout_s
+        next_job_check = time.monotonic() + 1.0
+        while True:
+            text = self._read_log(log)
+            found = _URL_RE.search(text)
+            if found is not None:
+                return found.group(2), int(found.group(3))
+            now = time.monotonic()
+            if now >= next_job_check:
+                next_job_check = now + 1.0
+                jobs = self.slurm.jobs([job_id])
+                if not jobs or jobs[0].state.is_terminal:
+                    state = jobs[0].state if jobs else "gone"
+                    raise _step_failed(f"job {job_id} ended ({state}) before the viewer", log, text)
+                if _step_exited(text):
+                    raise _step_failed("the viewer step exited before it was ready", log, text)
+            if now >= deadline:
+                raise _step_failed(
+                    f"the viewer did not report ready within {timeout_s:g} s", log, text
+                )
+            time.sleep(0.05)
+
+    def _read_log(self, log: str) -> str:
+        try:
+            return self.slurm.runner.get(log).decode(errors="replace")
+        except OSError:
+            return ""
+
+    def _wait_agents(self, session: IndexSessionRecord, expected: int, timeout_s: float) -> int:
+        """Wait until the viewer reports `expected` registered agents; return the count."""
+        deadline = time.monotonic() + timeout_s
+        seen = -1
+        while True:
+            status, error = self._viewer_status(session)
+            count = int(status.get("agents", 0)) if status else 0
+            if count != seen:
+                self.progress.advance(min(count, expected), expected, "agents registered")
+                seen = count
+            if count == expected:
+                return count
+            if time.monotonic() >= deadline:
+                logs = "\n".join(self._read_log(j.log)[-1500:] for j in session.live_jobs)
+                raise HpcrunError(
+                    f"{count} of {expected} render agents registered within {timeout_s:g} s"
+                    + (f" (viewer: {error})" if error else ""),
+                    "the step output ends with:\n" + logs.strip(),
+                )
+            time.sleep(0.1)
+
+    # status ------------------------------------------------------------------------------
+
+    def view(self, session: IndexSessionRecord) -> SessionView:
+        view = SessionView(session)
+        ids = [j.slurm_job_id for j in session.live_jobs if j.slurm_job_id]
+        found = {j.job_id: j for j in self.slurm.jobs(ids)} if ids else {}
+        for record in session.jobs:
+            if record.slurm_job_id is None:
+                continue
+            job = found.get(record.slurm_job_id)
+            state = str(job.state) if job else record.status.upper()
+            view.jobs.append(
+                {
+                    "job_id": record.slurm_job_id,
+                    "role": "initial" if record.initial else "attached",
+                    "state": state,
+                    "nodes": job.node_count if job else record.nodes,
+                    "nodelist": job.nodelist if job else "",
+                    "resized": record.resized,
+                }
+            )
+            if job is not None and not job.state.is_terminal and job.nodelist:
+                view.nodes += self.slurm.hostnames(job.nodelist)
+        initial = session.initial_job
+        if session.status == "running" and initial is not None and initial.slurm_job_id:
+            job = found.get(initial.slurm_job_id)
+            if job is None or job.state.is_terminal:
+                detail = f"job {initial.slurm_job_id} ended ({job.state if job else 'gone'})"
+                self.store.set_index_session(session.id, "stopped", detail=detail)
+                view.session = self.session(session.id)
+        if view.session.status == "running" and session.renderer == "open":
+            view.viewer, view.viewer_error = self._viewer_status(session)
+        return view
+
+    def _viewer_status(
+        self, session: IndexSessionRecord
+    ) -> tuple[dict[str, Any] | None, str | None]:
+        if not session.url:
+            return None, "no URL yet"
+        request = urllib.request.Request(session.url.rstrip("/") + "/api/status")
+        auth = session.plan.get("auth")
+        if auth:
+            user, _, password_file = str(auth).partition(":")
+            password = Path(password_file).read_text().strip()
+            token = base64.b64encode(f"{user}:{password}".encode()).decode()
+            request.add_header("Authorization", f"Basic {token}")
+        try:
+            with urllib.request.urlopen(request, timeout=2.0) as response:
+                return json.loads(response.read()), None
+        except (OSError, ValueError, urllib.error.URLError) as exc:
+            return None, str(getattr(exc, "reason", exc))
+
+    # scale -------------------------------------------------------------------------------
+
+    def scale(
+        self,
+        request: str,
+        *,
+        session_id: int | None = None,
+        merge: bool = False,
+        wait_for_nodes: bool = False,
+        timeout_s: float = 120.0,
+    ) -> SessionView:
+        session = self.session(session_id)
+        if session.status != "running":
+            raise HpcrunError(f"IndeX session {session.id} is {session.status}, not running")
+        sign, number = parse_scale(request)
+        current = self._live_jobs(session)
+        total = sum(j.nodes for j in current)
+        delta = number if sign == "+" else -number if sign == "-" else number - total
+        if delta == 0:
+            self.progress.step(f"the session already has {total} nodes; nothing changed")
+        elif delta > 0:
+            self._grow(session, delta, merge, wait_for_nodes, timeout_s)
+        else:
+            self._shrink(session, current, -delta)
+        session = self.session(session.id)
+        if session.renderer == "open":
+            expected = sum(j.nodes for j in session.live_jobs)
+            self._wait_agents(session, expected, timeout_s)
+        return self.view(session)
+
+    def _live_jobs(self, session: IndexSessionRecord) -> list[SessionJob]:
+        """The session's allocations with node counts from Slurm (scontrol may have changed
+        them since hpcrun recorded them)."""
+        ids = [j.slurm_job_id for j in session.live_jobs if j.slurm_job_id]
+        found = {j.job_id: j for j in self.slurm.jobs(ids)}
+        live = []
+        for record in session.live_jobs:
+            job = found.get(record.slurm_job_id or "")
+            if job is None or job.state.is_terminal:
+                self.store.update_index_job(record.id, status="ended")
+                continue
+            live.append(
+                SessionJob(
+                    record.slurm_job_id or "", job.node_count, record.initial, record.resized
+                )
+            )
+        return live
+
+    def _plan(self, session: IndexSessionRecord) -> IndexPlan:
+        return _plan_from_json(session.plan)
+
+    def _grow(
+        self, session: IndexSessionRecord, count: int, merge: bool, wait: bool, timeout_s: float
+    ) -> None:
+        plan = self._plan(session)
+        initial = session.initial_job
+        assert initial is not None and initial.slurm_job_id is not None
+        first = initial.slurm_job_id
+        self._check_free_nodes(count, wait)
+        if merge:
+            details = self.slurm.job_details(first)
+            gres = details.get("JOB_GRES", "(null)")
+            if gres not in {"(null)", ""}:
+                raise HpcrunError(
+                    f"--merge: job {first} holds GPUs ({gres}) and Slurm cannot expand a job "
+                    "that holds GRES",
+                    "scale without --merge: the new nodes join as a second job (NVIDIA's way)",
+                )
+        log = str(Path(session.workdir) / f"agents-{int(time.time() * 1000)}.log")
+        row = self.store.add_index_job(session.id, initial=False, nodes=count, log=log)
+        job_id: str | None = None
+        try:
+            self.progress.step(f"allocating {count} more node{'s' * (count != 1)}")
+            job_id = self.slurm.allocate(
+                agents_allocation(plan, count, expand_job=first if merge else None),
+                timeout_s=None if wait else 60.0,
+            )
+            self.store.update_index_job(row, slurm_job_id=job_id, status="running")
+            if merge:
+                nodelist = self.slurm.jobs([job_id])[0].nodelist
+                self.progress.step(f"merging job {job_id}'s nodes into job {first}")
+                self.slurm.resize(job_id, 0)
+                self.slurm.resize(first, "ALL")
+                self.store.update_index_job(row, status="ended")
+                live = {j.job_id: j for j in self._live_jobs(session)}
+                self.store.update_index_job(
+                    initial.id, nodes=live[first].nodes if first in live else None, resized=True
+                )
+                argv = agents_step(plan, first, first, count, nodelist=nodelist)
+            else:
+                argv = agents_step(plan, job_id, first, count)
+            self.progress.step(f"starting {count} render agent{'s' * (count != 1)}")
+            self.slurm.runner.spawn(argv, log_path=log)
+        except BaseException:
+            if job_id is not None and not merge:
+                with contextlib.suppress(HpcrunError):
+                    self.slurm.cancel([job_id])
+            self.store.update_index_job(row, status="failed")
+            raise
+
+    def _shrink(self, session: IndexSessionRecord, jobs: Sequence[SessionJob], count: int) -> None:
+        steps = plan_shrink(jobs, count, can_resize_twice=self.slurm.has_accounting_database())
+        rows = {j.slurm_job_id: j for j in session.live_jobs}
+        for step in steps:
+            row = rows[step.job_id]
+            if step.cancels:
+                self.progress.step(f"ending job {step.job_id} (scancel)")
+                self.slurm.cancel([step.job_id])
+                self.store.update_index_job(row.id, status="ended")
+            else:
+                self.progress.step(
+                    f"shrinking job {step.job_id} to {step.nodes_after} nodes "
+                    f"(scontrol update NumNodes={step.nodes_after})"
+                )
+                self.slurm.resize(step.job_id, step.nodes_after)
+                self.store.update_index_job(row.id, nodes=step.nodes_after, resized=True)
+
+    # stop --------------------------------------------------------------------------------
+
+    def stop(self, session_id: int | None = None, *, timeout_s: float = 30.0) -> SessionView:
+        session = self.session(session_id)
+        ids = [j.slurm_job_id for j in session.live_jobs if j.slurm_job_id]
+        self.progress.step(f"ending job{'s' * (len(ids) != 1)} {', '.join(ids)}")
+        self.slurm.cancel(ids)
+        _wait_until(lambda: all(j.state.is_terminal for j in self.slurm.jobs(ids)), timeout_s)
+        for job in session.live_jobs:
+            self.store.update_index_job(job.id, status="ended")
+        self.store.set_index_session(session.id, "stopped", detail="stopped by hpcrun index stop")
+        return self.view(self.session(session.id))
+
+
+def _open_options(workdir: Path, auth: str | None) -> tuple[str, ...]:
+    options: tuple[str, ...] = ("--rendezvous", str(workdir / "rendezvous"))
+    if auth:
+        user, sep, password_file = auth.partition(":")
+        if not sep or not user or not Path(password_file).is_file():
+            raise UsageError(
+                f"--auth {auth!r}: expected USER:PASSWORD_FILE with an existing file",
+                "write the password to a file readable only by you (chmod 600)",
+            )
+        options += ("--auth", f"{user}:{Path(password_file).resolve()}")
+    return options
+
+
+def _plan_json(plan: IndexPlan, auth: str | None) -> dict[str, Any]:
+    i = plan.install
+    return {
+        "nodes": plan.nodes,
+        "scene_prj": plan.scene_prj,
+        "gpus_per_node": plan.gpus_per_node,
+        "port": plan.port,
+        "partition": plan.partition,
+        "open_options": list(plan.open_options),
+        "auth": auth,
+        "install": {
+            "launcher": i.launcher,
+            "workdir": i.workdir,
+            "scenes_dir": i.scenes_dir,
+            "viewer_script": i.viewer_script,
+            "open_renderer": i.open_renderer,
+        },
+    }
+
+
+def _plan_from_json(data: dict[str, Any]) -> IndexPlan:
+    return IndexPlan(
+        nodes=int(data["nodes"]),
+        scene_prj=str(data["scene_prj"]),
+        install=IndexInstall(**data["install"]),
+        gpus_per_node=data.get("gpus_per_node"),
+        port=int(data.get("port", DEFAULT_PORT)),
+        partition=data.get("partition"),
+        open_options=tuple(data.get("open_options", ())),
+    )
+
+
+def _step_exited(text: str) -> bool:
+    # srun reports a task that ended by itself or was killed before the viewer was up.
+    return "srun: error:" in text and ("Exited with exit code" in text or "task 0:" in text)
+
+
+def _step_failed(reason: str, log: str, text: str) -> HpcrunError:
+    tail = "\n".join(text.strip().splitlines()[-15:])
+    return HpcrunError(
+        reason + (f"; {log} ends with:\n{tail}" if tail else f"; {log} is empty"),
+        "fix what the log says, then run `hpcrun index` again (the allocation was released)",
+    )
+
+
+def _wait_until(condition: Callable[[], bool], timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+    return True
