@@ -18,7 +18,7 @@ os.environ.setdefault("TYPER_USE_RICH", "0")
 import typer
 
 from hpcrun import __version__
-from hpcrun.cli import cluster, index, jobs
+from hpcrun.cli import cluster, index, jobs, scenes
 from hpcrun.errors import HpcrunError
 
 app = typer.Typer(
@@ -67,6 +67,7 @@ app.command(rich_help_panel="Jobs")(jobs.jobs)
 app.command(rich_help_panel="Jobs")(jobs.logs)
 app.command(rich_help_panel="Jobs")(jobs.cancel)
 app.add_typer(index.index_app, name="index", rich_help_panel="IndeX")
+app.add_typer(scenes.app, name="scenes", rich_help_panel="IndeX")
 # `-1` must reach the command as an argument, not be taken for an unknown option.
 app.command(rich_help_panel="IndeX", context_settings={"ignore_unknown_options": True})(
     index.scale
