@@ -311,6 +311,20 @@ class StateStore:
             (workdir, json.dumps(dict(plan), sort_keys=True), time.time(), session_id),
         )
 
+    def end_index_sessions(self, cluster: str, detail: str) -> None:
+        """Mark every active session of a cluster stopped (its jobs went with the cluster)."""
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE index_jobs SET status='ended' WHERE status IN ('allocating', 'running') "
+                "AND session_id IN (SELECT id FROM index_sessions WHERE cluster=?)",
+                (cluster,),
+            )
+            db.execute(
+                "UPDATE index_sessions SET status='stopped', detail=?, updated_at=? "
+                "WHERE cluster=? AND status IN ('starting', 'running')",
+                (detail, time.time(), cluster),
+            )
+
     def add_index_job(self, session_id: int, *, initial: bool, nodes: int, log: str) -> int:
         cur = self._db.execute(
             """INSERT INTO index_jobs (session_id, initial, nodes, status, log, created_at)

@@ -123,7 +123,7 @@ def local_cluster() -> Iterator[Cluster]:
     workdir.mkdir()
     cluster = Cluster(home=home, name="itest", workdir=workdir)
     try:
-        cluster.cli("create", "--name", "itest", "--nodes", "4", timeout=300)
+        cluster.cli("create", "--name", "itest", "--nodes", "6", timeout=300)
         yield cluster
     finally:
         run_cli("down", "--yes", "--cluster", "itest", home=home, check=False)

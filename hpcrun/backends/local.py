@@ -11,6 +11,7 @@ only the daemons that died.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import shutil
 import socket
@@ -27,10 +28,17 @@ from hpcrun.backends.local_layout import (
     find_free_ports,
     render_config_files,
 )
-from hpcrun.backends.processes import SupervisorClient, kill_stale, process_alive
+from hpcrun.backends.processes import (
+    SupervisorClient,
+    kill_stale,
+    process_alive,
+    processes_mentioning,
+)
 from hpcrun.errors import DaemonFailed, HpcrunError, SlurmNotInstalled, UsageError
 from hpcrun.slurm import LocalRunner, Node, SlurmClient
 from hpcrun.state import ClusterRecord, StateStore
+
+logger = logging.getLogger(__name__)
 
 SLURM_PROGRAMS = ("munged", "slurmctld", "slurmd", "sinfo", "sbatch", "squeue", "scontrol")
 ACCOUNTING_PROGRAMS = ("mariadbd", "mariadb-install-db", "slurmdbd", "sacctmgr", "sacct")
@@ -139,7 +147,11 @@ class LocalBackend:
         supervisor_pid = self.supervisor.recorded_supervisor_pid()
         if supervisor_pid:
             pids.append(supervisor_pid)
-        ended = kill_stale(pids, str(self.paths.root))
+        # Job steps started from outside the supervisor (IndeX's background `srun`) and
+        # tasks that outlived their slurmstepd name the cluster in SLURM_CONF.
+        pids += processes_mentioning(str(self.paths.root))
+        ended = kill_stale(sorted(set(pids)), str(self.paths.root))
+        self.store.end_index_sessions(self.cluster_name, "the cluster was stopped")
         if ended:
             progress.step(f"ended {len(ended)} stale process(es) from an earlier run")
         for stale in self.paths.run.glob("*"):
@@ -381,6 +393,7 @@ class LocalBackend:
         self.store.set_cluster_status(self.cluster_name, "stopping")
         supervisor_pid = self.supervisor.recorded_supervisor_pid()
         if self.supervisor.alive():
+            self._cancel_jobs(progress)
             progress.step("stopping daemons")
             self.supervisor.request("shutdown")
             deadline = time.monotonic() + 90.0
@@ -389,7 +402,11 @@ class LocalBackend:
         pids = [int(d["pid"]) for d in self.supervisor.recorded_daemons() if d.get("pid")]
         if supervisor_pid:
             pids.append(supervisor_pid)
-        ended = kill_stale(pids, str(self.paths.root))
+        # Job steps started from outside the supervisor (IndeX's background `srun`) and
+        # tasks that outlived their slurmstepd name the cluster in SLURM_CONF.
+        pids += processes_mentioning(str(self.paths.root))
+        ended = kill_stale(sorted(set(pids)), str(self.paths.root))
+        self.store.end_index_sessions(self.cluster_name, "the cluster was stopped")
         if ended:
             progress.step(f"ended {len(ended)} process(es) the supervisor did not")
         if purge:
@@ -398,6 +415,22 @@ class LocalBackend:
             self.store.delete_cluster(self.cluster_name)
         else:
             self.store.set_cluster_status(self.cluster_name, "down")
+
+    def _cancel_jobs(self, progress: Progress) -> None:
+        """End running jobs through Slurm first, so their steps and tasks stop cleanly."""
+        try:
+            client = self.slurm()
+            active = [j.job_id for j in client.jobs() if not j.state.is_terminal]
+            if active:
+                progress.step(f"cancelling {len(active)} job(s)")
+                client.cancel(active)
+                deadline = time.monotonic() + 10.0
+                while time.monotonic() < deadline and any(
+                    not j.state.is_terminal for j in client.jobs(active)
+                ):
+                    time.sleep(0.1)
+        except HpcrunError as exc:  # a half-dead controller: the PID sweep below still runs
+            logger.warning("could not cancel jobs before stopping: %s", exc)
 
 
 def _describe(config: dict[str, Any]) -> str:

@@ -111,6 +111,14 @@ def process_belongs(pid: int, marker: str) -> bool:
     return False
 
 
+def processes_mentioning(marker: str) -> list[int]:
+    """Every process (but this one) whose argv or environment names `marker`: the jobs'
+    tasks and the `srun` steps hpcrun started (SLURM_CONF points into the cluster)."""
+    me = os.getpid()
+    pids = [int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit()]
+    return [p for p in pids if p != me and process_belongs(p, marker)]
+
+
 def kill_stale(pids: list[int], marker: str, timeout_s: float = 10.0) -> list[int]:
     """End processes of ours left by a crashed supervisor; return the PIDs signalled."""
     ours = [p for p in pids if p > 0 and process_alive(p) and process_belongs(p, marker)]

@@ -76,7 +76,9 @@ def index(
             show_default=False,
         ),
     ] = None,
-    port: Annotated[int, typer.Option("--port", help="The viewer's HTTP port.")] = 8080,
+    port: Annotated[
+        int, typer.Option("--port", help="The viewer's HTTP port.", envvar="HPCRUN_INDEX_PORT")
+    ] = 8080,
     renderer: Annotated[
         str,
         typer.Option(
@@ -104,7 +106,7 @@ def index(
     """Start an IndeX session and print the viewer's URL."""
     if ctx.invoked_subcommand is not None:
         return
-    from hpcrun.services.index import StartRequest
+    from hpcrun.services.index import StartRequest, plural
 
     sessions, progress = _sessions(cluster, quiet=json_out)
     started = time.monotonic()
@@ -130,7 +132,7 @@ def index(
         s = view.session
         agents = f", {view.agents} agents" if view.agents is not None else ""
         out.print(
-            f"IndeX session {s.id} on {len(view.nodes)} nodes{agents} "
+            f"IndeX session {s.id} on {plural(len(view.nodes), 'node')}{agents} "
             f"(job {view.jobs[0]['job_id']}, {s.detail}, all up in "
             f"{time.monotonic() - started:.1f} s)"
         )
@@ -172,6 +174,8 @@ def index_status(
 
 
 def _print_view(view: SessionView) -> None:
+    from hpcrun.services.index import plural
+
     out = console()
     s = view.session
     out.print(f"IndeX session {s.id}: {s.status}" + (f" ({s.detail})" if s.detail else ""))
@@ -181,7 +185,7 @@ def _print_view(view: SessionView) -> None:
         out.print(f"  viewer:   {s.url}")
     for job in view.jobs:
         out.print(
-            f"  job {job['job_id']} ({job['role']}): {job['state']}, {job['nodes']} nodes"
+            f"  job {job['job_id']} ({job['role']}): {job['state']}, {plural(job['nodes'], 'node')}"
             + (f" {job['nodelist']}" if job["nodelist"] else "")
         )
     if view.viewer is not None:
@@ -251,8 +255,10 @@ def scale(
     if json_out:
         print_json(view.to_json())
         return
+    from hpcrun.services.index import plural
+
     agents = f", {view.agents} agents registered" if view.agents is not None else ""
     console().print(
-        f"IndeX session {view.session.id} now has {len(view.nodes)} nodes{agents} "
+        f"IndeX session {view.session.id} now has {plural(len(view.nodes), 'node')}{agents} "
         f"({time.monotonic() - started:.1f} s). Viewer: {view.session.url}"
     )

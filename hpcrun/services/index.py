@@ -438,7 +438,7 @@ class IndexSessions:
         session = self.session(session.id)
         if session.renderer == "open":
             expected = sum(j.nodes for j in session.live_jobs)
-            self._wait_agents(session, expected, timeout_s)
+            self._wait_agents(session, expected, timeout_s)  # joined, or gone after a shrink
         return self.view(session)
 
     def _live_jobs(self, session: IndexSessionRecord) -> list[SessionJob]:
@@ -482,8 +482,9 @@ class IndexSessions:
         log = str(Path(session.workdir) / f"agents-{int(time.time() * 1000)}.log")
         row = self.store.add_index_job(session.id, initial=False, nodes=count, log=log)
         job_id: str | None = None
+        merged = False
         try:
-            self.progress.step(f"allocating {count} more node{'s' * (count != 1)}")
+            self.progress.step(f"allocating {plural(count, 'more node')}")
             job_id = self.slurm.allocate(
                 agents_allocation(plan, count, expand_job=first if merge else None),
                 timeout_s=None if wait else 60.0,
@@ -493,6 +494,7 @@ class IndexSessions:
                 nodelist = self.slurm.jobs([job_id])[0].nodelist
                 self.progress.step(f"merging job {job_id}'s nodes into job {first}")
                 self.slurm.resize(job_id, 0)
+                merged = True
                 self.slurm.resize(first, "ALL")
                 self.store.update_index_job(row, status="ended")
                 live = {j.job_id: j for j in self._live_jobs(session)}
@@ -505,7 +507,8 @@ class IndexSessions:
             self.progress.step(f"starting {count} render agent{'s' * (count != 1)}")
             self.slurm.runner.spawn(argv, log_path=log)
         except BaseException:
-            if job_id is not None and not merge:
+            # A donor job Slurm did not merge still holds its nodes: give them back.
+            if job_id is not None and not merged:
                 with contextlib.suppress(HpcrunError):
                     self.slurm.cancel([job_id])
             self.store.update_index_job(row, status="failed")
@@ -522,7 +525,7 @@ class IndexSessions:
                 self.store.update_index_job(row.id, status="ended")
             else:
                 self.progress.step(
-                    f"shrinking job {step.job_id} to {step.nodes_after} nodes "
+                    f"shrinking job {step.job_id} to {plural(step.nodes_after, 'node')} "
                     f"(scontrol update NumNodes={step.nodes_after})"
                 )
                 self.slurm.resize(step.job_id, step.nodes_after)
@@ -540,6 +543,10 @@ class IndexSessions:
             self.store.update_index_job(job.id, status="ended")
         self.store.set_index_session(session.id, "stopped", detail="stopped by hpcrun index stop")
         return self.view(self.session(session.id))
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'s' * (count != 1)}"
 
 
 def _open_options(workdir: Path, auth: str | None) -> tuple[str, ...]:

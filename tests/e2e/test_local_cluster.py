@@ -117,7 +117,7 @@ def test_jobs_json_lists_queued_array_tasks_then_cancel(local_cluster: Cluster) 
 
 def test_create_on_a_running_cluster_changes_nothing(local_cluster: Cluster) -> None:
     before = {d.name: d.pid for d in local_cluster.backend.status().daemons}
-    done = local_cluster.cli("create", "--name", "itest", "--nodes", "4")
+    done = local_cluster.cli("create", "--name", "itest", "--nodes", "6")
     assert "already up; nothing changed" in done.stdout
     after = {d.name: d.pid for d in local_cluster.backend.status().daemons}
     assert after == before
@@ -146,7 +146,7 @@ def test_killed_slurmd_is_reported_down_and_create_heals_it(local_cluster: Clust
     human = local_cluster.cli("status").stdout
     assert "n3" in human and "down" in human
 
-    healed = local_cluster.cli("create", "--name", "itest", "--nodes", "4")
+    healed = local_cluster.cli("create", "--name", "itest", "--nodes", "6")
     assert "is up" in healed.stdout
     status = json.loads(local_cluster.cli("status", "--json").stdout)
     assert status["state"] == "up"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -54,6 +55,12 @@ def test_pattern_matching_is_strict() -> None:
     assert not matches(["x", "z"], "x\ny\nz\n")
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def test_readme_examples_run_as_documented() -> None:
     if not slurm_installed():
         pytest.skip("Slurm is not installed: run `make setup`")
@@ -69,8 +76,13 @@ def test_readme_examples_run_as_documented() -> None:
         "COLUMNS": "120",
     }
     env.pop("HPCRUN_CLUSTER", None)
+    # The README shows IndeX's default port; the test serves on a free one, so a demo
+    # session on 8080 on the same machine does not make the docs look broken.
+    port = free_port()
+    env["HPCRUN_INDEX_PORT"] = str(port)
     try:
-        for command, expected in steps:
+        for command, readme_expected in steps:
+            expected = [line.replace(":8080", f":{port}") for line in readme_expected]
             done = subprocess.run(
                 ["bash", "-o", "pipefail", "-c", command],
                 env=env,
@@ -89,6 +101,7 @@ def test_readme_examples_run_as_documented() -> None:
                 + f"\n--- it printed:\n{done.stdout}"
             )
     finally:
+        run_cli("index", "stop", "--cluster", "dev", home=home, check=False)
         run_cli("down", "--yes", "--purge", "--cluster", "dev", home=home, check=False)
         leftovers = processes_mentioning(str(home))
         shutil.rmtree(home, ignore_errors=True)

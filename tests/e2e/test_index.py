@@ -1,0 +1,169 @@
+"""IndeX on the real local Slurm cluster, end to end through the CLI.
+
+One session runs through the module, as a user would drive it: start on 4 nodes, look at
+it in Chromium, grow by 2, shrink by 1, lose an agent, stop. Each test states one step.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from tests.conftest import Cluster
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _json(done: Any) -> dict[str, Any]:
+    return dict(json.loads(done.stdout))
+
+
+def viewer_status(url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(url.rstrip("/") + "/api/status", timeout=5) as response:
+        return dict(json.loads(response.read()))
+
+
+def eventually(check: Callable[[], bool], timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def session(local_cluster: Cluster) -> Iterator[dict[str, Any]]:
+    port = _free_port()
+    done = local_cluster.cli(
+        "index",
+        "--nodes",
+        "4",
+        "--scene",
+        "supernova",
+        "--port",
+        str(port),
+        "--json",
+        timeout=300,
+    )
+    started = _json(done)
+    try:
+        yield started
+    finally:
+        local_cluster.cli("index", "stop", check=False)
+
+
+def test_index_prints_the_url_and_four_agents_on_four_nodes_register(
+    session: dict[str, Any],
+) -> None:
+    assert session["url"].startswith("http://127.0.0.1:")
+    assert session["agents"] == 4
+    assert len(set(session["nodes"])) == 4
+    status = viewer_status(session["url"])
+    assert status["agents"] == 4
+    assert sorted(a["node"] for a in status["agent_list"]) == sorted(session["nodes"])
+
+
+def test_status_json_has_url_jobs_nodes_and_agents(
+    local_cluster: Cluster, session: dict[str, Any]
+) -> None:
+    status = _json(local_cluster.cli("index", "status", "--json"))
+    assert status["url"] == session["url"]
+    assert [j["role"] for j in status["jobs"]] == ["initial"]
+    assert status["jobs"][0]["state"] == "RUNNING"
+    assert len(status["nodes"]) == 4
+    assert status["agents"] == 4
+
+
+@pytest.mark.browser
+def test_the_page_in_chromium_shows_the_volume(session: dict[str, Any], tmp_path: Any) -> None:
+    from tests.browser import chromium_driver, page_shows_volume
+
+    driver = chromium_driver(tmp_path)
+    try:
+        driver.get(session["url"])
+        assert page_shows_volume(driver, agents=4)
+    finally:
+        driver.quit()
+
+
+def test_scale_plus_two_attaches_a_second_job_whose_agents_render(
+    local_cluster: Cluster, session: dict[str, Any]
+) -> None:
+    grown = _json(local_cluster.cli("scale", "+2", "--json", timeout=300))
+    assert grown["agents"] == 6
+    assert [j["role"] for j in grown["jobs"]] == ["initial", "attached"]
+    assert len(set(grown["nodes"])) == 6
+
+    # The next frame has bricks rendered by all six agents.
+    def six_contribute() -> bool:
+        agents = viewer_status(session["url"])["agent_list"]
+        return len(agents) == 6 and all(a["bricks"] for a in agents)
+
+    eventually(six_contribute)
+
+
+def test_scale_minus_one_ends_a_node_and_the_viewer_keeps_rendering(
+    local_cluster: Cluster, session: dict[str, Any]
+) -> None:
+    before = viewer_status(session["url"])["frame"]
+    shrunk = _json(local_cluster.cli("scale", "-1", "--json", timeout=300))
+    assert shrunk["agents"] == 5
+    assert len(shrunk["nodes"]) == 5
+    eventually(lambda: viewer_status(session["url"])["frame"] > before)
+
+
+def test_a_killed_agent_is_dropped_and_its_bricks_move(
+    local_cluster: Cluster, session: dict[str, Any]
+) -> None:
+    agents = viewer_status(session["url"])["agent_list"]
+    victim = next(a for a in agents if a["rank"] != 0 or a["job_id"] != agents[0]["job_id"])
+    os.kill(int(victim["pid"]), signal.SIGKILL)
+
+    def dropped() -> bool:
+        status = viewer_status(session["url"])
+        return status["agents"] == len(agents) - 1 and all(
+            a["bricks"] for a in status["agent_list"]
+        )
+
+    eventually(dropped)
+    with urllib.request.urlopen(session["url"].rstrip("/") + "/api/image.png", timeout=30) as r:
+        assert r.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_stop_frees_every_node(local_cluster: Cluster, session: dict[str, Any]) -> None:
+    local_cluster.cli("index", "stop")
+    nodes = local_cluster.client.nodes()
+    eventually(lambda: all(n.state == "idle" for n in local_cluster.client.nodes()))
+    assert len(nodes) == 6
+    with pytest.raises(OSError):
+        viewer_status(session["url"])
+    status = local_cluster.cli("index", "status", check=False)
+    assert status.returncode == 1
+    assert "no IndeX session is running" in status.stderr
+
+
+def test_more_nodes_than_the_cluster_has_is_refused_before_allocating(
+    local_cluster: Cluster,
+) -> None:
+    done = local_cluster.cli("index", "--nodes", "9", check=False)
+    assert done.returncode == 1
+    assert "9 nodes requested but the cluster has 6 usable nodes" in done.stderr
+
+
+def test_scale_without_a_session_says_how_to_start_one(local_cluster: Cluster) -> None:
+    done = local_cluster.cli("scale", "+2", check=False)
+    assert done.returncode == 1
+    assert "hpcrun index --nodes 4 --scene supernova" in done.stderr
