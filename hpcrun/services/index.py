@@ -346,7 +346,8 @@ class IndexSessions:
             status, error = self._viewer_status(session)
             count = int(status.get("agents", 0)) if status else 0
             if count != seen:
-                self.progress.advance(min(count, expected), expected, "agents registered")
+                message = f"{count} of {expected} render agents registered"
+                self.progress.advance(min(count, expected), expected, message)
                 seen = count
             if count == expected:
                 return count

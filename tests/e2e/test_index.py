@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import time
@@ -17,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Cluster
+from tests.conftest import Cluster, processes_mentioning, run_cli, short_tempdir
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -167,3 +168,39 @@ def test_scale_without_a_session_says_how_to_start_one(local_cluster: Cluster) -
     done = local_cluster.cli("scale", "+2", check=False)
     assert done.returncode == 1
     assert "hpcrun index --nodes 4 --scene supernova" in done.stderr
+
+
+def test_merge_grows_the_first_job_on_a_cluster_without_gpus(local_cluster: Cluster) -> None:
+    """Job expansion (`--merge`): Slurm 22.05 refuses it for jobs holding GRES, so this
+    runs on a GPU-less cluster of its own; the session then stays one job."""
+    home = short_tempdir("hrm")
+    try:
+        run_cli("create", "--name", "nogpu", "--nodes", "3", "--gpus-per-node", "0", home=home)
+        port = str(_free_port())
+        run_cli("index", "--nodes", "1", "--port", port, "--timeout", "120", home=home)
+        grown = json.loads(run_cli("scale", "+2", "--merge", "--json", home=home).stdout)
+        assert grown["agents"] == 3
+        live = [j for j in grown["jobs"] if j["state"] == "RUNNING"]
+        assert [(j["role"], j["nodes"]) for j in live] == [("initial", 3)]
+        # The merged job shrinks again: the cluster keeps a Slurm database.
+        shrunk = json.loads(run_cli("scale", "-1", "--json", home=home).stdout)
+        assert shrunk["agents"] == 2
+        assert [j["nodes"] for j in shrunk["jobs"] if j["state"] == "RUNNING"] == [2]
+    finally:
+        run_cli("down", "--yes", "--purge", "--cluster", "nogpu", home=home, check=False)
+        leftovers = processes_mentioning(str(home))
+        shutil.rmtree(home, ignore_errors=True)
+        assert not leftovers, f"left running after `down`: {leftovers}"
+
+
+def test_merge_is_refused_for_a_job_holding_gpus(local_cluster: Cluster) -> None:
+    port = str(_free_port())
+    local_cluster.cli("index", "--nodes", "1", "--port", port)
+    try:
+        done = local_cluster.cli("scale", "+1", "--merge", check=False)
+        assert done.returncode == 1
+        assert "cannot expand a job that holds GRES" in done.stderr
+        # Nothing was allocated for the refused request.
+        assert len(_json(local_cluster.cli("index", "status", "--json"))["jobs"]) == 1
+    finally:
+        local_cluster.cli("index", "stop")
