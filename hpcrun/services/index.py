@@ -170,6 +170,8 @@ class IndexSessions:
             port=request.port,
         )
         plan.validate()
+        if install.open_renderer:
+            _open_options(Path("."), request.auth)  # a bad --auth fails before anything exists
         self._check_free_nodes(request.nodes, request.wait_for_nodes)
         session_id = self.store.create_index_session(
             self.cluster,
@@ -202,13 +204,15 @@ class IndexSessions:
         job_row = self.store.add_index_job(session_id, initial=True, nodes=request.nodes, log=log)
         job_id: str | None = None
         try:
-            self.progress.step(f"allocating {request.nodes} nodes (salloc --no-shell)")
+            self.progress.step(f"allocating {plural(request.nodes, 'node')} (salloc --no-shell)")
             job_id = self.slurm.allocate(
                 initial_allocation(plan), timeout_s=None if request.wait_for_nodes else 60.0
             )
             self.store.update_index_job(job_row, slurm_job_id=job_id, status="running")
             argv = viewer_step(plan, job_id)
-            self.progress.step(f"job {job_id}: starting the viewer and {request.nodes} agents")
+            self.progress.step(
+                f"job {job_id}: starting the viewer and {plural(request.nodes, 'agent')}"
+            )
             self.slurm.runner.spawn(argv, log_path=log)
             host, port = self._wait_ready(job_id, log, request.timeout_s)
             url = self.backend.endpoint(host, port)
@@ -505,7 +509,7 @@ class IndexSessions:
                 argv = agents_step(plan, first, first, count, nodelist=nodelist)
             else:
                 argv = agents_step(plan, job_id, first, count)
-            self.progress.step(f"starting {count} render agent{'s' * (count != 1)}")
+            self.progress.step(f"starting {plural(count, 'render agent')}")
             self.slurm.runner.spawn(argv, log_path=log)
         except BaseException:
             # A donor job Slurm did not merge still holds its nodes: give them back.

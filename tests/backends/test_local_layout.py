@@ -163,6 +163,9 @@ def listening() -> Iterator[list[socket.socket]]:
 def listen_on(held: list[socket.socket], port: int, host: str = "127.0.0.1") -> int:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     held.append(sock)
+    # As the daemons do: a cluster stopped moments ago (the README test's, say) leaves its
+    # connections in TIME_WAIT on these ports, which would otherwise refuse the bind.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     sock.listen()
     return int(sock.getsockname()[1])

@@ -204,3 +204,30 @@ def test_merge_is_refused_for_a_job_holding_gpus(local_cluster: Cluster) -> None
         assert len(_json(local_cluster.cli("index", "status", "--json"))["jobs"]) == 1
     finally:
         local_cluster.cli("index", "stop")
+
+
+def test_a_viewer_that_cannot_start_fails_with_its_log_and_releases_the_nodes(
+    local_cluster: Cluster,
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        done = local_cluster.cli("index", "--nodes", "2", "--port", port, check=False)
+    assert done.returncode == 1
+    assert "the viewer step exited before it was ready" in done.stderr
+    assert f"cannot listen on port {port}" in done.stderr  # the log tail explains it
+    eventually(lambda: all(j.state.is_terminal for j in local_cluster.client.jobs()))
+    sessions = json.loads(local_cluster.cli("index", "status", "--all", "--json").stdout)
+    assert sessions[-1]["status"] == "failed"
+
+
+def test_a_bad_auth_option_is_refused_before_anything_is_allocated(
+    local_cluster: Cluster,
+) -> None:
+    before = len(json.loads(local_cluster.cli("index", "status", "--all", "--json").stdout))
+    done = local_cluster.cli("index", "--nodes", "1", "--auth", "alice", check=False)
+    assert done.returncode == 2
+    assert "USER:PASSWORD_FILE" in done.stderr
+    after = len(json.loads(local_cluster.cli("index", "status", "--all", "--json").stdout))
+    assert after == before
