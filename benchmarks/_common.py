@@ -394,7 +394,8 @@ def _probe(python: Path, code: str) -> bool:
 
 @dataclass
 class Goal:
-    """What PASS means. `op` is "<=" or "<"; `value` is what is compared with `target`:
+    """What PASS means. `op` is "<=", "<" or "none" (report only: INFO); `value` is what
+    is compared with `target`:
     the hpcrun / yardstick ratio by default, or an absolute figure (`unit`="s")."""
 
     target: float
@@ -439,6 +440,8 @@ def report(
     passed = goal.met(value) if goal_ratio is not None or goal.unit else False
     # No yardstick (a peer tool that would not install): nothing to compare, not a miss.
     verdict = "PASS" if passed else "SKIP" if value is None else "MISS"
+    if goal.op == "none":  # a figure to report (frame_time), not to pass or miss
+        verdict = "INFO"
     value_text = "n/a" if value is None else f"{value:.3f}"
     goal_text = f"{goal.target:g}{goal.unit}" if goal.unit else f"{goal.target:g}"
     ratio_line = f"RATIO {figure} {value_text} goal {goal.op} {goal_text} {verdict}"

@@ -350,7 +350,11 @@ class IndexSessions:
             status, error = self._viewer_status(session)
             count = int(status.get("agents", 0)) if status else 0
             if count != seen:
-                message = f"{count} of {expected} render agents registered"
+                message = (
+                    f"{count} of {expected} render agents registered"
+                    if count <= expected
+                    else f"{count - expected} render agent(s) leaving"
+                )
                 self.progress.advance(min(count, expected), expected, message)
                 seen = count
             if count == expected:
@@ -522,6 +526,7 @@ class IndexSessions:
     def _shrink(self, session: IndexSessionRecord, jobs: Sequence[SessionJob], count: int) -> None:
         steps = plan_shrink(jobs, count, can_resize_twice=self.slurm.has_accounting_database())
         rows = {j.slurm_job_id: j for j in session.live_jobs}
+        cancelled = [step.job_id for step in steps if step.cancels]
         for step in steps:
             row = rows[step.job_id]
             if step.cancels:
@@ -535,6 +540,11 @@ class IndexSessions:
                 )
                 self.slurm.resize(step.job_id, step.nodes_after)
                 self.store.update_index_job(row.id, nodes=step.nodes_after, resized=True)
+        # Return once Slurm has the nodes back, so a `scale +K` right after finds them free.
+        if cancelled:
+            _wait_until(
+                lambda: all(j.state.is_terminal for j in self.slurm.jobs(cancelled)), 30.0
+            )
 
     # stop --------------------------------------------------------------------------------
 
