@@ -168,6 +168,18 @@ def fmt_s(seconds: float) -> str:
     return f"{seconds:.2f} s"
 
 
+def end_peer(proc: subprocess.Popen[str]) -> None:
+    """End a long-lived peer process that reads commands on stdin: close its stdin (its
+    cue to exit), wait, and kill it if it has not gone within 30 s."""
+    if proc.stdin is not None:
+        proc.stdin.close()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def run_quiet(
     argv: Sequence[str], env: Mapping[str, str] | None = None, **kwargs: Any
 ) -> subprocess.CompletedProcess[str]:
@@ -444,6 +456,8 @@ def report(
         verdict = "INFO"
     value_text = "n/a" if value is None else f"{value:.3f}"
     goal_text = f"{goal.target:g}{goal.unit}" if goal.unit else f"{goal.target:g}"
+    if goal.op == "none":
+        goal_text = "-"
     ratio_line = f"RATIO {figure} {value_text} goal {goal.op} {goal_text} {verdict}"
 
     if as_json:

@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import ROOT, log, parse_args, peers_python, report, run_main
+from _common import ROOT, end_peer, log, parse_args, peers_python, report, run_main
 
 GOAL_RATIO = 0.8
 SIZE = 256
@@ -162,13 +162,7 @@ class VtkPeer:
         self._ask(f"save {path}")
 
     def close(self) -> None:
-        if self.proc.stdin is not None:
-            self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        end_peer(self.proc)
         self.stderr.close()
 
 

@@ -25,6 +25,7 @@ from _common import (
     Timing,
     bench_cluster,
     cap_repeats,
+    end_peer,
     hpcrun_exe,
     interleaved,
     log,
@@ -62,13 +63,7 @@ class SubmititPeer:
         return dict(json.loads(line))
 
     def close(self) -> None:
-        if self.proc.stdin is not None:
-            self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        end_peer(self.proc)
 
 
 def main() -> None:
