@@ -76,6 +76,14 @@ def index(
             show_default=False,
         ),
     ] = None,
+    exclusive: Annotated[
+        bool,
+        typer.Option(
+            "--exclusive",
+            help="Whole nodes (salloc --exclusive), NVIDIA's way; the default unless "
+            "--gpus-per-node is given.",
+        ),
+    ] = False,
     port: Annotated[
         int, typer.Option("--port", help="The viewer's HTTP port.", envvar="HPCRUN_INDEX_PORT")
     ] = 8080,
@@ -106,7 +114,14 @@ def index(
     """Start an IndeX session and print the viewer's URL."""
     if ctx.invoked_subcommand is not None:
         return
+    from hpcrun.errors import UsageError
     from hpcrun.services.index import StartRequest, plural
+
+    if exclusive and gpus_per_node is not None:
+        raise UsageError(
+            "--exclusive and --gpus-per-node both say how much of each node to take",
+            "give one: --exclusive for whole nodes, or --gpus-per-node G for G GPUs per node",
+        )
 
     sessions, progress = _sessions(cluster, quiet=json_out)
     started = time.monotonic()

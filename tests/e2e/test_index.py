@@ -6,6 +6,7 @@ it in Chromium, grow by 2, shrink by 1, lose an agent, stop. Each test states on
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -170,27 +171,56 @@ def test_scale_without_a_session_says_how_to_start_one(local_cluster: Cluster) -
     assert "hpcrun index --nodes 4 --scene supernova" in done.stderr
 
 
+@contextlib.contextmanager
+def own_cluster(name: str, *flags: str) -> Iterator[Callable[..., Any]]:
+    """A small cluster of a kind the shared one is not (no GPUs, no accounting), in its
+    own HPCRUN_HOME; yields `hpcrun` for it and proves nothing survives `down`."""
+    home = short_tempdir("hro")
+    try:
+        run_cli("create", "--name", name, *flags, home=home)
+
+        def hpcrun(*args: str, check: bool = True) -> Any:
+            return run_cli(*args, home=home, check=check, timeout=240)
+
+        yield hpcrun
+    finally:
+        run_cli("down", "--yes", "--purge", "--cluster", name, home=home, check=False)
+        leftovers = processes_mentioning(str(home))
+        shutil.rmtree(home, ignore_errors=True)
+        assert not leftovers, f"left running after `down`: {leftovers}"
+
+
 def test_merge_grows_the_first_job_on_a_cluster_without_gpus(local_cluster: Cluster) -> None:
     """Job expansion (`--merge`): Slurm 22.05 refuses it for jobs holding GRES, so this
     runs on a GPU-less cluster of its own; the session then stays one job."""
-    home = short_tempdir("hrm")
-    try:
-        run_cli("create", "--name", "nogpu", "--nodes", "3", "--gpus-per-node", "0", home=home)
-        port = str(_free_port())
-        run_cli("index", "--nodes", "1", "--port", port, "--timeout", "120", home=home)
-        grown = json.loads(run_cli("scale", "+2", "--merge", "--json", home=home).stdout)
+    with own_cluster("nogpu", "--nodes", "3", "--gpus-per-node", "0") as hpcrun:
+        hpcrun("index", "--nodes", "1", "--port", str(_free_port()))
+        grown = _json(hpcrun("scale", "+2", "--merge", "--json"))
         assert grown["agents"] == 3
         live = [j for j in grown["jobs"] if j["state"] == "RUNNING"]
         assert [(j["role"], j["nodes"]) for j in live] == [("initial", 3)]
         # The merged job shrinks again: the cluster keeps a Slurm database.
-        shrunk = json.loads(run_cli("scale", "-1", "--json", home=home).stdout)
+        shrunk = _json(hpcrun("scale", "-1", "--json"))
         assert shrunk["agents"] == 2
         assert [j["nodes"] for j in shrunk["jobs"] if j["state"] == "RUNNING"] == [2]
-    finally:
-        run_cli("down", "--yes", "--purge", "--cluster", "nogpu", home=home, check=False)
-        leftovers = processes_mentioning(str(home))
-        shutil.rmtree(home, ignore_errors=True)
-        assert not leftovers, f"left running after `down`: {leftovers}"
+
+
+def test_without_a_slurm_database_a_resized_job_is_not_resized_again(
+    local_cluster: Cluster,
+) -> None:
+    """Slurm 22.05 without slurmdbd refuses any update of a job it resized once: hpcrun
+    says so instead of hanging in Slurm's retries, and still shrinks by ending whole
+    attached jobs."""
+    with own_cluster("nodb", "--nodes", "4", "--no-accounting") as hpcrun:
+        hpcrun("index", "--nodes", "3", "--port", str(_free_port()))
+        assert _json(hpcrun("scale", "-1", "--json"))["agents"] == 2  # scontrol NumNodes=2
+        refused = hpcrun("scale", "-1", check=False)
+        assert refused.returncode == 1
+        assert "keeps no Slurm database" in refused.stderr
+        assert _json(hpcrun("scale", "+1", "--json"))["agents"] == 3  # an attached job
+        shrunk = _json(hpcrun("scale", "-1", "--json"))  # ends that job whole
+        assert shrunk["agents"] == 2
+        assert [j["state"] for j in shrunk["jobs"]] == ["RUNNING", "ENDED"]
 
 
 def test_merge_is_refused_for_a_job_holding_gpus(local_cluster: Cluster) -> None:
@@ -231,3 +261,9 @@ def test_a_bad_auth_option_is_refused_before_anything_is_allocated(
     assert "USER:PASSWORD_FILE" in done.stderr
     after = len(json.loads(local_cluster.cli("index", "status", "--all", "--json").stdout))
     assert after == before
+
+
+def test_exclusive_and_gpus_per_node_together_are_refused(local_cluster: Cluster) -> None:
+    done = local_cluster.cli("index", "--exclusive", "--gpus-per-node", "1", check=False)
+    assert done.returncode == 2
+    assert "--exclusive and --gpus-per-node" in done.stderr
