@@ -87,6 +87,16 @@ def index(
     port: Annotated[
         int, typer.Option("--port", help="The viewer's HTTP port.", envvar="HPCRUN_INDEX_PORT")
     ] = 8080,
+    time_limit: Annotated[
+        str | None,
+        typer.Option(
+            "--time",
+            "-t",
+            help="Slurm time limit for the session's allocations (e.g. 2:00:00); "
+            "default: none, as NVIDIA's recipe.",
+            show_default=False,
+        ),
+    ] = None,
     renderer: Annotated[
         str,
         typer.Option(
@@ -136,6 +146,7 @@ def index(
                 auth=auth,
                 wait_for_nodes=wait,
                 timeout_s=timeout_s,
+                time_limit=time_limit,
             )
         )
     finally:

@@ -56,6 +56,7 @@ class StartRequest:
     auth: str | None = None  # USER:PASSWORD_FILE, open renderer only
     wait_for_nodes: bool = False
     timeout_s: float = 120.0
+    time_limit: str | None = None
 
 
 @dataclass
@@ -168,8 +169,10 @@ class IndexSessions:
             install=install,
             gpus_per_node=request.gpus_per_node,
             port=request.port,
+            time_limit=request.time_limit,
         )
         plan.validate()
+        initial_allocation(plan)  # Slurm's own checks (e.g. --time syntax) before anything exists
         if install.open_renderer:
             _open_options(Path("."), request.auth)  # a bad --auth fails before anything exists
         self._check_free_nodes(request.nodes, request.wait_for_nodes)
@@ -196,6 +199,7 @@ class IndexSessions:
             install=install,
             gpus_per_node=plan.gpus_per_node,
             port=plan.port,
+            time_limit=plan.time_limit,
             open_options=options,
         )
         # The workdir is named after the session's id, known only once its row exists.
@@ -585,6 +589,7 @@ def _plan_json(plan: IndexPlan, auth: str | None) -> dict[str, Any]:
         "gpus_per_node": plan.gpus_per_node,
         "port": plan.port,
         "partition": plan.partition,
+        "time_limit": plan.time_limit,
         "open_options": list(plan.open_options),
         "auth": auth,
         "install": {
@@ -605,6 +610,7 @@ def _plan_from_json(data: dict[str, Any]) -> IndexPlan:
         gpus_per_node=data.get("gpus_per_node"),
         port=int(data.get("port", DEFAULT_PORT)),
         partition=data.get("partition"),
+        time_limit=data.get("time_limit"),
         open_options=tuple(data.get("open_options", ())),
     )
 

@@ -51,6 +51,7 @@ class IndexPlan:
     gpus_per_node: int | None = None
     port: int = DEFAULT_PORT
     partition: str | None = None
+    time_limit: str | None = None  # Slurm's --time for every allocation of the session
     # Options only the open renderer understands (rendezvous directory, basic auth).
     open_options: tuple[str, ...] = field(default_factory=tuple)
 
@@ -80,6 +81,7 @@ def _allocation(plan: IndexPlan, name: str, nodes: int, dependency: str | None) 
         gpus_per_node=plan.gpus_per_node,
         dependency=dependency,
         partition=plan.partition,
+        time_limit=plan.time_limit,
     )
 
 

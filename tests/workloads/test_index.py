@@ -149,3 +149,13 @@ def test_scale_requests(text: str, parsed: tuple[str, int]) -> None:
 def test_bad_scale_requests_say_how_to_write_one(text: str) -> None:
     with pytest.raises(UsageError):
         parse_scale(text)
+
+
+def test_a_time_limit_goes_on_every_allocation_of_the_session() -> None:
+    plan = IndexPlan(nodes=2, scene_prj=SUPERNOVA, install=NVIDIA_AMI, time_limit="2:00:00")
+    assert "--time=2:00:00" in initial_allocation(plan).to_salloc_argv()
+    assert "--time=2:00:00" in agents_allocation(plan, 1).to_salloc_argv()
+    with pytest.raises(UsageError, match="time"):
+        initial_allocation(
+            IndexPlan(nodes=2, scene_prj=SUPERNOVA, install=NVIDIA_AMI, time_limit="2 hours")
+        )
