@@ -435,9 +435,14 @@ class IndexSessions:
         wait_for_nodes: bool = False,
         timeout_s: float = 120.0,
     ) -> SessionView:
-        session = self.session(session_id)
+        # view() notices a session whose first job (and so its viewer) has ended.
+        session = self.view(self.session(session_id)).session
         if session.status != "running":
-            raise HpcrunError(f"IndeX session {session.id} is {session.status}, not running")
+            raise HpcrunError(
+                f"IndeX session {session.id} is {session.status}, not running"
+                + (f" ({session.detail})" if session.detail else ""),
+                "start a new one with `hpcrun index`",
+            )
         sign, number = parse_scale(request)
         current = self._live_jobs(session)
         total = sum(j.nodes for j in current)
@@ -555,9 +560,10 @@ class IndexSessions:
     def stop(self, session_id: int | None = None, *, timeout_s: float = 30.0) -> SessionView:
         session = self.session(session_id)
         ids = [j.slurm_job_id for j in session.live_jobs if j.slurm_job_id]
-        self.progress.step(f"ending job{'s' * (len(ids) != 1)} {', '.join(ids)}")
-        self.slurm.cancel(ids)
-        _wait_until(lambda: all(j.state.is_terminal for j in self.slurm.jobs(ids)), timeout_s)
+        if ids:  # jobs([]) would mean every job of the cluster
+            self.progress.step(f"ending job{'s' * (len(ids) != 1)} {', '.join(ids)}")
+            self.slurm.cancel(ids)
+            _wait_until(lambda: all(j.state.is_terminal for j in self.slurm.jobs(ids)), timeout_s)
         for job in session.live_jobs:
             self.store.update_index_job(job.id, status="ended")
         self.store.set_index_session(session.id, "stopped", detail="stopped by hpcrun index stop")

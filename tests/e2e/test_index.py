@@ -267,3 +267,18 @@ def test_exclusive_and_gpus_per_node_together_are_refused(local_cluster: Cluster
     done = local_cluster.cli("index", "--exclusive", "--gpus-per-node", "1", check=False)
     assert done.returncode == 2
     assert "--exclusive and --gpus-per-node" in done.stderr
+
+
+def test_a_session_whose_job_was_cancelled_elsewhere_is_reported_ended(
+    local_cluster: Cluster,
+) -> None:
+    started = _json(
+        local_cluster.cli("index", "--nodes", "1", "--port", str(_free_port()), "--json")
+    )
+    local_cluster.client.cancel([started["jobs"][0]["job_id"]])  # scancel, not hpcrun
+    eventually(lambda: all(j.state.is_terminal for j in local_cluster.client.jobs()))
+    done = local_cluster.cli("scale", "+1", check=False)
+    assert done.returncode == 1
+    assert "is stopped, not running" in done.stderr
+    assert "CANCELLED" in done.stderr
+    assert local_cluster.cli("index", "status", check=False).returncode == 1
