@@ -162,6 +162,22 @@ def _dda_axis(e: float, d: float, lo: float, cell: int, cells: int,
     return c, np.inf, np.inf, 0
 
 
+@_njit()
+def _dda_next(cx: int, cy: int, cz: int, tx: float, ty: float, tz: float,
+              dtx: float, dty: float, dtz: float, sx: int, sy: int, sz: int,
+              ncx: int, ncy: int, ncz: int) -> tuple[int, int, int, float, float, float, bool]:
+    """Step the cell walk into the next cell along whichever axis boundary comes first;
+    the flag says whether the ray is still inside the brick's grid of cells."""
+    if tx <= ty and tx <= tz:
+        cx += sx
+        return cx, cy, cz, tx + dtx, ty, tz, 0 <= cx < ncx
+    if ty <= tz:
+        cy += sy
+        return cx, cy, cz, tx, ty + dty, tz, 0 <= cy < ncy
+    cz += sz
+    return cx, cy, cz, tx, ty, tz + dtz, 0 <= cz < ncz
+
+
 @_njit(parallel=True)
 def _render_composite(data: Any, org: Any, box: Any, empty: Any, cell: int, lo: Any,
                       ray: Any, rx0: int, ry0: int, out: Any, lut: Any,
@@ -220,21 +236,10 @@ def _render_composite(data: Any, org: Any, box: Any, empty: Any, cell: int, lo: 
                     if tn >= t1:
                         break
                     tc = tn
-                    if tx <= ty and tx <= tz:
-                        cx += sx
-                        tx += dtx
-                        if cx < 0 or cx >= ncx:
-                            break
-                    elif ty <= tz:
-                        cy += sy
-                        ty += dty
-                        if cy < 0 or cy >= ncy:
-                            break
-                    else:
-                        cz += sz
-                        tz += dtz
-                        if cz < 0 or cz >= ncz:
-                            break
+                    cx, cy, cz, tx, ty, tz, inside = _dda_next(
+                        cx, cy, cz, tx, ty, tz, dtx, dty, dtz, sx, sy, sz, ncx, ncy, ncz)
+                    if not inside:
+                        break
                 out[j, i, 0] = r
                 out[j, i, 1] = g
                 out[j, i, 2] = b
@@ -293,21 +298,10 @@ def _render_mip(data: Any, org: Any, box: Any, cmax: Any, cell: int, lo: Any,
                     if tn >= t1 or best >= peak:
                         break
                     tc = tn
-                    if tx <= ty and tx <= tz:
-                        cx += sx
-                        tx += dtx
-                        if cx < 0 or cx >= ncx:
-                            break
-                    elif ty <= tz:
-                        cy += sy
-                        ty += dty
-                        if cy < 0 or cy >= ncy:
-                            break
-                    else:
-                        cz += sz
-                        tz += dtz
-                        if cz < 0 or cz >= ncz:
-                            break
+                    cx, cy, cz, tx, ty, tz, inside = _dda_next(
+                        cx, cy, cz, tx, ty, tz, dtx, dty, dtz, sx, sy, sz, ncx, ncy, ncz)
+                    if not inside:
+                        break
                 out[j, i] = best
 
 
