@@ -7,9 +7,9 @@ PYTHON ?= python3
 VENV := .venv
 HPCRUN := $(VENV)/bin/hpcrun
 APT_PACKAGES := slurm-wlm slurmctld slurmd slurm-client munge slurmdbd mariadb-server \
-	chromium chromium-driver
+	chromium chromium-driver openssh-server
 # A program from each package group, to skip apt when everything is already there.
-APT_PROBES := slurmctld slurmd munged slurmdbd mariadbd sbatch chromium chromedriver
+APT_PROBES := slurmctld slurmd munged slurmdbd mariadbd sbatch chromium chromedriver sshd
 
 .PHONY: setup setup-system setup-venv demo test lint unit bench cluster-up cluster-down clean
 

@@ -60,6 +60,7 @@ app.command(rich_help_panel="Clusters")(cluster.status)
 app.command(rich_help_panel="Clusters")(cluster.down)
 app.command(rich_help_panel="Clusters")(cluster.clusters)
 app.command(rich_help_panel="Clusters")(cluster.use)
+app.command(rich_help_panel="Clusters")(cluster.dcv)
 app.command(rich_help_panel="Jobs", context_settings={"allow_interspersed_args": False})(
     jobs.submit
 )

@@ -17,7 +17,7 @@ from hpcrun.cli._common import (
     print_json,
     resolve_cluster,
 )
-from hpcrun.errors import UnknownCluster, UsageError
+from hpcrun.errors import HpcrunError, UnknownCluster, UsageError
 
 
 def create(
@@ -226,3 +226,39 @@ def use(name: Annotated[str, typer.Argument(help="Cluster to make current.")]) -
         raise UnknownCluster(name, [c.name for c in store.clusters()])
     store.set_current_cluster(name)
     console().print(f"Current cluster: [bold]{name}[/bold]")
+
+
+def dcv(
+    print_url: Annotated[
+        bool,
+        typer.Option(
+            "--print-url", help="Print the one-time URL instead of opening a browser."
+        ),
+    ] = False,
+    cluster: ClusterOption = None,
+) -> None:
+    """Open the head node's remote desktop (NICE DCV) in a browser, as `pcluster dcv
+    connect` does: SSH to the head node, get a session token, open a one-time URL that
+    works for 30 seconds."""
+    from hpcrun.backends.base import Feature
+    from hpcrun.backends.dcv import URL_LIFETIME_S
+
+    target = resolve_cluster(cluster)
+    if Feature.DESKTOP in target.backend.unsupported:
+        raise HpcrunError(
+            f"cluster {target.record.name} ({target.record.backend}) has no remote desktop",
+            "DCV runs on the head node of an AWS ParallelCluster cluster "
+            "(`hpcrun create --config configs/index-aws.yaml`); here, open the URLs "
+            "hpcrun prints in a local browser",
+        )
+    url = target.backend.desktop_url()
+    if url is None:
+        raise HpcrunError(f"cluster {target.record.name} has no DCV session to offer")
+    message = f"Open this one-time URL in your browser within {URL_LIFETIME_S} seconds:\n{url}"
+    if print_url:
+        console().print(message, soft_wrap=True)
+        return
+    import webbrowser
+
+    if not webbrowser.open_new(url):
+        console().print(f"No browser could be opened here.\n{message}", soft_wrap=True)

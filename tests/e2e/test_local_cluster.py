@@ -163,3 +163,10 @@ def _allocate(cluster: Cluster, nodes: int, exclusive: bool = False) -> str:
         if "Granted job allocation" in line:
             return line.split()[-1]
     raise AssertionError(f"salloc printed no job id: {done.stderr}")
+
+
+def test_dcv_on_the_local_cluster_says_where_a_desktop_exists(local_cluster: Cluster) -> None:
+    done = local_cluster.cli("dcv", "--print-url", check=False)
+    assert done.returncode == 1
+    assert "has no remote desktop" in done.stderr
+    assert "ParallelCluster" in done.stderr
