@@ -18,7 +18,7 @@ os.environ.setdefault("TYPER_USE_RICH", "0")
 import typer
 
 from hpcrun import __version__
-from hpcrun.cli import cluster, index, jobs, scenes
+from hpcrun.cli import cluster, config, index, jobs, scenes
 from hpcrun.errors import HpcrunError
 
 app = typer.Typer(
@@ -61,6 +61,7 @@ app.command(rich_help_panel="Clusters")(cluster.down)
 app.command(rich_help_panel="Clusters")(cluster.clusters)
 app.command(rich_help_panel="Clusters")(cluster.use)
 app.command(rich_help_panel="Clusters")(cluster.dcv)
+app.add_typer(config.app, name="config", rich_help_panel="Clusters")
 app.command(rich_help_panel="Jobs", context_settings={"allow_interspersed_args": False})(
     jobs.submit
 )

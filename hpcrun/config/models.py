@@ -8,13 +8,17 @@ module: pydantic costs start-up time that `hpcrun jobs` should not pay.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hpcrun.errors import UsageError
+
+if TYPE_CHECKING:
+    from hpcrun.config.pcluster import ParallelClusterConfig
 
 MAX_LOCAL_NODES = 16
 
@@ -66,7 +70,14 @@ def validate_cluster_config(data: dict[str, Any], source: str = "<flags>") -> Cl
         ) from None
 
 
-def load_cluster_file(path: Path) -> ClusterConfig:
+def load_cluster_file(
+    path: Path, *, backends: Collection[str] = ("local",)
+) -> ClusterConfig | ParallelClusterConfig:
+    """Load and validate a cluster file, dispatching on its `backend:` key.
+
+    Callers name the backends they can act on, so `hpcrun create` keeps refusing
+    ParallelCluster files until that lifecycle exists, while `hpcrun config` accepts them.
+    """
     try:
         text = path.read_text()
     except OSError as exc:
@@ -80,9 +91,13 @@ def load_cluster_file(path: Path) -> ClusterConfig:
     if not isinstance(data, dict):
         raise UsageError(f"{path} must hold a mapping of keys (backend, name, nodes, ...)")
     backend = data.get("backend", "local")
-    if backend != "local":
+    if backend not in backends or backend not in ("local", "parallelcluster"):
         raise UsageError(
             f"{path}: backend {backend!r} is not available yet",
             "this hpcrun creates local clusters (backend: local)",
         )
+    if backend == "parallelcluster":
+        from hpcrun.config.pcluster import validate_parallelcluster_config
+
+        return validate_parallelcluster_config(data, str(path))
     return validate_cluster_config(data, str(path))
