@@ -413,12 +413,12 @@ class IndexSessions:
             return None, "no URL yet"
         request = urllib.request.Request(session.url.rstrip("/") + "/api/status")
         auth = session.plan.get("auth")
-        if auth:
-            user, _, password_file = str(auth).partition(":")
-            password = Path(password_file).read_text().strip()
-            token = base64.b64encode(f"{user}:{password}".encode()).decode()
-            request.add_header("Authorization", f"Basic {token}")
         try:
+            if auth:
+                user, _, password_file = str(auth).partition(":")
+                password = Path(password_file).read_text().strip()
+                token = base64.b64encode(f"{user}:{password}".encode()).decode()
+                request.add_header("Authorization", f"Basic {token}")
             with urllib.request.urlopen(request, timeout=2.0) as response:
                 return json.loads(response.read()), None
         except (OSError, ValueError, urllib.error.URLError) as exc:

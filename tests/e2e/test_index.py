@@ -13,6 +13,7 @@ import shutil
 import signal
 import socket
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -282,3 +283,30 @@ def test_a_session_whose_job_was_cancelled_elsewhere_is_reported_ended(
     assert "is stopped, not running" in done.stderr
     assert "CANCELLED" in done.stderr
     assert local_cluster.cli("index", "status", check=False).returncode == 1
+
+
+def test_auth_protects_the_viewer_and_hpcrun_still_reads_its_status(
+    local_cluster: Cluster, tmp_path: Any
+) -> None:
+    secret = tmp_path / "viewer.pass"
+    secret.write_text("s3cret\n")
+    secret.chmod(0o600)
+    started = _json(
+        local_cluster.cli(
+            "index",
+            "--nodes",
+            "1",
+            "--port",
+            str(_free_port()),
+            "--auth",
+            f"alice:{secret}",
+            "--json",
+        )
+    )
+    try:
+        assert started["agents"] == 1  # hpcrun authenticated to count the agents
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            viewer_status(started["url"])
+        assert refused.value.code == 401
+    finally:
+        local_cluster.cli("index", "stop")

@@ -1,0 +1,213 @@
+"""Cluster file commands: `hpcrun config init | validate | render | import`.
+
+These turn presets into commented starting files, check a file the way ParallelCluster
+would (offline, every problem by key path in *this* file), print the pcluster config
+hpcrun would hand to ParallelCluster, and bring an existing pcluster config over.
+pydantic, jinja2 and aws-parallelcluster are imported inside the commands, so
+`hpcrun --help` never pays for them.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from hpcrun.cli._common import JsonOption, print_json
+from hpcrun.errors import UsageError
+
+app = typer.Typer(
+    name="config",
+    help="Cluster files: start one from a preset, validate it, render pcluster configs.\n\n"
+    "Examples:\n\n"
+    "\b\n"
+    "  hpcrun config init --preset index-aws -o cluster.yaml\n"
+    "  hpcrun config validate cluster.yaml\n"
+    "  hpcrun config render cluster.yaml --format pcluster-v3 > pcluster.yaml\n"
+    "  hpcrun config import pcluster.config -o cluster.yaml",
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+FileArgument = Annotated[
+    Path, typer.Argument(metavar="FILE", help="An hpcrun cluster file (YAML).", show_default=False)
+]
+
+
+def _write(text: str, output: Path | None, force: bool) -> None:
+    """stdout without -o; never overwrite a file the user has not given up (--force)."""
+    if output is None:
+        sys.stdout.write(text)
+        return
+    if output.exists() and not force:
+        raise UsageError(f"{output} already exists", "pass --force to overwrite it")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text, encoding="utf-8")
+    sys.stderr.write(f"wrote {output}\n")
+
+
+@app.command()
+def init(
+    preset: Annotated[
+        str, typer.Option("--preset", "-p", help="index-aws, index-g4dn or local.")
+    ] = "index-aws",
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a commented starting cluster file from a preset (stdout without -o)."""
+    from hpcrun.config.presets import preset_text
+
+    _write(preset_text(preset), output, force)
+
+
+def _load(path: Path) -> dict[str, Any]:
+    from hpcrun.config.pcluster import load_yaml_mapping
+
+    return load_yaml_mapping(path)
+
+
+@app.command()
+def validate(
+    file: FileArgument,
+    json_out: JsonOption = False,
+    no_pcluster: Annotated[
+        bool, typer.Option("--no-pcluster", help="Skip ParallelCluster's own schema.")
+    ] = False,
+) -> None:
+    """Check a cluster file offline; exit 1 listing every problem by key path.
+
+    ParallelCluster files get hpcrun's checks and then ParallelCluster's own schema (run
+    here, AWS is not contacted); its findings name the key of this file that caused them.
+    """
+    from hpcrun.config.models import load_cluster_file
+
+    data = _load(file)
+    backend = data.get("backend", "local")
+    problems: list[dict[str, Any]] = []
+    placeholders: list[str] = []
+    summary = ""
+    if backend == "parallelcluster":
+        from hpcrun.config.pcluster import validate_data
+
+        report = validate_data(data, source=str(file), with_pcluster=not no_pcluster)
+        problems = [
+            {"key": p.path, "message": p.message, "pcluster_path": p.pcluster_path}
+            for p in report.problems
+        ]
+        placeholders = report.placeholders
+        if report.config is not None:
+            c = report.config
+            summary = (
+                f"{c.name}: {c.compute_instance_type} x {c.min_count}-{c.max_count}, "
+                f"head {c.head_node_instance_type}, {c.format}"
+            )
+    else:
+        try:
+            config = load_cluster_file(file)
+        except UsageError as exc:
+            lines = exc.message.splitlines()[1:] or [exc.message]
+            for line in lines:
+                key, _, message = line.strip().partition(": ")
+                problems.append({"key": key, "message": message, "pcluster_path": None})
+        else:
+            summary = f"{config.name}: local, {getattr(config, 'nodes', '?')} nodes"
+    ok = not problems
+    if json_out:
+        print_json(
+            {
+                "file": str(file),
+                "ok": ok,
+                "backend": backend,
+                "problems": problems,
+                "placeholders": placeholders,
+            }
+        )
+    elif ok:
+        note = (
+            f" (placeholders still to replace: {', '.join(placeholders)})" if placeholders else ""
+        )
+        sys.stdout.write(f"OK {file}: {summary}{note}\n")
+    else:
+        sys.stderr.write(f"{file}: {len(problems)} problem{'s' if len(problems) > 1 else ''}\n")
+        for p in problems:
+            where = f" (ParallelCluster: {p['pcluster_path']})" if p["pcluster_path"] else ""
+            sys.stderr.write(f"  {p['key']}: {p['message']}{where}\n")
+    if not ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def render(
+    file: FileArgument,
+    fmt: Annotated[
+        str | None,
+        typer.Option(
+            "--format", "-f", help="pcluster-v3 or pcluster-v2 (default: the file's format)."
+        ),
+    ] = None,
+    subnet_id: Annotated[
+        str | None, typer.Option("--subnet-id", help="Use this subnet (for subnet_id: create).")
+    ] = None,
+) -> None:
+    """Print the ParallelCluster config (v3 YAML or v2 INI) this cluster file becomes."""
+    from hpcrun.config.pcluster import FORMATS, validate_parallelcluster_config
+    from hpcrun.config.pcluster import render as render_config
+
+    if fmt is not None and fmt not in FORMATS:
+        raise UsageError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
+    data = _load(file)
+    if data.get("backend", "local") != "parallelcluster":
+        raise UsageError(
+            f"{file} is not a ParallelCluster file (backend: {data.get('backend', 'local')})",
+            "only backend: parallelcluster files render to pcluster configs",
+        )
+    config = validate_parallelcluster_config(data, str(file))
+    sys.stdout.write(render_config(config, fmt, source=file.name, subnet_id=subnet_id))
+
+
+@app.command("import")
+def import_(
+    source: Annotated[
+        Path,
+        typer.Argument(metavar="PCLUSTER_CONFIG", help="A ParallelCluster v2 INI or v3 YAML."),
+    ],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
+    ] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Cluster name.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+    json_out: JsonOption = False,
+) -> None:
+    """Make an hpcrun file from a ParallelCluster config, listing what it could not keep."""
+    from hpcrun.config.pcluster import import_pcluster_config
+
+    try:
+        text = source.read_text()
+    except OSError as exc:
+        raise UsageError(f"cannot read {source}: {exc.strerror}") from None
+    cluster_name = name or source.stem.replace("_", "-").replace(".", "-") or "imported"
+    if not cluster_name[0].isalpha():
+        cluster_name = "c-" + cluster_name
+    result = import_pcluster_config(text, name=cluster_name)
+    _write(result.to_yaml(str(source)), output, force)
+    if json_out:
+        print_json(
+            {
+                "output": str(output) if output else None,
+                "placeholders": result.placeholders,
+                "unmapped": result.unmapped,
+                "notes": result.notes,
+            }
+        )
+        return
+    if output is not None:
+        for label, items in (
+            ("still placeholders", result.placeholders),
+            ("not carried over", result.unmapped),
+        ):
+            if items:
+                sys.stderr.write(f"{label}: {', '.join(items)}\n")
