@@ -65,7 +65,7 @@ def init(
 
 
 def _load(path: Path) -> dict[str, Any]:
-    from hpcrun.config.pcluster import load_yaml_mapping
+    from hpcrun.config.models import load_yaml_mapping
 
     return load_yaml_mapping(path)
 

@@ -70,14 +70,9 @@ def validate_cluster_config(data: dict[str, Any], source: str = "<flags>") -> Cl
         ) from None
 
 
-def load_cluster_file(
-    path: Path, *, backends: Collection[str] = ("local",)
-) -> ClusterConfig | ParallelClusterConfig:
-    """Load and validate a cluster file, dispatching on its `backend:` key.
-
-    Callers name the backends they can act on, so `hpcrun create` keeps refusing
-    ParallelCluster files until that lifecycle exists, while `hpcrun config` accepts them.
-    """
+def load_yaml_mapping(path: Path) -> dict[str, Any]:
+    """Read a cluster file as a mapping (an empty file is an empty one: every key takes its
+    default); a usage error naming the file otherwise."""
     try:
         text = path.read_text()
     except OSError as exc:
@@ -86,10 +81,22 @@ def load_cluster_file(
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise UsageError(f"{path} is not valid YAML: {exc}") from None
-    if data is None:  # an empty file: every key takes its default
+    if data is None:
         data = {}
     if not isinstance(data, dict):
         raise UsageError(f"{path} must hold a mapping of keys (backend, name, nodes, ...)")
+    return data
+
+
+def load_cluster_file(
+    path: Path, *, backends: Collection[str] = ("local",)
+) -> ClusterConfig | ParallelClusterConfig:
+    """Load and validate a cluster file, dispatching on its `backend:` key.
+
+    Callers name the backends they can act on, so `hpcrun create` keeps refusing
+    ParallelCluster files until that lifecycle exists, while `hpcrun config` accepts them.
+    """
+    data = load_yaml_mapping(path)
     backend = data.get("backend", "local")
     if backend not in backends or backend not in ("local", "parallelcluster"):
         raise UsageError(

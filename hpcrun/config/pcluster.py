@@ -608,25 +608,6 @@ def validate_data(
     return report
 
 
-def load_yaml_mapping(path: Path) -> dict[str, Any]:
-    """Read a cluster file as a mapping; a usage error naming the file otherwise."""
-    import yaml
-
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise UsageError(f"cannot read cluster file {path}: {exc.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise UsageError(f"{path} is not valid YAML: {exc}") from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise UsageError(f"{path} must hold a mapping of keys (backend, name, ...)")
-    return data
-
-
 # --- importing an existing ParallelCluster config ------------------------------------------
 
 

@@ -36,6 +36,22 @@ class Completed:
         return self
 
 
+def timed_out(
+    argv: Sequence[str], timeout_s: float | None, said: str, where: str = ""
+) -> HpcrunError:
+    """The error for a command that outlived its timeout, with the last lines it wrote to
+    stderr: what a command said before it hung is the diagnosis (e.g. sbatch retrying
+    "Slurm temporarily unable to accept job" at MaxJobCount), so never drop it."""
+    last = said.strip().splitlines()[-3:]
+    return HpcrunError(
+        f"`{' '.join(argv[:3])}` did not finish within {timeout_s or 0:g} s"
+        + (f" on {where}" if where else "")
+        + (": " + " / ".join(last) if last else ""),
+        "if it says the job limit is reached, wait for ended jobs to age out "
+        "(MinJobAge) or cancel some; else check `hpcrun status`",
+    )
+
+
 class Runner(Protocol):
     def run(
         self, argv: Sequence[str], *, input: str | None = None, timeout_s: float | None = 60.0
@@ -81,13 +97,7 @@ class LocalRunner:
             # "Slurm temporarily unable to accept job" at MaxJobCount): never drop it.
             said = exc.stderr or b""
             said_text = said.decode(errors="replace") if isinstance(said, bytes) else said
-            last = said_text.strip().splitlines()[-3:]
-            raise HpcrunError(
-                f"`{' '.join(argv[:3])}` did not finish within {timeout_s:g} s"
-                + (": " + " / ".join(last) if last else ""),
-                "if it says the job limit is reached, wait for ended jobs to age out "
-                "(MinJobAge) or cancel some; else check `hpcrun status`",
-            ) from exc
+            raise timed_out(argv, timeout_s, said_text) from exc
         return Completed(tuple(argv), proc.returncode, proc.stdout, proc.stderr)
 
     def put(self, path: str, data: bytes) -> None:

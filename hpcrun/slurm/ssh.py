@@ -33,7 +33,7 @@ from pathlib import Path
 import paramiko
 
 from hpcrun.errors import HpcrunError
-from hpcrun.slurm.runner import Completed
+from hpcrun.slurm.runner import Completed, timed_out
 from hpcrun.state import hpcrun_home
 
 log = logging.getLogger(__name__)
@@ -290,13 +290,7 @@ class SSHRunner:
             chan.close()
             said, pid = _split_pid(exc.stderr)
             self._end_remote(pid)
-            last = said.decode(errors="replace").strip().splitlines()[-3:]
-            raise HpcrunError(
-                f"`{' '.join(argv[:3])}` did not finish within {timeout_s:g} s on {self.host}"
-                + (": " + " / ".join(last) if last else ""),
-                "if it says the job limit is reached, wait for ended jobs to age out "
-                "(MinJobAge) or cancel some; else check `hpcrun status`",
-            ) from None
+            raise timed_out(argv, timeout_s, said.decode(errors="replace"), self.host) from None
         finally:
             chan.close()
         stderr, _ = _split_pid(stderr_tagged)
