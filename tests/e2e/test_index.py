@@ -102,6 +102,16 @@ def test_the_page_in_chromium_shows_the_volume(session: dict[str, Any], tmp_path
         driver.quit()
 
 
+def test_scaling_beyond_the_free_nodes_fails_at_once_naming_them(
+    local_cluster: Cluster, session: dict[str, Any]
+) -> None:
+    done = local_cluster.cli("scale", "+3", check=False)
+    assert done.returncode == 1
+    assert "3 nodes requested but only 2 are free (n5, n6)" in done.stderr
+    assert "--wait" in done.stderr
+    assert viewer_status(session["url"])["agents"] == 4  # nothing changed
+
+
 def test_scale_plus_two_attaches_a_second_job_whose_agents_render(
     local_cluster: Cluster, session: dict[str, Any]
 ) -> None:
