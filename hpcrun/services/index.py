@@ -20,13 +20,14 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from hpcrun.backends.base import Backend, NullProgress, Progress
 from hpcrun.errors import HpcrunError, UsageError
 from hpcrun.slurm.client import SlurmClient
+from hpcrun.slurm.parse import Job
 from hpcrun.state import IndexSessionRecord, StateStore
 from hpcrun.workloads.index import (
     DEFAULT_PORT,
@@ -186,22 +187,11 @@ class IndexSessions:
         workdir = self.store.home / "clusters" / self.cluster / "index" / str(session_id)
         if install.open_renderer:
             workdir.mkdir(parents=True, exist_ok=True)
-            install = IndexInstall(
-                launcher=install.launcher,
-                workdir=str(workdir),
-                scenes_dir=install.scenes_dir,
-                open_renderer=True,
+            plan = replace(
+                plan,
+                install=replace(install, workdir=str(workdir)),
+                open_options=_open_options(workdir, request.auth),
             )
-        options = _open_options(workdir, request.auth) if install.open_renderer else ()
-        plan = IndexPlan(
-            nodes=plan.nodes,
-            scene_prj=plan.scene_prj,
-            install=install,
-            gpus_per_node=plan.gpus_per_node,
-            port=plan.port,
-            time_limit=plan.time_limit,
-            open_options=options,
-        )
         # The workdir is named after the session's id, known only once its row exists.
         self.store.set_index_session_plan(session_id, str(workdir), _plan_json(plan, request.auth))
         log = str(workdir / "viewer.log")
@@ -374,10 +364,28 @@ class IndexSessions:
 
     # status ------------------------------------------------------------------------------
 
+    def _slurm_jobs(self, session: IndexSessionRecord) -> dict[str, Job]:
+        """What Slurm says of the session's live allocations: one squeue call."""
+        ids = [j.slurm_job_id for j in session.live_jobs if j.slurm_job_id]
+        # jobs([]) would mean every job of the cluster.
+        return {j.job_id: j for j in self.slurm.jobs(ids)} if ids else {}
+
+    def _note_if_ended(
+        self, session: IndexSessionRecord, found: dict[str, Job]
+    ) -> IndexSessionRecord:
+        """Mark a running session stopped once its first job (and so its viewer) is gone."""
+        initial = session.initial_job
+        if session.status == "running" and initial is not None and initial.slurm_job_id:
+            job = found.get(initial.slurm_job_id)
+            if job is None or job.state.is_terminal:
+                detail = f"job {initial.slurm_job_id} ended ({job.state if job else 'gone'})"
+                self.store.set_index_session(session.id, "stopped", detail=detail)
+                return self.session(session.id)
+        return session
+
     def view(self, session: IndexSessionRecord) -> SessionView:
         view = SessionView(session)
-        ids = [j.slurm_job_id for j in session.live_jobs if j.slurm_job_id]
-        found = {j.job_id: j for j in self.slurm.jobs(ids)} if ids else {}
+        found = self._slurm_jobs(session)
         for record in session.jobs:
             if record.slurm_job_id is None:
                 continue
@@ -395,13 +403,7 @@ class IndexSessions:
             )
             if job is not None and not job.state.is_terminal and job.nodelist:
                 view.nodes += self.slurm.hostnames(job.nodelist)
-        initial = session.initial_job
-        if session.status == "running" and initial is not None and initial.slurm_job_id:
-            job = found.get(initial.slurm_job_id)
-            if job is None or job.state.is_terminal:
-                detail = f"job {initial.slurm_job_id} ended ({job.state if job else 'gone'})"
-                self.store.set_index_session(session.id, "stopped", detail=detail)
-                view.session = self.session(session.id)
+        view.session = self._note_if_ended(session, found)
         if view.session.status == "running" and session.renderer == "open":
             view.viewer, view.viewer_error = self._viewer_status(session)
         return view
@@ -435,8 +437,9 @@ class IndexSessions:
         wait_for_nodes: bool = False,
         timeout_s: float = 120.0,
     ) -> SessionView:
-        # view() notices a session whose first job (and so its viewer) has ended.
-        session = self.view(self.session(session_id)).session
+        session = self.session(session_id)
+        found = self._slurm_jobs(session)
+        session = self._note_if_ended(session, found)
         if session.status != "running":
             raise HpcrunError(
                 f"IndeX session {session.id} is {session.status}, not running"
@@ -444,7 +447,7 @@ class IndexSessions:
                 "start a new one with `hpcrun index`",
             )
         sign, number = parse_scale(request)
-        current = self._live_jobs(session)
+        current = self._live_jobs(session, found)
         total = sum(j.nodes for j in current)
         delta = number if sign == "+" else -number if sign == "-" else number - total
         if delta == 0:
@@ -459,11 +462,9 @@ class IndexSessions:
             self._wait_agents(session, expected, timeout_s)  # joined, or gone after a shrink
         return self.view(session)
 
-    def _live_jobs(self, session: IndexSessionRecord) -> list[SessionJob]:
+    def _live_jobs(self, session: IndexSessionRecord, found: dict[str, Job]) -> list[SessionJob]:
         """The session's allocations with node counts from Slurm (scontrol may have changed
-        them since hpcrun recorded them)."""
-        ids = [j.slurm_job_id for j in session.live_jobs if j.slurm_job_id]
-        found = {j.job_id: j for j in self.slurm.jobs(ids)}
+        them since hpcrun recorded them); those Slurm no longer runs are marked ended."""
         live = []
         for record in session.live_jobs:
             job = found.get(record.slurm_job_id or "")
@@ -515,7 +516,7 @@ class IndexSessions:
                 merged = True
                 self.slurm.resize(first, "ALL")
                 self.store.update_index_job(row, status="ended")
-                live = {j.job_id: j for j in self._live_jobs(session)}
+                live = {j.job_id: j for j in self._live_jobs(session, self._slurm_jobs(session))}
                 self.store.update_index_job(
                     initial.id, nodes=live[first].nodes if first in live else None, resized=True
                 )
@@ -551,9 +552,7 @@ class IndexSessions:
                 self.store.update_index_job(row.id, nodes=step.nodes_after, resized=True)
         # Return once Slurm has the nodes back, so a `scale +K` right after finds them free.
         if cancelled:
-            _wait_until(
-                lambda: all(j.state.is_terminal for j in self.slurm.jobs(cancelled)), 30.0
-            )
+            _wait_until(lambda: all(j.state.is_terminal for j in self.slurm.jobs(cancelled)), 30.0)
 
     # stop --------------------------------------------------------------------------------
 
@@ -588,37 +587,14 @@ def _open_options(workdir: Path, auth: str | None) -> tuple[str, ...]:
 
 
 def _plan_json(plan: IndexPlan, auth: str | None) -> dict[str, Any]:
-    i = plan.install
-    return {
-        "nodes": plan.nodes,
-        "scene_prj": plan.scene_prj,
-        "gpus_per_node": plan.gpus_per_node,
-        "port": plan.port,
-        "partition": plan.partition,
-        "time_limit": plan.time_limit,
-        "open_options": list(plan.open_options),
-        "auth": auth,
-        "install": {
-            "launcher": i.launcher,
-            "workdir": i.workdir,
-            "scenes_dir": i.scenes_dir,
-            "viewer_script": i.viewer_script,
-            "open_renderer": i.open_renderer,
-        },
-    }
+    return {**asdict(plan), "auth": auth}
 
 
 def _plan_from_json(data: dict[str, Any]) -> IndexPlan:
-    return IndexPlan(
-        nodes=int(data["nodes"]),
-        scene_prj=str(data["scene_prj"]),
-        install=IndexInstall(**data["install"]),
-        gpus_per_node=data.get("gpus_per_node"),
-        port=int(data.get("port", DEFAULT_PORT)),
-        partition=data.get("partition"),
-        time_limit=data.get("time_limit"),
-        open_options=tuple(data.get("open_options", ())),
-    )
+    values = {f.name: data[f.name] for f in fields(IndexPlan) if f.name in data}
+    values["install"] = IndexInstall(**values["install"])
+    values["open_options"] = tuple(values.get("open_options", ()))
+    return IndexPlan(**values)
 
 
 def _step_exited(text: str) -> bool:
