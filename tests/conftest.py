@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -105,6 +106,13 @@ class Cluster:
         self, *args: str, check: bool = True, timeout: float = 180
     ) -> subprocess.CompletedProcess[str]:
         return run_cli(*args, home=self.home, check=check, timeout=timeout, cwd=self.workdir)
+
+
+def free_port() -> int:
+    """A port the kernel just handed out on loopback (tiny race; fine on a test host)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def short_tempdir(prefix: str) -> Path:

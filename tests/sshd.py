@@ -27,6 +27,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import free_port
+
 SSHD = "/usr/sbin/sshd"
 
 
@@ -73,13 +75,6 @@ def require_sshd() -> None:
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
         pytest.fail(f"ssh test cannot run in CI: {reason}")
     pytest.skip(reason)
-
-
-def free_port() -> int:
-    """A port the kernel just handed out on loopback (tiny race; fine on a test host)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _keygen(path: Path) -> None:

@@ -20,15 +20,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Cluster, processes_mentioning, run_cli, short_tempdir
+from tests.conftest import Cluster, free_port, processes_mentioning, run_cli, short_tempdir
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _json(done: Any) -> dict[str, Any]:
@@ -49,7 +43,7 @@ def eventually(check: Callable[[], bool], timeout_s: float = 30.0) -> None:
 
 @pytest.fixture(scope="module")
 def session(local_cluster: Cluster) -> Iterator[dict[str, Any]]:
-    port = _free_port()
+    port = free_port()
     done = local_cluster.cli(
         "index",
         "--nodes",
@@ -205,7 +199,7 @@ def test_merge_grows_the_first_job_on_a_cluster_without_gpus(local_cluster: Clus
     """Job expansion (`--merge`): Slurm 22.05 refuses it for jobs holding GRES, so this
     runs on a GPU-less cluster of its own; the session then stays one job."""
     with own_cluster("nogpu", "--nodes", "3", "--gpus-per-node", "0") as hpcrun:
-        hpcrun("index", "--nodes", "1", "--port", str(_free_port()))
+        hpcrun("index", "--nodes", "1", "--port", str(free_port()))
         grown = _json(hpcrun("scale", "+2", "--merge", "--json"))
         assert grown["agents"] == 3
         live = [j for j in grown["jobs"] if j["state"] == "RUNNING"]
@@ -223,7 +217,7 @@ def test_without_a_slurm_database_a_resized_job_is_not_resized_again(
     says so instead of hanging in Slurm's retries, and still shrinks by ending whole
     attached jobs."""
     with own_cluster("nodb", "--nodes", "4", "--no-accounting") as hpcrun:
-        hpcrun("index", "--nodes", "3", "--port", str(_free_port()))
+        hpcrun("index", "--nodes", "3", "--port", str(free_port()))
         assert _json(hpcrun("scale", "-1", "--json"))["agents"] == 2  # scontrol NumNodes=2
         refused = hpcrun("scale", "-1", check=False)
         assert refused.returncode == 1
@@ -235,7 +229,7 @@ def test_without_a_slurm_database_a_resized_job_is_not_resized_again(
 
 
 def test_merge_is_refused_for_a_job_holding_gpus(local_cluster: Cluster) -> None:
-    port = str(_free_port())
+    port = str(free_port())
     local_cluster.cli("index", "--nodes", "1", "--port", port)
     try:
         done = local_cluster.cli("scale", "+1", "--merge", check=False)
@@ -284,7 +278,7 @@ def test_a_session_whose_job_was_cancelled_elsewhere_is_reported_ended(
     local_cluster: Cluster,
 ) -> None:
     started = _json(
-        local_cluster.cli("index", "--nodes", "1", "--port", str(_free_port()), "--json")
+        local_cluster.cli("index", "--nodes", "1", "--port", str(free_port()), "--json")
     )
     local_cluster.client.cancel([started["jobs"][0]["job_id"]])  # scancel, not hpcrun
     eventually(lambda: all(j.state.is_terminal for j in local_cluster.client.jobs()))
@@ -307,7 +301,7 @@ def test_auth_protects_the_viewer_and_hpcrun_still_reads_its_status(
             "--nodes",
             "1",
             "--port",
-            str(_free_port()),
+            str(free_port()),
             "--auth",
             f"alice:{secret}",
             "--json",

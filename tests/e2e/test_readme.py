@@ -11,14 +11,19 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import processes_mentioning, run_cli, short_tempdir, slurm_installed
+from tests.conftest import (
+    free_port,
+    processes_mentioning,
+    run_cli,
+    short_tempdir,
+    slurm_installed,
+)
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -53,12 +58,6 @@ def test_pattern_matching_is_strict() -> None:
     assert not matches(["a ... c"], "a b d\n")
     assert matches(["x", "...", "z"], "x\n1\n2\nz\n")
     assert not matches(["x", "z"], "x\ny\nz\n")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_readme_examples_run_as_documented() -> None:
