@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 # backend name -> "module:class"; each class has `from_record(record, store)`.
 REGISTRY: dict[str, str] = {
     "local": "hpcrun.backends.local:LocalBackend",
+    "ssh": "hpcrun.backends.remote:SshBackend",
 }
 
 

@@ -8,6 +8,8 @@ refuse early with a clear message instead of failing half-way.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
@@ -21,6 +23,7 @@ class Feature(StrEnum):
     DESKTOP = "desktop"  # a remote desktop (NICE DCV) on the head node
     JOB_EXPANSION = "job-expansion"
     ACCOUNTING = "accounting"
+    SHELL = "shell"  # a login shell on a head node (`hpcrun ssh`)
 
 
 class Progress(Protocol):
@@ -99,6 +102,22 @@ class ClusterStatus:
         }
 
 
+@dataclass(frozen=True)
+class ClusterSite:
+    """Where hpcrun's own files and programs are on the cluster, as paths there.
+
+    Services write session files (step logs, the open renderer's rendezvous) under
+    `workspace`, which every node must see (the local cluster's directory; the shared
+    home on ParallelCluster). `launcher` and `scenes_dir` are the open renderer's
+    `hpcrun-nvindex-slurm` and scene catalogue there, None where hpcrun is not installed.
+    """
+
+    workspace: str
+    launcher: str | None
+    scenes_dir: str | None
+    shares_local_files: bool  # True when the cluster sees this machine's files (local)
+
+
 class Backend(Protocol):
     name: str
     unsupported: frozenset[Feature]
@@ -116,5 +135,22 @@ class Backend(Protocol):
     def desktop_url(self) -> str | None: ...
 
     def endpoint(self, host: str, port: int) -> str:
-        """How a user reaches `port` on `host` (direct here, a tunnel on AWS)."""
+        """The URL of `port` on `host` as users on the cluster's network see it."""
+        ...
+
+    def site(self) -> ClusterSite: ...
+
+    def default_workdir(self) -> str | None:
+        """Where a job runs when the user names no directory: None for this one (local
+        clusters see it), the login home on a remote cluster."""
+        ...
+
+    def shell_argv(self, command: Sequence[str] = ()) -> list[str]:
+        """The argv of a shell (or `command`) on the head node, for `hpcrun ssh`."""
+        ...
+
+    def reach(self, host: str, port: int, local_port: int = 0) -> AbstractContextManager[int]:
+        """A port on 127.0.0.1 that reaches `host:port` of the cluster while the context is
+        open: the port itself here, an SSH tunnel through the head node on remote clusters
+        (`local_port` 0 picks a free one)."""
         ...

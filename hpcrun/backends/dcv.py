@@ -20,7 +20,7 @@ from hpcrun.slurm.runner import Runner
 DCV_CONNECT_SCRIPT = "/opt/parallelcluster/scripts/pcluster_dcv_connect.sh"
 URL_LIFETIME_S = 30
 _PARAMETERS_RE = re.compile(
-    r"PclusterDcvServerPort=(\d+)\s+PclusterDcvSessionId=(\w+)\s+PclusterDcvSessionToken=([\w-]+)"
+    r"PclusterDcvServerPort=(\d+)\s+PclusterDcvSessionId=([\w.-]+)\s+PclusterDcvSessionToken=([\w-]+)"
 )
 
 

@@ -11,16 +11,25 @@ only the daemons that died.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import shutil
 import socket
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from hpcrun.backends.base import ClusterStatus, DaemonStatus, Feature, NodeStatus, Progress
+from hpcrun.backends.base import (
+    ClusterSite,
+    ClusterStatus,
+    DaemonStatus,
+    Feature,
+    NodeStatus,
+    Progress,
+)
 from hpcrun.backends.local_layout import (
     LocalPaths,
     Ports,
@@ -47,7 +56,7 @@ READY_TIMEOUT_S = 60.0
 
 class LocalBackend:
     name = "local"
-    unsupported = frozenset({Feature.DESKTOP})
+    unsupported = frozenset({Feature.DESKTOP, Feature.SHELL})
 
     def __init__(self, config: dict[str, Any], store: StateStore) -> None:
         self.config = dict(config)
@@ -74,6 +83,34 @@ class LocalBackend:
 
     def endpoint(self, host: str, port: int) -> str:
         return f"http://127.0.0.1:{port}"  # every node is this host
+
+    def site(self) -> ClusterSite:
+        from hpcrun.scenes.catalog import scenes_root
+
+        # The venv's own launcher first: `.venv/bin/hpcrun` works without activating the
+        # venv, so PATH may not hold it.
+        launcher: str | None = str(Path(sys.executable).with_name("hpcrun-nvindex-slurm"))
+        if not Path(str(launcher)).exists():
+            launcher = shutil.which("hpcrun-nvindex-slurm")
+        return ClusterSite(
+            workspace=str(self.paths.root),
+            launcher=launcher,
+            scenes_dir=str(scenes_root()),
+            shares_local_files=True,
+        )
+
+    def default_workdir(self) -> str | None:
+        return None  # the nodes see this machine's current directory
+
+    @contextlib.contextmanager
+    def reach(self, host: str, port: int, local_port: int = 0) -> Iterator[int]:
+        yield port  # every node is this host: nothing to forward
+
+    def shell_argv(self, command: Sequence[str] = ()) -> list[str]:
+        raise HpcrunError(
+            f"cluster {self.cluster_name} runs on this machine: there is no head node to log in to",
+            f"use this shell after `export SLURM_CONF={self.paths.slurm_conf}`",
+        )
 
     @property
     def ports(self) -> Ports:

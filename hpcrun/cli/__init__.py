@@ -61,6 +61,9 @@ app.command(rich_help_panel="Clusters")(cluster.down)
 app.command(rich_help_panel="Clusters")(cluster.clusters)
 app.command(rich_help_panel="Clusters")(cluster.use)
 app.command(rich_help_panel="Clusters")(cluster.dcv)
+app.command(rich_help_panel="Clusters", context_settings={"allow_interspersed_args": False})(
+    cluster.ssh
+)
 app.add_typer(config.app, name="config", rich_help_panel="Clusters")
 app.command(rich_help_panel="Jobs", context_settings={"allow_interspersed_args": False})(
     jobs.submit

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -18,6 +18,10 @@ from hpcrun.cli._common import (
     resolve_cluster,
 )
 from hpcrun.errors import HpcrunError, UnknownCluster, UsageError
+
+if TYPE_CHECKING:
+    from hpcrun.backends.base import Backend
+    from hpcrun.state import StateStore
 
 
 def create(
@@ -56,6 +60,14 @@ def create(
             "--config", help="Cluster file (YAML); flags override its keys.", show_default=False
         ),
     ] = None,
+    trust_new_host: Annotated[
+        bool,
+        typer.Option(
+            "--trust-new-host",
+            help="ssh/AWS clusters: accept and remember the head node's host key if this "
+            "machine has never seen it (a changed key is still refused).",
+        ),
+    ] = False,
     json_out: JsonOption = False,
 ) -> None:
     """Bring up a cluster: by default a real Slurm cluster on this machine.
@@ -64,20 +76,20 @@ def create(
     supervisor, and waits until every node is idle. Running it again on a cluster that
     is up changes nothing; after a crash it recovers.
 
+    A cluster file with `backend: ssh` attaches to a Slurm cluster over SSH instead
+    (its head node runs every command); `backend: parallelcluster` creates one on AWS.
+
     \b
     Examples:
       hpcrun create                       # 4 nodes, named dev
       hpcrun create --nodes 8 --name big --no-accounting
       hpcrun create --config configs/local.yaml
+      hpcrun create --config configs/ssh.yaml --trust-new-host
     """
-    from hpcrun.backends.local import LocalBackend
     from hpcrun.config.models import load_cluster_file, validate_cluster_config
 
-    if backend != "local":
-        raise UsageError(
-            f"backend {backend!r} is not available yet", "this hpcrun creates local clusters"
-        )
-    base: dict[str, Any] = load_cluster_file(config).model_dump() if config else {}
+    loaded = load_cluster_file(config) if config else None
+    chosen = loaded.backend if loaded is not None else backend
     flags = {
         "name": name,
         "nodes": nodes,
@@ -86,31 +98,76 @@ def create(
         "accounting": accounting,
         "port_base": port_base,
     }
-    merged = {**base, **{k: v for k, v in flags.items() if v is not None}}
-    cluster_config = validate_cluster_config(merged, str(config) if config else "flags")
+    given = {k: v for k, v in flags.items() if v is not None}
     store = open_store()
-    target = LocalBackend(cluster_config.model_dump(), store)
+    target: Backend
+    if chosen == "local":
+        from hpcrun.backends.local import LocalBackend
+
+        base: dict[str, Any] = loaded.model_dump() if loaded is not None else {}
+        cluster_config = validate_cluster_config(
+            {**base, **given}, str(config) if config else "flags"
+        )
+        target = LocalBackend(cluster_config.model_dump(), store)
+    elif loaded is None:
+        raise UsageError(
+            f"--backend {chosen}: describe the cluster in a file",
+            "start from `hpcrun config init --preset index-aws` (or configs/ssh.yaml) "
+            "and pass it with --config",
+        )
+    else:
+        local_only = sorted(set(given) - {"name"})
+        if local_only:
+            raise UsageError(
+                f"--{local_only[0].replace('_', '-')} applies to local clusters only",
+                f"set the cluster's shape in {config}",
+            )
+        target = _remote_backend(
+            {**loaded.model_dump(), **given}, store, trust_new_host=trust_new_host
+        )
     progress = RichProgress(quiet=json_out)
     started = time.monotonic()
     try:
         changed = target.create(progress)
     finally:
         progress.close()
-    store.set_current_cluster(target.cluster_name)
     elapsed = time.monotonic() - started
     status = target.status()
+    store.set_current_cluster(status.name)
     if json_out:
         print_json({**status.to_json(), "changed": changed, "seconds": round(elapsed, 2)})
         return
     out = console()
-    if changed:
+    if not changed:
+        out.print(f"Cluster [bold]{status.name}[/bold] is already up; nothing changed.")
+    elif status.backend == "local":
         out.print(
             f"Cluster [bold]{status.name}[/bold] is up: {len(status.nodes)} nodes idle "
             f"in {elapsed:.1f} s."
         )
     else:
-        out.print(f"Cluster [bold]{status.name}[/bold] is already up; nothing changed.")
-    out.print(f"Slurm commands work after: export SLURM_CONF={status.slurm_conf}")
+        idle = sum(1 for n in status.nodes if n.node.state == "idle")
+        out.print(
+            f"Cluster [bold]{status.name}[/bold] ({status.backend}, {status.detail}) is up: "
+            f"{len(status.nodes)} nodes, {idle} idle, in {elapsed:.1f} s."
+        )
+    if status.backend == "local":
+        out.print(f"Slurm commands work after: export SLURM_CONF={status.slurm_conf}")
+    else:
+        out.print("A shell on its head node: hpcrun ssh")
+
+
+def _remote_backend(config: dict[str, Any], store: StateStore, *, trust_new_host: bool) -> Backend:
+    """The backend of a cluster file that is not local (imported only when used)."""
+    if config["backend"] == "ssh":
+        from hpcrun.backends.remote import SshBackend
+
+        return SshBackend(config, store, trust_new_host=trust_new_host)
+    raise UsageError(
+        "creating AWS ParallelCluster clusters is not available yet",
+        "render the config with `hpcrun config render` and run `pcluster create-cluster`, "
+        "then attach with a backend: ssh file",
+    )
 
 
 def status(cluster: ClusterOption = None, json_out: JsonOption = False) -> None:
@@ -231,9 +288,7 @@ def use(name: Annotated[str, typer.Argument(help="Cluster to make current.")]) -
 def dcv(
     print_url: Annotated[
         bool,
-        typer.Option(
-            "--print-url", help="Print the one-time URL instead of opening a browser."
-        ),
+        typer.Option("--print-url", help="Print the one-time URL instead of opening a browser."),
     ] = False,
     cluster: ClusterOption = None,
 ) -> None:
@@ -262,3 +317,35 @@ def dcv(
 
     if not webbrowser.open_new(url):
         console().print(f"No browser could be opened here.\n{message}", soft_wrap=True)
+
+
+def ssh(
+    command: Annotated[
+        list[str] | None,
+        typer.Argument(help="A command to run instead of a shell, after `--`.", show_default=False),
+    ] = None,
+    cluster: ClusterOption = None,
+) -> None:
+    """Open a shell on the cluster's head node, with the key and the verified host key
+    hpcrun uses (OpenSSH's `ssh`, so your terminal and ~/.ssh/config work as usual).
+
+    \b
+    Examples:
+      hpcrun ssh
+      hpcrun ssh -- squeue -u $USER
+    """
+    import os
+    import shutil
+
+    from hpcrun.backends.base import Feature
+
+    target = resolve_cluster(cluster)
+    if Feature.SHELL in target.backend.unsupported:
+        target.backend.shell_argv()  # raises the backend's own explanation
+    argv = target.backend.shell_argv(command or [])
+    if shutil.which(argv[0]) is None:
+        raise HpcrunError(
+            f"`{argv[0]}` (the OpenSSH client) is not installed here",
+            "install it (Debian/Ubuntu: apt-get install openssh-client)",
+        )
+    os.execvp(argv[0], argv)

@@ -114,7 +114,11 @@ def validate(
                 key, _, message = line.strip().partition(": ")
                 problems.append({"key": key, "message": message, "pcluster_path": None})
         else:
-            summary = f"{config.name}: local, {getattr(config, 'nodes', '?')} nodes"
+            summary = (
+                f"{config.name}: ssh to {getattr(config, 'host', '?')}"
+                if config.backend == "ssh"
+                else f"{config.name}: local, {getattr(config, 'nodes', '?')} nodes"
+            )
     ok = not problems
     if json_out:
         print_json(

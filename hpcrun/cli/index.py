@@ -18,6 +18,7 @@ from hpcrun.cli._common import (
 
 if TYPE_CHECKING:
     from hpcrun.services.index import IndexSessions, SessionView
+    from hpcrun.state import IndexSessionRecord
 
 SessionOption = Annotated[
     int | None,
@@ -33,6 +34,23 @@ WaitOption = Annotated[
     typer.Option(
         "--wait",
         help="Queue until enough nodes are free, instead of failing at once.",
+    ),
+]
+
+TunnelOption = Annotated[
+    bool,
+    typer.Option(
+        "--tunnel",
+        help="Remote clusters: forward the viewer to localhost through the head node and "
+        "hold it open until Ctrl-C.",
+    ),
+]
+TunnelPortOption = Annotated[
+    int,
+    typer.Option(
+        "--tunnel-port",
+        help="Local port of the tunnel [default: the viewer's own port if free, else any].",
+        show_default=False,
     ),
 ]
 
@@ -118,10 +136,17 @@ def index(
     ] = False,
     wait: WaitOption = False,
     timeout_s: TimeoutOption = 120.0,
+    tunnel: TunnelOption = False,
+    tunnel_port: TunnelPortOption = 0,
     cluster: ClusterOption = None,
     json_out: JsonOption = False,
 ) -> None:
-    """Start an IndeX session and print the viewer's URL."""
+    """Start an IndeX session and print the viewer's URL.
+
+    On a remote cluster the viewer listens on a compute node, inside the cluster's
+    network: open it in the head node's desktop (`hpcrun dcv`), or pass --tunnel to
+    forward it to this machine through the head node until Ctrl-C.
+    """
     if ctx.invoked_subcommand is not None:
         return
     from hpcrun.errors import UsageError
@@ -164,10 +189,53 @@ def index(
         )
         out.print(f"Viewer: {s.url}")
         out.print("Next: `hpcrun scale +2` adds nodes, `hpcrun index stop` ends the session.")
-    if open_browser:
+    if tunnel:
+        _hold_tunnel(sessions, view.session, tunnel_port, open_browser)
+    elif open_browser:
         import webbrowser
 
         webbrowser.open(view.session.url)
+
+
+def _hold_tunnel(
+    sessions: IndexSessions, session: IndexSessionRecord, local_port: int, open_browser: bool
+) -> None:
+    """Forward the viewer to this machine until Ctrl-C or until the session ends."""
+    import sys
+
+    if sessions.site.shares_local_files:
+        console().print(f"The viewer is on this machine already: {session.url}")
+        return
+    with sessions.tunnel(session, local_port) as url:
+        console().print(f"Tunnel: {url} -> {session.url} (Ctrl-C closes it)")
+        sys.stdout.flush()
+        if open_browser:
+            import webbrowser
+
+            webbrowser.open(url)
+        try:
+            while True:
+                time.sleep(5.0)
+                if not sessions.is_running(session):
+                    console(stderr=True).print(f"IndeX session {session.id} ended.")
+                    return
+        except KeyboardInterrupt:
+            console(stderr=True).print("tunnel closed")
+
+
+@index_app.command("tunnel")
+def index_tunnel(
+    session: SessionOption = None,
+    tunnel_port: TunnelPortOption = 0,
+    open_browser: Annotated[
+        bool, typer.Option("--open", help="Open the forwarded viewer in a browser.")
+    ] = False,
+    cluster: ClusterOption = None,
+) -> None:
+    """Forward a running session's viewer to this machine through the head node, until
+    Ctrl-C (what `index --tunnel` does after starting one)."""
+    sessions, _ = _sessions(cluster, quiet=True)
+    _hold_tunnel(sessions, sessions.session(session), tunnel_port, open_browser)
 
 
 @index_app.command("status")

@@ -22,6 +22,7 @@ from hpcrun.errors import HpcrunError, UnknownJob, UsageError
 
 if TYPE_CHECKING:
     from hpcrun.slurm import Job
+    from hpcrun.slurm.runner import Runner
     from hpcrun.state import JobRecord
 
 
@@ -92,6 +93,8 @@ def submit(
       hpcrun submit -N 4 --wait -- srun hostname
       hpcrun submit --array 0-99 -- python score.py
     """
+    import dataclasses
+
     from hpcrun.slurm import JobSpec
 
     workdir = str((chdir or Path.cwd()).resolve())
@@ -108,8 +111,12 @@ def submit(
         workdir=workdir,
         output=output,
         error=error,
-    )
+    )  # bad flags fail here, before any cluster is looked up
     target = resolve_cluster(cluster)
+    remote_home = target.backend.default_workdir()
+    if remote_home is not None:  # a path on the cluster, relative ones to the login home
+        workdir = str(chdir) if chdir is not None else remote_home
+        spec = dataclasses.replace(spec, workdir=workdir)
     stdout_pattern = spec.output or spec.default_output
     row = target.store.record_submit_intent(
         target.record.name, spec.name, spec.to_json(), workdir, stdout_pattern, spec.error
@@ -250,14 +257,14 @@ def logs(
     offsets = dict.fromkeys(files, 0)
     while True:
         for path in files:
-            offsets[path] = _print_new(path, offsets[path])
+            offsets[path] = _print_new(client.runner, path, offsets[path])
         if not follow:
             return
         current = client.jobs([job_id])
         if current and all(j.state.is_terminal for j in current):
             time.sleep(0.2)  # the last writes may land just after the state changes
             for path in files:
-                offsets[path] = _print_new(path, offsets[path])
+                offsets[path] = _print_new(client.runner, path, offsets[path])
             return
         time.sleep(0.5)
 
@@ -301,12 +308,11 @@ def _log_files(
     ]
 
 
-def _print_new(path: Path, offset: int) -> int:
+def _print_new(runner: Runner, path: Path, offset: int) -> int:
+    """Print what `path` (on the cluster) gained since `offset`; return the new offset."""
     try:
-        with open(path, "rb") as handle:
-            handle.seek(offset)
-            data = handle.read()
-    except FileNotFoundError:
+        data = runner.get(str(path))[offset:]
+    except OSError:  # not written yet (SFTP reports a missing file as an OSError too)
         return offset
     sys.stdout.write(data.decode(errors="replace"))
     sys.stdout.flush()

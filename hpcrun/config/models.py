@@ -52,7 +52,63 @@ class LocalClusterConfig(BaseModel):
     partition: str = Field("batch", pattern=r"^[A-Za-z0-9_-]+$")
 
 
+class SshClusterConfig(BaseModel):
+    """A Slurm cluster someone else runs (a lab cluster, a ParallelCluster head node made
+    outside hpcrun), reached over SSH: hpcrun runs Slurm's commands on `host`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    backend: Literal["ssh"] = "ssh"
+    name: str = Field(..., pattern=r"^[a-z][a-z0-9-]{0,31}$", description="cluster name")
+    host: str = Field(..., min_length=1, description="head (login) node address")
+    port: int = Field(22, ge=1, le=65535, description="SSH port")
+    user: str | None = Field(None, description="login user (default: this user's name)")
+    private_key_path: str | None = Field(
+        None, description="private key (default: ssh-agent and ~/.ssh keys)"
+    )
+    known_hosts_path: str | None = Field(
+        None, description="known_hosts to verify the host key (default: hpcrun's own)"
+    )
+    slurm_conf: str | None = Field(
+        None, description="SLURM_CONF on the head node, when not Slurm's default"
+    )
+    workspace: str | None = Field(
+        None,
+        description="directory for hpcrun's session files, seen by every node "
+        "(default: ~/.hpcrun on the head node)",
+    )
+    open_renderer: str | None = Field(
+        None,
+        description="path of hpcrun-nvindex-slurm on the cluster (default: found on PATH)",
+    )
+    scenes_dir: str | None = Field(
+        None, description="hpcrun's scenes/ directory on the cluster, for scene names"
+    )
+    dcv_connect_script: str = Field(
+        "/opt/parallelcluster/scripts/pcluster_dcv_connect.sh",
+        description="prints a DCV session's port, id and token (ParallelCluster's script)",
+    )
+
+
 ClusterConfig = LocalClusterConfig
+
+
+def _problems(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        path = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        lines.append(f"  {path}: {err['msg']}")
+    return "\n".join(lines)
+
+
+def validate_ssh_config(data: dict[str, Any], source: str = "<flags>") -> SshClusterConfig:
+    try:
+        return SshClusterConfig.model_validate(data)
+    except ValidationError as exc:
+        raise UsageError(
+            f"{source} is not a valid ssh cluster config:\n" + _problems(exc),
+            "see configs/ssh.yaml for a commented example",
+        ) from None
 
 
 def validate_cluster_config(data: dict[str, Any], source: str = "<flags>") -> ClusterConfig:
@@ -60,12 +116,8 @@ def validate_cluster_config(data: dict[str, Any], source: str = "<flags>") -> Cl
     try:
         return LocalClusterConfig.model_validate(data)
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            path = ".".join(str(p) for p in err["loc"]) or "(top level)"
-            problems.append(f"  {path}: {err['msg']}")
         raise UsageError(
-            f"{source} is not a valid cluster config:\n" + "\n".join(problems),
+            f"{source} is not a valid cluster config:\n" + _problems(exc),
             "see configs/local.yaml for a commented example",
         ) from None
 
@@ -88,23 +140,33 @@ def load_yaml_mapping(path: Path) -> dict[str, Any]:
     return data
 
 
+CLUSTER_BACKENDS = ("local", "ssh", "parallelcluster")
+
+
 def load_cluster_file(
-    path: Path, *, backends: Collection[str] = ("local",)
-) -> ClusterConfig | ParallelClusterConfig:
+    path: Path, *, backends: Collection[str] = CLUSTER_BACKENDS
+) -> ClusterConfig | SshClusterConfig | ParallelClusterConfig:
     """Load and validate a cluster file, dispatching on its `backend:` key.
 
-    Callers name the backends they can act on, so `hpcrun create` keeps refusing
-    ParallelCluster files until that lifecycle exists, while `hpcrun config` accepts them.
+    Callers name the backends they can act on (`hpcrun config render` only makes sense
+    for ParallelCluster files).
     """
     data = load_yaml_mapping(path)
     backend = data.get("backend", "local")
-    if backend not in backends or backend not in ("local", "parallelcluster"):
+    if backend not in CLUSTER_BACKENDS:
         raise UsageError(
-            f"{path}: backend {backend!r} is not available yet",
-            "this hpcrun creates local clusters (backend: local)",
+            f"{path}: backend: {backend!r} is not one hpcrun knows",
+            f"use one of: {', '.join(CLUSTER_BACKENDS)}",
+        )
+    if backend not in backends:
+        raise UsageError(
+            f"{path}: this command does not act on backend: {backend!r}",
+            f"it takes files with backend: {' or '.join(backends)}",
         )
     if backend == "parallelcluster":
         from hpcrun.config.pcluster import validate_parallelcluster_config
 
         return validate_parallelcluster_config(data, str(path))
+    if backend == "ssh":
+        return validate_ssh_config(data, str(path))
     return validate_cluster_config(data, str(path))

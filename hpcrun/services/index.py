@@ -13,18 +13,19 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import posixpath
 import re
-import shutil
-import sys
+import shlex
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from hpcrun.backends.base import Backend, NullProgress, Progress
+from hpcrun.backends.base import Backend, ClusterSite, NullProgress, Progress
 from hpcrun.errors import HpcrunError, UsageError
 from hpcrun.slurm.client import SlurmClient
 from hpcrun.slurm.parse import Job
@@ -121,12 +122,19 @@ class IndexSessions:
         self.backend = backend
         self.progress = progress or NullProgress()
         self._slurm: SlurmClient | None = None
+        self._site: ClusterSite | None = None
 
     @property
     def slurm(self) -> SlurmClient:
         if self._slurm is None:
             self._slurm = self.backend.slurm()
         return self._slurm
+
+    @property
+    def site(self) -> ClusterSite:
+        if self._site is None:
+            self._site = self.backend.site()
+        return self._site
 
     # which session -----------------------------------------------------------------------
 
@@ -175,7 +183,7 @@ class IndexSessions:
         plan.validate()
         initial_allocation(plan)  # Slurm's own checks (e.g. --time syntax) before anything exists
         if install.open_renderer:
-            _open_options(Path("."), request.auth)  # a bad --auth fails before anything exists
+            _check_auth(request.auth)  # a bad --auth fails before anything exists
         self._check_free_nodes(request.nodes, request.wait_for_nodes)
         session_id = self.store.create_index_session(
             self.cluster,
@@ -184,17 +192,18 @@ class IndexSessions:
             {"port": request.port, "gpus_per_node": request.gpus_per_node, "auth": request.auth},
             "",
         )
-        workdir = self.store.home / "clusters" / self.cluster / "index" / str(session_id)
+        # Session files live on the cluster, in a directory every node sees.
+        workdir = posixpath.join(self.site.workspace, "index", str(session_id))
+        self.slurm.runner.run(["mkdir", "-p", workdir]).check()
         if install.open_renderer:
-            workdir.mkdir(parents=True, exist_ok=True)
             plan = replace(
                 plan,
-                install=replace(install, workdir=str(workdir)),
-                open_options=_open_options(workdir, request.auth),
+                install=replace(install, workdir=workdir),
+                open_options=self._open_options(workdir, request.auth),
             )
         # The workdir is named after the session's id, known only once its row exists.
-        self.store.set_index_session_plan(session_id, str(workdir), _plan_json(plan, request.auth))
-        log = str(workdir / "viewer.log")
+        self.store.set_index_session_plan(session_id, workdir, _plan_json(plan, request.auth))
+        log = posixpath.join(workdir, "viewer.log")
         job_row = self.store.add_index_job(session_id, initial=True, nodes=request.nodes, log=log)
         job_id: str | None = None
         try:
@@ -243,30 +252,25 @@ class IndexSessions:
                     "nvindex-slurm is not installed on this cluster",
                     "use NVIDIA's IndeX AMI, or `--renderer open` for hpcrun's open renderer",
                 )
-        launcher = Path(sys.executable).with_name("hpcrun-nvindex-slurm")
-        if not launcher.exists():
-            found_path = shutil.which("hpcrun-nvindex-slurm")
-            if found_path is None:
-                raise HpcrunError(
-                    "the open renderer's launcher hpcrun-nvindex-slurm is not installed",
-                    "install hpcrun with its viewer extra: pip install 'hpcrun[viewer]'",
-                )
-            launcher = Path(found_path)
-        from hpcrun.scenes.catalog import scenes_root
-
+        site = self.site
+        if site.launcher is None:
+            raise HpcrunError(
+                "the open renderer's launcher hpcrun-nvindex-slurm is not installed on the cluster",
+                "install hpcrun with its viewer extra there: pip install 'hpcrun[viewer]' "
+                "(on an ssh cluster, also set open_renderer in the cluster file)",
+            )
         return IndexInstall(
-            launcher=str(launcher), workdir="", scenes_dir=str(scenes_root()), open_renderer=True
+            launcher=site.launcher,
+            workdir="",
+            scenes_dir=site.scenes_dir or "",
+            open_renderer=True,
         )
 
     def _scene(self, scene: str, install: IndexInstall) -> str:
-        """The .prj path on the cluster; for the open renderer its data is made here first."""
-        if not install.open_renderer:
-            from hpcrun.scenes.catalog import index_scene_dir
-
-            directory = index_scene_dir(scene)
-            if directory is None:
-                return scene  # a path on the cluster, checked by IndeX itself
-            return f"{install.scenes_dir}/{directory}/scene/scene.prj"
+        """The .prj path on the cluster. For the open renderer on this machine's cluster its
+        data is made here first; a remote viewer makes it itself on first use."""
+        if not install.open_renderer or not self.site.shares_local_files:
+            return self._cluster_scene(scene, install)
         from hpcrun.scenes import ensure_data, load_scene
         from hpcrun.scenes.catalog import resolve_scene
 
@@ -282,6 +286,38 @@ class IndexSessions:
             self.progress.step(f"generating scene data for {loaded.name} (first use)")
             ensure_data(loaded)
         return str(path)
+
+    def _cluster_scene(self, scene: str, install: IndexInstall) -> str:
+        from hpcrun.scenes.catalog import index_scene_dir
+
+        directory = index_scene_dir(scene)
+        if directory is None:
+            return scene  # a path on the cluster, checked by the viewer itself
+        if not install.scenes_dir:
+            raise HpcrunError(
+                f"scene {scene!r} names hpcrun's catalogue, but the cluster file sets no "
+                "scenes_dir",
+                "set scenes_dir to hpcrun's scenes/ directory on the cluster, or pass the "
+                ".prj path there",
+            )
+        return f"{install.scenes_dir}/{directory}/scene/scene.prj"
+
+    def _open_options(self, workdir: str, auth: str | None) -> tuple[str, ...]:
+        """The open renderer's own flags: its rendezvous file, and basic auth from a
+        password file the viewer can read (a 0600 copy in the session directory when the
+        cluster does not see this machine's files)."""
+        options: tuple[str, ...] = ("--rendezvous", posixpath.join(workdir, "rendezvous"))
+        if auth:
+            user, _, password_file = auth.partition(":")
+            path = str(Path(password_file).resolve())
+            if not self.site.shares_local_files:
+                path = posixpath.join(workdir, "auth-password")
+                self.slurm.runner.run(
+                    ["sh", "-c", f"umask 077 && cat > {shlex.quote(path)}"],
+                    input=Path(password_file).read_text(),
+                ).check()
+            options += ("--auth", f"{user}:{path}")
+        return options
 
     def _check_free_nodes(self, wanted: int, wait: bool) -> None:
         nodes = self.slurm.nodes()
@@ -338,10 +374,16 @@ class IndexSessions:
 
     def _wait_agents(self, session: IndexSessionRecord, expected: int, timeout_s: float) -> int:
         """Wait until the viewer reports `expected` registered agents; return the count."""
+        with self._viewer_link(session) as base:
+            return self._poll_agents(session, base, expected, timeout_s)
+
+    def _poll_agents(
+        self, session: IndexSessionRecord, base: str | None, expected: int, timeout_s: float
+    ) -> int:
         deadline = time.monotonic() + timeout_s
         seen = -1
         while True:
-            status, error = self._viewer_status(session)
+            status, error = self._viewer_status(session, base)
             count = int(status.get("agents", 0)) if status else 0
             if count != seen:
                 message = (
@@ -405,15 +447,64 @@ class IndexSessions:
                 view.nodes += self.slurm.hostnames(job.nodelist)
         view.session = self._note_if_ended(session, found)
         if view.session.status == "running" and session.renderer == "open":
-            view.viewer, view.viewer_error = self._viewer_status(session)
+            with self._viewer_link(session) as base:
+                view.viewer, view.viewer_error = self._viewer_status(session, base)
         return view
 
+    @contextlib.contextmanager
+    def _viewer_link(self, session: IndexSessionRecord) -> Iterator[str | None]:
+        """A base URL on this machine that reaches the session's viewer for the duration
+        (the viewer itself here; an SSH tunnel through the head node on remote clusters);
+        None when the session has no URL yet or the tunnel cannot open."""
+        parts = urllib.parse.urlsplit(session.url or "")
+        if not parts.hostname or not parts.port:
+            yield None
+            return
+        try:
+            link = self.backend.reach(parts.hostname, parts.port)
+            port = link.__enter__()
+        except HpcrunError:
+            yield None
+            return
+        try:
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            link.__exit__(None, None, None)
+
+    @contextlib.contextmanager
+    def tunnel(self, session: IndexSessionRecord, local_port: int = 0) -> Iterator[str]:
+        """The viewer at a URL on this machine while the context is open: forwarded through
+        the head node on remote clusters, on the same local port as the viewer's when that
+        is free (`local_port` 0), else any free one."""
+        parts = urllib.parse.urlsplit(session.url or "")
+        if session.status != "running" or not parts.hostname or not parts.port:
+            raise HpcrunError(
+                f"IndeX session {session.id} is {session.status}: no viewer to forward",
+                "start one with `hpcrun index`",
+            )
+        try:
+            link = self.backend.reach(parts.hostname, parts.port, local_port or parts.port)
+            port = link.__enter__()
+        except HpcrunError:
+            if local_port:
+                raise
+            link = self.backend.reach(parts.hostname, parts.port, 0)
+            port = link.__enter__()
+        try:
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            link.__exit__(None, None, None)
+
+    def is_running(self, session: IndexSessionRecord) -> bool:
+        """One squeue call: is the session's viewer job still alive?"""
+        return self._note_if_ended(session, self._slurm_jobs(session)).status == "running"
+
     def _viewer_status(
-        self, session: IndexSessionRecord
+        self, session: IndexSessionRecord, base: str | None
     ) -> tuple[dict[str, Any] | None, str | None]:
-        if not session.url:
-            return None, "no URL yet"
-        request = urllib.request.Request(session.url.rstrip("/") + "/api/status")
+        if base is None:
+            return None, "no URL yet" if not session.url else "cannot reach the viewer"
+        request = urllib.request.Request(base + "/api/status")
         auth = session.plan.get("auth")
         try:
             if auth:
@@ -498,7 +589,7 @@ class IndexSessions:
                     "that holds GRES",
                     "scale without --merge: the new nodes join as a second job (NVIDIA's way)",
                 )
-        log = str(Path(session.workdir) / f"agents-{int(time.time() * 1000)}.log")
+        log = posixpath.join(session.workdir, f"agents-{int(time.time() * 1000)}.log")
         row = self.store.add_index_job(session.id, initial=False, nodes=count, log=log)
         job_id: str | None = None
         merged = False
@@ -573,8 +664,7 @@ def plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'s' * (count != 1)}"
 
 
-def _open_options(workdir: Path, auth: str | None) -> tuple[str, ...]:
-    options: tuple[str, ...] = ("--rendezvous", str(workdir / "rendezvous"))
+def _check_auth(auth: str | None) -> None:
     if auth:
         user, sep, password_file = auth.partition(":")
         if not sep or not user or not Path(password_file).is_file():
@@ -582,8 +672,6 @@ def _open_options(workdir: Path, auth: str | None) -> tuple[str, ...]:
                 f"--auth {auth!r}: expected USER:PASSWORD_FILE with an existing file",
                 "write the password to a file readable only by you (chmod 600)",
             )
-        options += ("--auth", f"{user}:{Path(password_file).resolve()}")
-    return options
 
 
 def _plan_json(plan: IndexPlan, auth: str | None) -> dict[str, Any]:

@@ -28,6 +28,12 @@ def test_the_three_values_are_found_after_an_ssh_notice() -> None:
     assert parse_connect_output("nothing here") is None
 
 
+def test_session_ids_with_dashes_and_dots_parse() -> None:
+    # DCV session names may hold '-' and '.' (the e2e head node's did): \w+ missed them.
+    text = LINE.replace("a1b2c3", "session-7.user")
+    assert parse_connect_output(text) == DcvSession(8443, "session-7.user", "Tok-123_x")
+
+
 def test_url_is_https_with_the_token_and_the_session_after_the_hash() -> None:
     session = DcvSession(8443, "a1b2c3", "Tok-123_x")
     assert session.url("54.1.2.3") == "https://54.1.2.3:8443?authToken=Tok-123_x#a1b2c3"
@@ -46,7 +52,7 @@ def test_connect_retries_while_the_dcv_server_starts(tmp_path: Path) -> None:
     count = tmp_path / "count"
     path = script(
         tmp_path,
-        f'n=$(cat {count} 2>/dev/null || echo 0); echo $((n+1)) > {count}\n'
+        f"n=$(cat {count} 2>/dev/null || echo 0); echo $((n+1)) > {count}\n"
         f'if [ "$n" -lt 2 ]; then echo "dcv not ready" >&2; exit 1; fi\necho "{LINE}"\n',
     )
     waits: list[float] = []

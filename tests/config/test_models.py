@@ -144,11 +144,22 @@ def test_missing_file_is_a_usage_error(tmp_path: Path) -> None:
         load_cluster_file(tmp_path / "absent.yaml")
 
 
-@pytest.mark.parametrize("backend", ["aws", "eks", "parallelcluster"])
-def test_other_backends_are_refused(tmp_path: Path, backend: str) -> None:
-    with pytest.raises(UsageError, match=f"backend '{backend}' is not available") as err:
+@pytest.mark.parametrize("backend", ["aws", "eks", "slurm"])
+def test_unknown_backends_are_refused(tmp_path: Path, backend: str) -> None:
+    with pytest.raises(UsageError, match=f"backend: '{backend}' is not one hpcrun knows") as err:
         load_cluster_file(write(tmp_path, f"backend: {backend}\nnodes: 2\n"))
-    assert err.value.hint is not None and "backend: local" in err.value.hint
+    assert err.value.hint == "use one of: local, ssh, parallelcluster"
+
+
+def test_ssh_file_loads_and_names_bad_keys(tmp_path: Path) -> None:
+    from hpcrun.config.models import SshClusterConfig
+
+    good = load_cluster_file(write(tmp_path, "backend: ssh\nname: lab\nhost: login1\n"))
+    assert good == SshClusterConfig(name="lab", host="login1")
+    with pytest.raises(UsageError) as err:
+        load_cluster_file(write(tmp_path, "backend: ssh\nname: lab\nport: 0\nnodes: 2\n"))
+    lines = err.value.message.splitlines()[1:]
+    assert [line.split(":")[0].strip() for line in lines] == ["host", "port", "nodes"]
 
 
 def test_other_backend_in_flags_is_refused_too() -> None:

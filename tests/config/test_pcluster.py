@@ -161,11 +161,11 @@ def test_v2_needs_the_uploaded_post_install_script() -> None:
 def test_load_cluster_file_dispatches_on_backend_when_asked(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text(preset_text("index-g4dn"))
-    config = load_cluster_file(path, backends=("local", "parallelcluster"))
+    config = load_cluster_file(path)
     assert isinstance(config, pcluster.ParallelClusterConfig)
     assert config.gpus() == 4
-    with pytest.raises(UsageError, match="not available yet"):
-        load_cluster_file(path)  # `hpcrun create` still takes local files only
+    with pytest.raises(UsageError, match="does not act on backend: 'parallelcluster'"):
+        load_cluster_file(path, backends=("local",))
 
 
 NVIDIA_STYLE_V2 = """\

@@ -1,0 +1,251 @@
+"""A Slurm cluster hpcrun did not make, reached over SSH: every Slurm command, log read
+and background step runs on its head node through one `SSHRunner`.
+
+This is the `ssh` backend of cluster files (a lab cluster, a ParallelCluster head node
+made by hand) and the remote half of the ParallelCluster backend, which adds the AWS
+lifecycle around it. "Creating" such a cluster means attaching to it: the host key is
+checked (or trusted once with `--trust-new-host`), Slurm must answer, and the paths
+hpcrun needs there (its workspace, the open renderer) are resolved once and recorded, so
+later commands cost no extra round trips. `down` detaches: it ends hpcrun's own IndeX
+sessions and leaves the cluster running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import posixpath
+import shlex
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from hpcrun.backends.base import ClusterSite, ClusterStatus, Feature, NodeStatus, Progress
+from hpcrun.errors import HpcrunError
+from hpcrun.slurm import Job, Node, SlurmClient
+from hpcrun.slurm.ssh import SSHRunner
+from hpcrun.state import ClusterRecord, StateStore
+
+LAUNCHER = "hpcrun-nvindex-slurm"
+
+
+class SshBackend:
+    name = "ssh"
+    unsupported = frozenset({Feature.CREATE})  # it attaches to a cluster; it makes none
+
+    def __init__(
+        self, config: dict[str, Any], store: StateStore, *, trust_new_host: bool = False
+    ) -> None:
+        self.config = dict(config)
+        self.store = store
+        self.cluster_name: str = self.config["name"]
+        self.trust_new_host = trust_new_host
+        self._runner: SSHRunner | None = None
+
+    @classmethod
+    def from_record(cls, record: ClusterRecord, store: StateStore) -> SshBackend:
+        return cls(record.config, store)
+
+    # what other layers use ----------------------------------------------------------
+
+    @property
+    def host(self) -> str:
+        return str(self.config["host"])
+
+    @property
+    def runner(self) -> SSHRunner:
+        if self._runner is None:
+            conf = self.config.get("slurm_conf")
+            self._runner = SSHRunner(
+                self.host,
+                port=int(self.config.get("port") or 22),
+                user=self.config.get("user"),
+                key_path=self.config.get("private_key_path"),
+                known_hosts_path=self.config.get("known_hosts_path"),
+                trust_new_host=self.trust_new_host,
+                env={"SLURM_CONF": conf} if conf else None,
+            )
+        return self._runner
+
+    def slurm(self) -> SlurmClient:
+        return SlurmClient(self.runner)
+
+    def endpoint(self, host: str, port: int) -> str:
+        return f"http://{host}:{port}"  # as seen inside the cluster's network (or DCV)
+
+    def site(self) -> ClusterSite:
+        workspace = self.config.get("workspace")
+        if not workspace:  # a record made before the paths were resolved
+            workspace = self._resolve()["workspace"]
+        return ClusterSite(
+            workspace=str(workspace),
+            launcher=self.config.get("open_renderer"),
+            scenes_dir=self.config.get("scenes_dir"),
+            shares_local_files=False,
+        )
+
+    def default_workdir(self) -> str | None:
+        return str(self.config.get("home") or self._resolve()["home"])
+
+    @contextlib.contextmanager
+    def reach(self, host: str, port: int, local_port: int = 0) -> Iterator[int]:
+        bound, close = self.runner.forward_local_port(host, port, local_port)
+        try:
+            yield bound
+        finally:
+            close()
+
+    def desktop_url(self) -> str | None:
+        from hpcrun.backends.dcv import DCV_CONNECT_SCRIPT, connect
+
+        home = self.config.get("home") or self._resolve()["home"]
+        script = str(self.config.get("dcv_connect_script") or DCV_CONNECT_SCRIPT)
+        return connect(self.runner, self.desktop_host(), str(home), script=script)
+
+    def desktop_host(self) -> str:
+        """The address the user's browser reaches DCV at: the head node's."""
+        return self.host
+
+    def shell_argv(self, command: Sequence[str] = ()) -> list[str]:
+        """OpenSSH's own client for an interactive shell (a real terminal, the user's
+        ssh config), held to the same host key hpcrun verified."""
+        argv = ["ssh", "-p", str(self.runner.port)]
+        if self.runner.key_path is not None:
+            argv += ["-i", str(self.runner.key_path), "-o", "IdentitiesOnly=yes"]
+        argv += [
+            "-o",
+            f"UserKnownHostsFile={self.runner.known_hosts_path}",
+            "-o",
+            "StrictHostKeyChecking=yes",
+        ]
+        if self.runner.user:
+            argv += ["-l", self.runner.user]
+        argv.append(self.host)
+        if command:
+            argv += ["--", *command]
+        return argv
+
+    # attach / status / detach -------------------------------------------------------
+
+    def create(self, progress: Progress) -> bool:
+        """Attach: check the host key and that Slurm answers, resolve and record paths.
+        False when the same cluster was already attached (nothing changed)."""
+        previous = self.store.cluster(self.cluster_name)
+        if previous is not None and previous.backend != self.name:
+            raise HpcrunError(
+                f"a {previous.backend} cluster named {self.cluster_name!r} already exists",
+                "pick another name in the cluster file",
+            )
+        progress.step(f"connecting to {self.runner.target} over SSH")
+        self.runner.connect()
+        progress.step("asking Slurm for its nodes (sinfo)")
+        try:
+            nodes = self.slurm().nodes()
+        except HpcrunError as exc:
+            raise HpcrunError(
+                f"Slurm does not answer on {self.host}: {exc.message}",
+                "check that Slurm's client commands work there (`hpcrun ssh` after attaching, "
+                "or plain ssh), and set slurm_conf in the cluster file if SLURM_CONF is "
+                "not the default",
+            ) from exc
+        resolved = {**self.config, **self._resolve()}
+        unchanged = previous is not None and previous.config == resolved and previous.status == "up"
+        self.config = resolved
+        self.store.put_cluster(self.cluster_name, self.name, resolved, "up")
+        progress.step(f"{len(nodes)} Slurm nodes on {self.host}")
+        return not unchanged
+
+    def _resolve(self) -> dict[str, str | None]:
+        """Home, workspace (made if missing) and the open renderer's launcher on the host,
+        in two round trips."""
+        found = self.runner.run(
+            ["sh", "-c", f'printf "%s\\n" "$HOME"; command -v {LAUNCHER} || true']
+        ).check()
+        lines = [*found.stdout.splitlines(), "", ""]
+        home = lines[0].strip() or "/tmp"
+        workspace = _expand(str(self.config.get("workspace") or "~/.hpcrun"), home)
+        launcher = self.config.get("open_renderer") or lines[1].strip() or None
+        if launcher is not None:
+            launcher = _expand(str(launcher), home)
+        scenes = self.config.get("scenes_dir")
+        scenes = _expand(str(scenes), home) if scenes else None
+        checks = [f"mkdir -p {shlex.quote(workspace)}"]
+        if launcher:
+            checks.append(f"test -x {shlex.quote(launcher)} || echo launcher")
+        if scenes:
+            checks.append(f"test -d {shlex.quote(scenes)} || echo scenes_dir")
+        done = self.runner.run(["sh", "-c", "; ".join(checks)])
+        if not done.ok:
+            raise HpcrunError(
+                f"cannot make hpcrun's workspace {workspace} on {self.host}: {done.stderr.strip()}",
+                "set workspace in the cluster file to a writable directory every node sees",
+            )
+        missing = done.stdout.split()
+        if "launcher" in missing:
+            raise HpcrunError(
+                f"open_renderer: {launcher} is not an executable on {self.host}",
+                f"install hpcrun there (pip install 'hpcrun[viewer]') and point open_renderer "
+                f"at its {LAUNCHER}, or leave it out if IndeX is installed",
+            )
+        if "scenes_dir" in missing:
+            raise HpcrunError(
+                f"scenes_dir: {scenes} is not a directory on {self.host}",
+                "copy hpcrun's scenes/ there, or leave scenes_dir out and pass .prj paths",
+            )
+        return {
+            "home": home,
+            "workspace": workspace,
+            "open_renderer": launcher,
+            "scenes_dir": scenes,
+        }
+
+    def status(self) -> ClusterStatus:
+        record = self.store.cluster(self.cluster_name)
+        nodes: list[Node] = []
+        jobs: list[Job] = []
+        state = record.status if record else "detached"
+        detail = f"ssh {self.runner.target}"
+        if state == "up":
+            try:
+                client = self.slurm()
+                nodes = client.nodes()
+                jobs = client.jobs()
+            except HpcrunError as exc:
+                state, detail = "unreachable", exc.message
+            else:
+                if nodes and all(not n.is_available for n in nodes):
+                    state = "degraded"
+        return ClusterStatus(
+            name=self.cluster_name,
+            backend=self.name,
+            state=state,
+            detail=detail,
+            slurm_conf=self.config.get("slurm_conf"),
+            nodes=[NodeStatus(n) for n in nodes],
+            jobs=jobs,
+        )
+
+    def destroy(self, progress: Progress, *, purge: bool = False) -> None:
+        """Detach: end hpcrun's IndeX sessions here; the cluster itself keeps running."""
+        sessions = self.store.index_sessions(self.cluster_name, active_only=True)
+        ids = [j.slurm_job_id for s in sessions for j in s.live_jobs if j.slurm_job_id]
+        if ids:
+            progress.step(f"ending hpcrun's IndeX jobs {', '.join(ids)}")
+            with contextlib.suppress(HpcrunError):
+                self.slurm().cancel(ids)
+        self.store.end_index_sessions(self.cluster_name, "hpcrun detached from the cluster")
+        progress.step(f"the cluster on {self.host} keeps running: hpcrun did not create it")
+        if purge:
+            self.store.delete_cluster(self.cluster_name)
+        else:
+            self.store.set_cluster_status(self.cluster_name, "detached")
+        self.close()
+
+    def close(self) -> None:
+        if self._runner is not None:
+            self._runner.close()
+
+
+def _expand(path: str, home: str) -> str:
+    """`~` and relative paths are relative to the remote home, as in an ssh session."""
+    if path == "~" or path.startswith("~/"):
+        path = home + path[1:]
+    return path if path.startswith("/") else posixpath.join(home, path)
