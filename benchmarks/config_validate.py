@@ -1,0 +1,253 @@
+"""config_validate: wall time of `hpcrun config validate FILE` vs `pcluster create-cluster --dryrun`
+
+Both check the same ParallelCluster cluster: the configs/index-g4dn.yaml preset with its
+AMI, subnet and key pair replaced by ones that exist in a moto server (the AWS stand-in)
+started on loopback for this run. hpcrun's side is `hpcrun config validate FILE`: its own
+checks plus ParallelCluster's schema run in-process, offline. The yardstick is what a
+user of ParallelCluster alone runs: `pcluster create-cluster --dryrun true` on the file
+`hpcrun config render FILE --format pcluster-v3` wrote, against moto, with the
+validators moto cannot satisfy suppressed (hpcrun.backends.pcluster_api.SUPPRESS_FOR_MOTO).
+Both run as whole processes (the venv's `hpcrun` and `pcluster`), taken in turn, median
+of 5 after one warm-up. `pcluster version` is printed as pcluster's start-up floor, and
+`hpcrun config validate --no-pcluster` as hpcrun's cost without ParallelCluster's schema.
+
+The dry run checks more (that the AMI, subnet and instance types exist in the account):
+the figure says what the offline check costs next to the online one, which hpcrun runs
+only at `create`.
+
+Goal: hpcrun / pcluster <= 1.0.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import yaml
+from _common import ROOT, Timing, hpcrun_exe, interleaved, log, parse_args, report, run_main
+
+from hpcrun.backends.pcluster_api import DRY_RUN_OK, SUPPRESS_FOR_MOTO, pcluster_executable
+from hpcrun.config.presets import preset_text
+from hpcrun.errors import HpcrunError
+
+GOAL_RATIO = 1.0
+REGION = "us-east-1"
+CLUSTER_NAME = "bench-validate"
+
+
+# moto, started the way tests/aws.py starts it ------------------------------------------------
+
+
+@contextmanager
+def moto_server(log_dir: Path) -> Iterator[str]:
+    """A moto server on a free loopback port, as its own process group; ended by PID."""
+    exe = Path(sys.executable).with_name("moto_server")
+    if not exe.exists():
+        raise RuntimeError("moto_server is not installed: pip install 'moto[server]'")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    log_path = log_dir / "moto.log"
+    with log_path.open("wb") as log_file:
+        proc = subprocess.Popen(
+            [str(exe), "-H", "127.0.0.1", "-p", str(port)],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    urllib.request.urlopen(url + "/moto-api/", timeout=1).close()
+                    break
+                except OSError:
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError(
+                            f"moto_server did not start: {log_path.read_text()[-500:]}"
+                        ) from None
+                    time.sleep(0.05)
+            yield url
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+def moto_env(url: str, home: Path) -> dict[str, str]:
+    """This environment without AWS_*, pointed at moto only (no real AWS reachable)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(
+        AWS_ENDPOINT_URL=url,
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION=REGION,
+        AWS_EC2_METADATA_DISABLED="true",
+        HOME=str(home),  # pcluster writes its log under ~/.parallelcluster
+    )
+    return env
+
+
+def seed(url: str) -> dict[str, str]:
+    """VPC + subnet, key pair and an x86_64 AMI (made from an instance: moto's
+    RegisterImage drops the architecture pcluster checks)."""
+    import boto3
+
+    ec2 = boto3.session.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION
+    ).client("ec2", endpoint_url=url)
+    vpc_id = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    subnet_id = ec2.create_subnet(
+        VpcId=vpc_id, CidrBlock="10.0.1.0/24", AvailabilityZone=f"{REGION}a"
+    )["Subnet"]["SubnetId"]
+    ec2.create_key_pair(KeyName="bench-key")
+    base = ec2.describe_images(
+        Owners=["amazon"],
+        Filters=[
+            {"Name": "architecture", "Values": ["x86_64"]},
+            {"Name": "name", "Values": ["amzn2-ami-hvm-*"]},
+        ],
+    )["Images"][0]["ImageId"]
+    instance = ec2.run_instances(
+        ImageId=base, MinCount=1, MaxCount=1, InstanceType="t3.micro", SubnetId=subnet_id
+    )["Instances"][0]["InstanceId"]
+    ami_id = ec2.create_image(InstanceId=instance, Name="bench-index-ami")["ImageId"]
+    ec2.terminate_instances(InstanceIds=[instance])
+    return {"vpc_id": vpc_id, "subnet_id": subnet_id, "key_name": "bench-key", "ami_id": ami_id}
+
+
+# the contenders ---------------------------------------------------------------------------
+
+
+def run_checked(argv: list[str], env: dict[str, str], ok: Any) -> None:
+    """Run a command; `ok(completed)` must hold, else fail loudly with its output."""
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, cwd=ROOT)
+    if not ok(done):
+        raise RuntimeError(
+            f"{' '.join(argv[:4])} ... exited {done.returncode}:\n{done.stdout}{done.stderr}"
+        )
+
+
+def dry_run_passed(done: subprocess.CompletedProcess[str]) -> bool:
+    # pcluster exits 1 even when the dry run passes; its message tells.
+    try:
+        return bool(json.loads(done.stdout).get("message") == DRY_RUN_OK)
+    except json.JSONDecodeError:
+        return False
+
+
+def main() -> None:
+    args = parse_args(__doc__.splitlines()[0])
+    repeats = args.repeats or 5
+    hpcrun = hpcrun_exe()
+    try:
+        pcluster = pcluster_executable()
+    except HpcrunError as exc:
+        log(f"{exc.message}: reporting hpcrun alone")
+        pcluster = None
+
+    with tempfile.TemporaryDirectory(prefix="hrbv") as tmp, moto_server(Path(tmp)) as url:
+        work = Path(tmp)
+        (work / "home").mkdir()
+        env = moto_env(url, work / "home")
+        log(f"moto server at {url}; seeding VPC, subnet, key pair, AMI")
+        seeded = seed(url)
+        data = yaml.safe_load(preset_text("index-g4dn"))
+        data.update(
+            name=CLUSTER_NAME,
+            custom_ami=seeded["ami_id"],
+            subnet_id=seeded["subnet_id"],
+            vpc_id=seeded["vpc_id"],
+            key_name=seeded["key_name"],
+        )
+        hpcrun_file = work / "cluster.yaml"
+        hpcrun_file.write_text(yaml.safe_dump(data, sort_keys=False))
+        rendered = subprocess.run(
+            [hpcrun, "config", "render", str(hpcrun_file), "--format", "pcluster-v3"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        pcluster_file = work / "pcluster.yaml"
+        pcluster_file.write_text(rendered)
+
+        def passed(done: subprocess.CompletedProcess[str]) -> bool:
+            return done.returncode == 0
+
+        contenders = {
+            "hpcrun config validate": lambda: run_checked(
+                [hpcrun, "config", "validate", str(hpcrun_file)], env, passed
+            ),
+            "hpcrun config validate --no-pcluster": lambda: run_checked(
+                [hpcrun, "config", "validate", "--no-pcluster", str(hpcrun_file)], env, passed
+            ),
+        }
+        if pcluster is not None:
+            dry_run = [
+                pcluster,
+                "create-cluster",
+                "--cluster-name",
+                CLUSTER_NAME,
+                "--cluster-configuration",
+                str(pcluster_file),
+                "--dryrun",
+                "true",
+                "--suppress-validators",
+                *SUPPRESS_FOR_MOTO,
+                "--region",
+                REGION,
+            ]
+            contenders["pcluster create-cluster --dryrun"] = lambda: run_checked(
+                dry_run, env, dry_run_passed
+            )
+            contenders["pcluster version"] = lambda: run_checked([pcluster, "version"], env, passed)
+        log(f"timing {', '.join(contenders)}: {repeats} runs each after 1 warm-up")
+        timings = interleaved(contenders, repeats, warmup=1)
+
+    hpcrun_t = timings["hpcrun config validate"]
+    peer_t: Timing | None = timings.get("pcluster create-cluster --dryrun")
+    floor_t = timings.get("pcluster version")
+    extra: dict[str, Any] = {
+        "hpcrun config validate": hpcrun_t,
+        "hpcrun config validate --no-pcluster": timings["hpcrun config validate --no-pcluster"],
+        "pcluster create-cluster --dryrun": peer_t if peer_t is not None else "not available",
+        "pcluster version (start-up floor)": floor_t if floor_t is not None else "-",
+    }
+    if peer_t is not None and floor_t is not None:
+        extra["dry run over pcluster's start-up"] = peer_t.median - floor_t.median
+    extra["cores (nproc)"] = str(os.cpu_count())
+    report(
+        "config_validate",
+        hpcrun_t.median,
+        peer_t.median if peer_t is not None else None,
+        GOAL_RATIO,
+        extra,
+        as_json=args.json,
+        strict=args.strict,
+        hpcrun_label="hpcrun config validate (median)",
+        yardstick_label="pcluster create-cluster --dryrun vs moto (median)",
+        notes=[]
+        if peer_t is not None
+        else ["pcluster is not installed: pip install 'hpcrun[aws]'"],
+    )
+
+
+if __name__ == "__main__":
+    run_main(main)
