@@ -7,9 +7,11 @@ PYTHON ?= python3
 VENV := .venv
 HPCRUN := $(VENV)/bin/hpcrun
 APT_PACKAGES := slurm-wlm slurmctld slurmd slurm-client munge slurmdbd mariadb-server \
-	chromium chromium-driver openssh-server
+	chromium chromium-driver openssh-server openssh-client nodejs
 # A program from each package group, to skip apt when everything is already there.
-APT_PROBES := slurmctld slurmd munged slurmdbd mariadbd sbatch chromium chromedriver sshd
+# (nodejs: `pcluster create-cluster` synthesises its CloudFormation template with CDK/jsii.)
+APT_PROBES := slurmctld slurmd munged slurmdbd mariadbd sbatch chromium chromedriver sshd \
+	ssh node
 
 .PHONY: setup setup-system setup-venv demo test lint unit bench cluster-up cluster-down clean
 

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 REGISTRY: dict[str, str] = {
     "local": "hpcrun.backends.local:LocalBackend",
     "ssh": "hpcrun.backends.remote:SshBackend",
+    "parallelcluster": "hpcrun.backends.parallelcluster:ParallelClusterBackend",
 }
 
 

@@ -68,6 +68,15 @@ def create(
             "machine has never seen it (a changed key is still refused).",
         ),
     ] = False,
+    suppress_validators: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--suppress-validators",
+            help="ParallelCluster: skip a validator of its dry run, as pcluster's own flag "
+            "(type:KeyPairValidator); repeatable.",
+            show_default=False,
+        ),
+    ] = None,
     json_out: JsonOption = False,
 ) -> None:
     """Bring up a cluster: by default a real Slurm cluster on this machine.
@@ -77,7 +86,10 @@ def create(
     is up changes nothing; after a crash it recovers.
 
     A cluster file with `backend: ssh` attaches to a Slurm cluster over SSH instead
-    (its head node runs every command); `backend: parallelcluster` creates one on AWS.
+    (its head node runs every command). `backend: parallelcluster` creates one on AWS
+    with `pcluster create-cluster` (its validators first, as a dry run), follows the
+    CloudFormation stack and shows the events that explain a failure; credentials come
+    from the usual AWS chain (AWS_PROFILE, SSO, environment).
 
     \b
     Examples:
@@ -85,6 +97,7 @@ def create(
       hpcrun create --nodes 8 --name big --no-accounting
       hpcrun create --config configs/local.yaml
       hpcrun create --config configs/ssh.yaml --trust-new-host
+      hpcrun create --config configs/index-aws.yaml --trust-new-host
     """
     from hpcrun.config.models import load_cluster_file, validate_cluster_config
 
@@ -123,7 +136,10 @@ def create(
                 f"set the cluster's shape in {config}",
             )
         target = _remote_backend(
-            {**loaded.model_dump(), **given}, store, trust_new_host=trust_new_host
+            {**loaded.model_dump(), **given},
+            store,
+            trust_new_host=trust_new_host,
+            suppress_validators=suppress_validators or [],
         )
     progress = RichProgress(quiet=json_out)
     started = time.monotonic()
@@ -157,16 +173,22 @@ def create(
         out.print("A shell on its head node: hpcrun ssh")
 
 
-def _remote_backend(config: dict[str, Any], store: StateStore, *, trust_new_host: bool) -> Backend:
+def _remote_backend(
+    config: dict[str, Any],
+    store: StateStore,
+    *,
+    trust_new_host: bool,
+    suppress_validators: list[str],
+) -> Backend:
     """The backend of a cluster file that is not local (imported only when used)."""
     if config["backend"] == "ssh":
         from hpcrun.backends.remote import SshBackend
 
         return SshBackend(config, store, trust_new_host=trust_new_host)
-    raise UsageError(
-        "creating AWS ParallelCluster clusters is not available yet",
-        "render the config with `hpcrun config render` and run `pcluster create-cluster`, "
-        "then attach with a backend: ssh file",
+    from hpcrun.backends.parallelcluster import ParallelClusterBackend
+
+    return ParallelClusterBackend(
+        config, store, trust_new_host=trust_new_host, suppress_validators=suppress_validators
     )
 
 
@@ -219,25 +241,38 @@ def down(
         bool, typer.Option(help="Also remove the cluster's directory and record.")
     ] = False,
 ) -> None:
-    """Stop every daemon the cluster runs (by PID). Job output files are left alone."""
+    """Take the cluster down: a local one stops every daemon (by PID; job output is left
+    alone), a ParallelCluster one is deleted with its AWS resources, an ssh one is
+    detached (hpcrun's IndeX jobs end; the cluster keeps running)."""
     target = resolve_cluster(cluster)
     name = target.record.name
+    verb, done_verb = _DOWN_VERBS.get(target.record.backend, ("stop", "stopped"))
     if not yes:
         import sys
 
         if not sys.stdin.isatty():
             raise UsageError(
-                f"refusing to stop cluster {name!r} without confirmation", "pass --yes"
+                f"refusing to {verb} cluster {name!r} without confirmation", "pass --yes"
             )
-        what = "stop and remove" if purge else "stop"
+        what = f"{verb} and forget" if purge else verb
         typer.confirm(f"{what.capitalize()} cluster {name!r}?", abort=True)
     progress = RichProgress()
     started = time.monotonic()
-    target.backend.destroy(progress, purge=purge)
+    try:
+        target.backend.destroy(progress, purge=purge)
+    finally:
+        progress.close()
     console().print(
-        f"Cluster [bold]{name}[/bold] stopped in {time.monotonic() - started:.1f} s"
+        f"Cluster [bold]{name}[/bold] {done_verb} in {time.monotonic() - started:.1f} s"
         + (" and removed." if purge else ".")
     )
+
+
+# What `down` does to each kind of cluster: hpcrun only deletes what it created.
+_DOWN_VERBS = {
+    "ssh": ("detach from", "detached"),
+    "parallelcluster": ("delete (every AWS resource of)", "deleted"),
+}
 
 
 def clusters(json_out: JsonOption = False) -> None:

@@ -1,0 +1,255 @@
+"""AWS ParallelCluster: the cluster's life through `pcluster`, its use through SSH.
+
+`create` renders the hpcrun file to ParallelCluster 3 YAML, runs ParallelCluster's own
+validators against the account (`create-cluster --dryrun`), creates, follows the
+CloudFormation stack with progress, and on failure shows the stack events that explain
+it. Once the head node is up, everything else (Slurm, IndeX sessions, logs, DCV, a
+shell) is the `ssh` backend pointed at the head node's address with the config's key
+and the login user of its OS. The state store records intent before each step
+("creating", "deleting") and the outcome after, so an interrupted create can be looked
+at with `hpcrun status` and cleaned up with `hpcrun down`. Credentials come from the
+normal AWS chain and are never written: the record holds the cluster file's keys and
+the head node's address only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hpcrun.backends.base import ClusterStatus, Feature, NodeStatus, Progress
+from hpcrun.backends.remote import SshBackend
+from hpcrun.errors import HpcrunError, UsageError
+from hpcrun.slurm import Job, Node
+from hpcrun.state import ClusterRecord, StateStore
+
+if TYPE_CHECKING:
+    from hpcrun.config.pcluster import ParallelClusterConfig
+
+# The login user of each ParallelCluster OS (what `pcluster ssh` uses).
+LOGIN_USER = {
+    "alinux2": "ec2-user",
+    "alinux2023": "ec2-user",
+    "rhel8": "ec2-user",
+    "rhel9": "ec2-user",
+    "rocky8": "rocky",
+    "rocky9": "rocky",
+    "ubuntu2004": "ubuntu",
+    "ubuntu2204": "ubuntu",
+    "ubuntu2404": "ubuntu",
+}
+CREATE_POLL_S = 15.0
+CREATE_TIMEOUT_S = 3600.0
+
+
+class ParallelClusterBackend(SshBackend):
+    name = "parallelcluster"
+    unsupported: frozenset[Feature] = frozenset()
+
+    def __init__(
+        self,
+        config: dict[str, Any],
+        store: StateStore,
+        *,
+        trust_new_host: bool = False,
+        suppress_validators: Sequence[str] = (),
+    ) -> None:
+        super().__init__(config, store, trust_new_host=trust_new_host)
+        self.region = str(self.config["region"])
+        self.suppress_validators = tuple(suppress_validators)
+        dcv = self.config.get("dcv") or {}
+        if not dcv.get("enabled", True):
+            self.unsupported = frozenset({Feature.DESKTOP})
+
+    @classmethod
+    def from_record(cls, record: ClusterRecord, store: StateStore) -> ParallelClusterBackend:
+        return cls(record.config, store)
+
+    @property
+    def host(self) -> str:
+        host = self.config.get("host")
+        if not host:
+            raise HpcrunError(
+                f"cluster {self.cluster_name} has no head node address yet "
+                f"(status: {self._recorded_status()})",
+                "wait for `hpcrun create` to finish, or see `hpcrun status`",
+            )
+        return str(host)
+
+    def _recorded_status(self) -> str:
+        record = self.store.cluster(self.cluster_name)
+        return record.status if record else "unknown"
+
+    # create -------------------------------------------------------------------------
+
+    def create(self, progress: Progress) -> bool:
+        from hpcrun.backends import pcluster_api as api
+
+        model = self._model()
+        previous = self.store.cluster(self.cluster_name)
+        if previous is not None and previous.backend != self.name:
+            raise HpcrunError(
+                f"a {previous.backend} cluster named {self.cluster_name!r} already exists",
+                "pick another name in the cluster file",
+            )
+        if previous is not None and previous.status == "up" and previous.config.get("host"):
+            self.config = {**previous.config, **self.config, "host": previous.config["host"]}
+            progress.step(f"cluster {self.cluster_name} exists: checking its head node")
+            super().create(progress)
+            return False
+        if model.format != "pcluster-v3":
+            raise UsageError(
+                f"{model.name}: format: {model.format} clusters are made by ParallelCluster "
+                "2.x, which hpcrun does not drive",
+                "render the INI with `hpcrun config render FILE --format pcluster-v2` and run "
+                "`pcluster create` (2.x); or set format: pcluster-v3",
+            )
+        path = self._write_rendered(model)
+        # Intent first: from here on `hpcrun status` can explain an interrupted create.
+        self.store.put_cluster(self.cluster_name, self.name, self.config, "creating")
+        try:
+            progress.step("ParallelCluster's validators (pcluster create-cluster --dryrun)")
+            checked = api.dry_run(
+                path, self.cluster_name, self.region, suppress=self.suppress_validators
+            )
+            for message in checked.messages:
+                if message.level != "ERROR":
+                    progress.step(f"{message.level.lower()}: {message.type}: {message.message}")
+            if not checked.ok:
+                listed = "".join(f"\n  {m}" for m in checked.errors)
+                raise HpcrunError(
+                    f"ParallelCluster rejects {path.name}: {checked.message}{listed}",
+                    "fix the cluster file (`hpcrun config validate` names its keys); a "
+                    "validator that is wrong about your account can be skipped with "
+                    "--suppress-validators type:NAME",
+                )
+            progress.step(f"creating {self.cluster_name} in {self.region} (create-cluster)")
+            api.create_cluster(
+                path, self.cluster_name, self.region, suppress=self.suppress_validators
+            )
+            progress.step("CloudFormation builds the cluster: usually 10-20 minutes")
+            described = api.wait_for(
+                self.cluster_name,
+                self.region,
+                {"CREATE_COMPLETE"},
+                lambda status, elapsed_s: progress.step(f"{status} after {elapsed_s:.0f} s"),
+                timeout_s=CREATE_TIMEOUT_S,
+                poll_s=CREATE_POLL_S,
+            )
+        except BaseException as exc:
+            reason = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+            self.store.set_cluster_status(self.cluster_name, "failed", reason.splitlines()[0])
+            raise
+        address = described.head_node_public_ip or described.head_node_private_ip
+        if not address:
+            self.store.set_cluster_status(self.cluster_name, "failed", "no head node address")
+            raise HpcrunError(
+                f"cluster {self.cluster_name} is {described.status} but describe-cluster "
+                "shows no head node address",
+                f"see `pcluster describe-cluster -n {self.cluster_name} --region {self.region}`",
+            )
+        self.config = {
+            **self.config,
+            "host": address,
+            "user": self.config.get("user") or LOGIN_USER.get(model.os, "ec2-user"),
+            "stack_arn": described.stack_arn,
+        }
+        self.store.put_cluster(self.cluster_name, self.name, self.config, "creating")
+        progress.step(f"head node {address}: connecting over SSH")
+        super().create(progress)  # records "up" with the resolved paths
+        return True
+
+    def _model(self) -> ParallelClusterConfig:
+        from hpcrun.config.pcluster import ParallelClusterConfig
+
+        keys = ParallelClusterConfig.model_fields
+        return ParallelClusterConfig.model_validate(
+            {k: v for k, v in self.config.items() if k in keys}
+        )
+
+    def _write_rendered(self, model: ParallelClusterConfig) -> Path:
+        """The ParallelCluster 3 YAML, kept beside the state: what was asked of AWS."""
+        from hpcrun.config.pcluster import render_v3
+
+        directory = self.store.home / "clusters" / self.cluster_name
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / "pcluster-config.yaml"
+        path.write_text(render_v3(model))
+        return path
+
+    # status / destroy ---------------------------------------------------------------
+
+    def status(self) -> ClusterStatus:
+        from hpcrun.backends import pcluster_api as api
+
+        recorded = self._recorded_status()
+        nodes: list[Node] = []
+        jobs: list[Job] = []
+        try:
+            described = api.describe_cluster(self.cluster_name, self.region)
+        except api.ClusterNotFound:
+            state = "deleted" if recorded in {"deleted", "deleting"} else "gone"
+            detail = f"no such cluster in {self.region}"
+            if recorded == "failed":
+                record = self.store.cluster(self.cluster_name)
+                state, detail = "failed", (record.detail if record else detail)
+            return ClusterStatus(self.cluster_name, self.name, state, detail)
+        state = _STATE.get(described.status, described.status.lower())
+        head = described.head_node_public_ip or described.head_node_private_ip or "no head node"
+        detail = f"{self.region}, head node {head}, stack {described.stack_status}"
+        if described.failure_reason:
+            detail += f": {described.failure_reason}"
+        if state == "up" and self.config.get("host"):
+            try:
+                client = self.slurm()
+                nodes, jobs = client.nodes(), client.jobs()
+            except HpcrunError as exc:
+                state, detail = "degraded", f"{detail}; Slurm: {exc.message}"
+        return ClusterStatus(
+            name=self.cluster_name,
+            backend=self.name,
+            state=state,
+            detail=detail,
+            nodes=[NodeStatus(n) for n in nodes],
+            jobs=jobs,
+        )
+
+    def destroy(self, progress: Progress, *, purge: bool = False) -> None:
+        """Delete the cluster and every AWS resource of its stack."""
+        from hpcrun.backends import pcluster_api as api
+
+        self.store.set_cluster_status(self.cluster_name, "deleting")
+        self.store.end_index_sessions(self.cluster_name, "the cluster was deleted")
+        progress.step(f"deleting {self.cluster_name} in {self.region} (pcluster delete-cluster)")
+        try:
+            api.delete_cluster(self.cluster_name, self.region, missing_ok=True)
+            api.wait_for(
+                self.cluster_name,
+                self.region,
+                {"DELETE_COMPLETE"},
+                lambda status, elapsed_s: progress.step(f"{status} after {elapsed_s:.0f} s"),
+                timeout_s=CREATE_TIMEOUT_S,
+                poll_s=CREATE_POLL_S,
+            )
+        except HpcrunError as exc:
+            self.store.set_cluster_status(self.cluster_name, "failed", exc.message.splitlines()[0])
+            raise
+        finally:
+            self.close()
+        if purge:
+            self.store.delete_cluster(self.cluster_name)
+        else:
+            self.store.set_cluster_status(self.cluster_name, "deleted")
+
+
+_STATE = {
+    "CREATE_COMPLETE": "up",
+    "UPDATE_COMPLETE": "up",
+    "CREATE_IN_PROGRESS": "creating",
+    "UPDATE_IN_PROGRESS": "updating",
+    "DELETE_IN_PROGRESS": "deleting",
+    "CREATE_FAILED": "failed",
+    "UPDATE_FAILED": "degraded",
+    "DELETE_FAILED": "failed",
+}
