@@ -22,15 +22,9 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,98 +32,13 @@ import yaml
 from _common import ROOT, Timing, hpcrun_exe, interleaved, log, parse_args, report, run_main
 
 from hpcrun.backends.pcluster_api import DRY_RUN_OK, SUPPRESS_FOR_MOTO, pcluster_executable
-from hpcrun.config.presets import preset_text
 from hpcrun.errors import HpcrunError
 
+sys.path.insert(0, str(ROOT))  # moto is started and seeded exactly as the tests do it
+from tests.aws import REGION, moto_server, pcluster_cluster_data, seed_network
+
 GOAL_RATIO = 1.0
-REGION = "us-east-1"
 CLUSTER_NAME = "bench-validate"
-
-
-# moto, started the way tests/aws.py starts it ------------------------------------------------
-
-
-@contextmanager
-def moto_server(log_dir: Path) -> Iterator[str]:
-    """A moto server on a free loopback port, as its own process group; ended by PID."""
-    exe = Path(sys.executable).with_name("moto_server")
-    if not exe.exists():
-        raise RuntimeError("moto_server is not installed: pip install 'moto[server]'")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
-    log_path = log_dir / "moto.log"
-    with log_path.open("wb") as log_file:
-        proc = subprocess.Popen(
-            [str(exe), "-H", "127.0.0.1", "-p", str(port)],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    urllib.request.urlopen(url + "/moto-api/", timeout=1).close()
-                    break
-                except OSError:
-                    if proc.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError(
-                            f"moto_server did not start: {log_path.read_text()[-500:]}"
-                        ) from None
-                    time.sleep(0.05)
-            yield url
-        finally:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-
-
-def moto_env(url: str, home: Path) -> dict[str, str]:
-    """This environment without AWS_*, pointed at moto only (no real AWS reachable)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(
-        AWS_ENDPOINT_URL=url,
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        AWS_DEFAULT_REGION=REGION,
-        AWS_EC2_METADATA_DISABLED="true",
-        HOME=str(home),  # pcluster writes its log under ~/.parallelcluster
-    )
-    return env
-
-
-def seed(url: str) -> dict[str, str]:
-    """VPC + subnet, key pair and an x86_64 AMI (made from an instance: moto's
-    RegisterImage drops the architecture pcluster checks)."""
-    import boto3
-
-    ec2 = boto3.session.Session(
-        aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION
-    ).client("ec2", endpoint_url=url)
-    vpc_id = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-    subnet_id = ec2.create_subnet(
-        VpcId=vpc_id, CidrBlock="10.0.1.0/24", AvailabilityZone=f"{REGION}a"
-    )["Subnet"]["SubnetId"]
-    ec2.create_key_pair(KeyName="bench-key")
-    base = ec2.describe_images(
-        Owners=["amazon"],
-        Filters=[
-            {"Name": "architecture", "Values": ["x86_64"]},
-            {"Name": "name", "Values": ["amzn2-ami-hvm-*"]},
-        ],
-    )["Images"][0]["ImageId"]
-    instance = ec2.run_instances(
-        ImageId=base, MinCount=1, MaxCount=1, InstanceType="t3.micro", SubnetId=subnet_id
-    )["Instances"][0]["InstanceId"]
-    ami_id = ec2.create_image(InstanceId=instance, Name="bench-index-ami")["ImageId"]
-    ec2.terminate_instances(InstanceIds=[instance])
-    return {"vpc_id": vpc_id, "subnet_id": subnet_id, "key_name": "bench-key", "ami_id": ami_id}
 
 
 # the contenders ---------------------------------------------------------------------------
@@ -162,20 +71,12 @@ def main() -> None:
         log(f"{exc.message}: reporting hpcrun alone")
         pcluster = None
 
-    with tempfile.TemporaryDirectory(prefix="hrbv") as tmp, moto_server(Path(tmp)) as url:
+    with tempfile.TemporaryDirectory(prefix="hrbv") as tmp, moto_server(Path(tmp)) as server:
         work = Path(tmp)
         (work / "home").mkdir()
-        env = moto_env(url, work / "home")
-        log(f"moto server at {url}; seeding VPC, subnet, key pair, AMI")
-        seeded = seed(url)
-        data = yaml.safe_load(preset_text("index-g4dn"))
-        data.update(
-            name=CLUSTER_NAME,
-            custom_ami=seeded["ami_id"],
-            subnet_id=seeded["subnet_id"],
-            vpc_id=seeded["vpc_id"],
-            key_name=seeded["key_name"],
-        )
+        env = {**server.env(), "HOME": str(work / "home")}  # pcluster logs under $HOME
+        log(f"moto server at {server.url}; seeding VPC, subnet, key pair, AMI")
+        data = pcluster_cluster_data(seed_network(server), CLUSTER_NAME)
         hpcrun_file = work / "cluster.yaml"
         hpcrun_file.write_text(yaml.safe_dump(data, sort_keys=False))
         rendered = subprocess.run(

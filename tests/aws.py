@@ -161,3 +161,22 @@ def bootstrap_pcluster_bucket(server: MotoServer, region: str = REGION) -> str:
         Body=json.dumps({"bootstrapped_features": PCLUSTER_BUCKET_REQUIRED_BOOTSTRAP_FEATURES}),
     )
     return name
+
+
+def pcluster_cluster_data(seeded: dict[str, str], name: str, **overrides: Any) -> dict[str, Any]:
+    """The index-g4dn preset as a cluster-file mapping, pointed at `seed_network`'s AMI,
+    subnet, VPC and key pair; `overrides` replace any key after that."""
+    import yaml
+
+    from hpcrun.config.presets import preset_text
+
+    data: dict[str, Any] = yaml.safe_load(preset_text("index-g4dn"))
+    data.update(
+        name=name,
+        custom_ami=seeded["ami_id"],
+        subnet_id=seeded["subnet_id"],
+        vpc_id=seeded["vpc_id"],
+        key_name=seeded["key_name"],
+    )
+    data.update(overrides)
+    return data

@@ -25,6 +25,7 @@ from hpcrun.slurm import Job, Node
 from hpcrun.state import ClusterRecord, StateStore
 
 if TYPE_CHECKING:
+    from hpcrun.backends.pcluster_api import ClusterDescription
     from hpcrun.config.pcluster import ParallelClusterConfig
 
 # The login user of each ParallelCluster OS (what `pcluster ssh` uses).
@@ -39,8 +40,8 @@ LOGIN_USER = {
     "ubuntu2204": "ubuntu",
     "ubuntu2404": "ubuntu",
 }
-CREATE_POLL_S = 15.0
-CREATE_TIMEOUT_S = 3600.0
+STACK_POLL_S = 15.0
+STACK_TIMEOUT_S = 3600.0
 
 
 class ParallelClusterBackend(SshBackend):
@@ -129,14 +130,7 @@ class ParallelClusterBackend(SshBackend):
                 path, self.cluster_name, self.region, suppress=self.suppress_validators
             )
             progress.step("CloudFormation builds the cluster: usually 10-20 minutes")
-            described = api.wait_for(
-                self.cluster_name,
-                self.region,
-                {"CREATE_COMPLETE"},
-                lambda status, elapsed_s: progress.step(f"{status} after {elapsed_s:.0f} s"),
-                timeout_s=CREATE_TIMEOUT_S,
-                poll_s=CREATE_POLL_S,
-            )
+            described = self._wait_for("CREATE_COMPLETE", progress)
         except BaseException as exc:
             reason = getattr(exc, "message", None) or str(exc) or type(exc).__name__
             self.store.set_cluster_status(self.cluster_name, "failed", reason.splitlines()[0])
@@ -159,6 +153,19 @@ class ParallelClusterBackend(SshBackend):
         progress.step(f"head node {address}: connecting over SSH")
         super().create(progress)  # records "up" with the resolved paths
         return True
+
+    def _wait_for(self, status: str, progress: Progress) -> ClusterDescription:
+        """Follow the stack until `status`, one progress line per change of state."""
+        from hpcrun.backends import pcluster_api as api
+
+        return api.wait_for(
+            self.cluster_name,
+            self.region,
+            {status},
+            lambda now, elapsed_s: progress.step(f"{now} after {elapsed_s:.0f} s"),
+            timeout_s=STACK_TIMEOUT_S,
+            poll_s=STACK_POLL_S,
+        )
 
     def _model(self) -> ParallelClusterConfig:
         from hpcrun.config.pcluster import ParallelClusterConfig
@@ -224,14 +231,7 @@ class ParallelClusterBackend(SshBackend):
         progress.step(f"deleting {self.cluster_name} in {self.region} (pcluster delete-cluster)")
         try:
             api.delete_cluster(self.cluster_name, self.region, missing_ok=True)
-            api.wait_for(
-                self.cluster_name,
-                self.region,
-                {"DELETE_COMPLETE"},
-                lambda status, elapsed_s: progress.step(f"{status} after {elapsed_s:.0f} s"),
-                timeout_s=CREATE_TIMEOUT_S,
-                poll_s=CREATE_POLL_S,
-            )
+            self._wait_for("DELETE_COMPLETE", progress)
         except HpcrunError as exc:
             self.store.set_cluster_status(self.cluster_name, "failed", exc.message.splitlines()[0])
             raise

@@ -21,13 +21,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-import yaml
 
 from hpcrun.backends import pcluster_api as api
 from hpcrun.config import pcluster
-from hpcrun.config.presets import preset_text
 from hpcrun.errors import HpcrunError
-from tests.aws import REGION, MotoServer, moto_server, seed_network
+from tests.aws import REGION, MotoServer, moto_server, pcluster_cluster_data, seed_network
 
 pytestmark = pytest.mark.aws
 
@@ -71,15 +69,7 @@ def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Moto]:
 
 def cluster_file(moto: Moto, name: str, **overrides: str) -> Path:
     """The index-g4dn preset, pointed at moto's AMI, subnet and key, rendered as v3 YAML."""
-    data = yaml.safe_load(preset_text("index-g4dn"))
-    data.update(
-        name=name,
-        custom_ami=moto.seeded["ami_id"],
-        subnet_id=moto.seeded["subnet_id"],
-        vpc_id=moto.seeded["vpc_id"],
-        key_name=moto.seeded["key_name"],
-    )
-    data.update(overrides)
+    data = pcluster_cluster_data(moto.seeded, name, **overrides)
     config = pcluster.validate_parallelcluster_config(data, name)
     path = moto.workdir / f"{name}.yaml"
     path.write_text(pcluster.render_v3(config))

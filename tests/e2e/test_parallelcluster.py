@@ -21,9 +21,8 @@ from typing import Any
 import pytest
 import yaml
 
-from hpcrun.config.presets import preset_text
 from tests.aws import client as aws_client
-from tests.aws import moto_server, seed_network
+from tests.aws import moto_server, pcluster_cluster_data, seed_network
 from tests.conftest import HPCRUN
 
 pytestmark = [pytest.mark.aws, pytest.mark.slow]
@@ -58,15 +57,7 @@ class Aws:
         )
 
     def cluster_file(self, name: str, **overrides: Any) -> Path:
-        data = yaml.safe_load(preset_text("index-g4dn"))
-        data.update(
-            name=name,
-            custom_ami=self.seeded["ami_id"],
-            subnet_id=self.seeded["subnet_id"],
-            vpc_id=self.seeded["vpc_id"],
-            key_name=self.seeded["key_name"],
-        )
-        data.update(overrides)
+        data = pcluster_cluster_data(self.seeded, name, **overrides)
         path = self.home / f"{name}.yaml"
         path.write_text(yaml.safe_dump(data))
         return path
@@ -147,4 +138,3 @@ def test_a_cluster_without_head_node_has_no_shell_yet(aws: Aws) -> None:
     done = aws.cli("ssh", "--cluster", "aws1")
     assert done.returncode == 1
     assert "has no head node address yet" in done.stderr
-
