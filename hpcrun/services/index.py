@@ -457,19 +457,12 @@ class IndexSessions:
         (the viewer itself here; an SSH tunnel through the head node on remote clusters);
         None when the session has no URL yet or the tunnel cannot open."""
         parts = urllib.parse.urlsplit(session.url or "")
-        if not parts.hostname or not parts.port:
-            yield None
-            return
-        try:
-            link = self.backend.reach(parts.hostname, parts.port)
-            port = link.__enter__()
-        except HpcrunError:
-            yield None
-            return
-        try:
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            link.__exit__(None, None, None)
+        with contextlib.ExitStack() as links:
+            port = None
+            if parts.hostname and parts.port:
+                with contextlib.suppress(HpcrunError):
+                    port = links.enter_context(self.backend.reach(parts.hostname, parts.port))
+            yield None if port is None else f"http://127.0.0.1:{port}"
 
     @contextlib.contextmanager
     def tunnel(self, session: IndexSessionRecord, local_port: int = 0) -> Iterator[str]:
@@ -482,18 +475,16 @@ class IndexSessions:
                 f"IndeX session {session.id} is {session.status}: no viewer to forward",
                 "start one with `hpcrun index`",
             )
-        try:
-            link = self.backend.reach(parts.hostname, parts.port, local_port or parts.port)
-            port = link.__enter__()
-        except HpcrunError:
-            if local_port:
-                raise
-            link = self.backend.reach(parts.hostname, parts.port, 0)
-            port = link.__enter__()
-        try:
+        with contextlib.ExitStack() as links:
+            try:
+                port = links.enter_context(
+                    self.backend.reach(parts.hostname, parts.port, local_port or parts.port)
+                )
+            except HpcrunError:
+                if local_port:
+                    raise
+                port = links.enter_context(self.backend.reach(parts.hostname, parts.port, 0))
             yield f"http://127.0.0.1:{port}"
-        finally:
-            link.__exit__(None, None, None)
 
     def is_running(self, session: IndexSessionRecord) -> bool:
         """One squeue call: is the session's viewer job still alive?"""
