@@ -75,6 +75,32 @@ _MIGRATIONS = [
     );
     CREATE INDEX index_jobs_by_session ON index_jobs (session_id);
     """,
+    # Render runs (`hpcrun render`): the run, written before anything is submitted, and
+    # one row per chunk with what the chunk's log says of its attempts.
+    """
+    CREATE TABLE render_runs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        cluster TEXT NOT NULL,
+        name TEXT NOT NULL,
+        plan TEXT NOT NULL,
+        status TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT '',
+        array_job_id TEXT,
+        encode_job_id TEXT,
+        output TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE render_chunks (
+        run_id INTEGER NOT NULL REFERENCES render_runs (id),
+        idx INTEGER NOT NULL,
+        first INTEGER NOT NULL,
+        last INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (run_id, idx)
+    );
+    """,
 ]
 
 
@@ -142,6 +168,30 @@ class IndexSessionRecord:
     @property
     def initial_job(self) -> IndexJobRecord | None:
         return next((j for j in self.jobs if j.initial), None)
+
+
+@dataclass(frozen=True)
+class RenderChunkRecord:
+    index: int
+    first: int
+    last: int
+    status: str  # pending | running | done | failed
+    attempts: int
+
+
+@dataclass(frozen=True)
+class RenderRunRecord:
+    id: int
+    cluster: str
+    name: str
+    plan: dict[str, Any]
+    status: str  # submitting | rendering | encoding | done | failed | cancelled
+    detail: str
+    array_job_id: str | None
+    encode_job_id: str | None
+    output: str  # what the user named: a directory or an s3:// prefix
+    created_at: float
+    chunks: tuple[RenderChunkRecord, ...]
 
 
 class StateStore:
@@ -389,6 +439,93 @@ class StateStore:
                     log=j["log"],
                 )
                 for j in jobs
+            ),
+        )
+
+    # render runs ---------------------------------------------------------------------------
+
+    def create_render_run(
+        self,
+        cluster: str,
+        name: str,
+        plan: Mapping[str, Any],
+        output: str,
+        chunks: list[tuple[int, int, int]],
+    ) -> int:
+        now = time.time()
+        with self._transaction() as db:
+            cur = db.execute(
+                """INSERT INTO render_runs
+                   (cluster, name, plan, status, output, created_at, updated_at)
+                   VALUES (?, ?, ?, 'submitting', ?, ?, ?)""",
+                (cluster, name, json.dumps(dict(plan), sort_keys=True), output, now, now),
+            )
+            run_id = int(cur.lastrowid or 0)
+            db.executemany(
+                "INSERT INTO render_chunks (run_id, idx, first, last, status) "
+                "VALUES (?, ?, ?, ?, 'pending')",
+                [(run_id, index, first, last) for index, first, last in chunks],
+            )
+        return run_id
+
+    def set_render_run(
+        self,
+        run_id: int,
+        status: str,
+        *,
+        detail: str = "",
+        array_job_id: str | None = None,
+        encode_job_id: str | None = None,
+    ) -> None:
+        self._db.execute(
+            """UPDATE render_runs SET status=?, detail=?,
+               array_job_id=COALESCE(?, array_job_id), encode_job_id=COALESCE(?, encode_job_id),
+               updated_at=? WHERE id=?""",
+            (status, detail, array_job_id, encode_job_id, time.time(), run_id),
+        )
+
+    def set_render_run_plan(self, run_id: int, plan: Mapping[str, Any]) -> None:
+        self._db.execute(
+            "UPDATE render_runs SET plan=?, updated_at=? WHERE id=?",
+            (json.dumps(dict(plan), sort_keys=True), time.time(), run_id),
+        )
+
+    def set_render_chunks(self, run_id: int, updates: list[tuple[int, str, int]]) -> None:
+        """(index, status, attempts) for each chunk whose state changed."""
+        with self._transaction() as db:
+            db.executemany(
+                "UPDATE render_chunks SET status=?, attempts=? WHERE run_id=? AND idx=?",
+                [(status, attempts, run_id, index) for index, status, attempts in updates],
+            )
+
+    def render_run(self, run_id: int) -> RenderRunRecord | None:
+        row = self._db.execute("SELECT * FROM render_runs WHERE id=?", (run_id,)).fetchone()
+        return self._render_run(row) if row else None
+
+    def render_runs(self, cluster: str) -> list[RenderRunRecord]:
+        rows = self._db.execute(
+            "SELECT * FROM render_runs WHERE cluster=? ORDER BY id", (cluster,)
+        ).fetchall()
+        return [self._render_run(r) for r in rows]
+
+    def _render_run(self, row: sqlite3.Row) -> RenderRunRecord:
+        chunks = self._db.execute(
+            "SELECT * FROM render_chunks WHERE run_id=? ORDER BY idx", (row["id"],)
+        ).fetchall()
+        return RenderRunRecord(
+            id=row["id"],
+            cluster=row["cluster"],
+            name=row["name"],
+            plan=json.loads(row["plan"]),
+            status=row["status"],
+            detail=row["detail"],
+            array_job_id=row["array_job_id"],
+            encode_job_id=row["encode_job_id"],
+            output=row["output"],
+            created_at=row["created_at"],
+            chunks=tuple(
+                RenderChunkRecord(c["idx"], c["first"], c["last"], c["status"], c["attempts"])
+                for c in chunks
             ),
         )
 

@@ -1,0 +1,258 @@
+"""`hpcrun render`: a Blender render farm on the cluster (frame chunks as a job array,
+then an ffmpeg encode), and `hpcrun render status [RUN]`."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from hpcrun.cli._common import (
+    ClusterOption,
+    JsonOption,
+    RichProgress,
+    console,
+    print_json,
+    resolve_cluster,
+)
+
+if TYPE_CHECKING:
+    from hpcrun.services.render import RenderRuns, RenderView
+    from hpcrun.state import RenderRunRecord
+
+
+def render(
+    target: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="FILE.blend to render, or `status [RUN]` to show a run.", show_default=False
+        ),
+    ] = None,
+    frames: Annotated[
+        str | None,
+        typer.Option(
+            "--frames", "-f", help="Frames START-END [default: the scene's].", show_default=False
+        ),
+    ] = None,
+    chunk: Annotated[
+        int,
+        typer.Option(
+            help="Frames per Blender process (one array task each): Blender's start-up "
+            "costs more than a small frame."
+        ),
+    ] = 4,
+    engine: Annotated[
+        str, typer.Option(help="CYCLES, BLENDER_EEVEE or BLENDER_WORKBENCH.")
+    ] = "CYCLES",
+    samples: Annotated[
+        int | None,
+        typer.Option(help="Render samples [default: the scene's].", show_default=False),
+    ] = None,
+    resolution: Annotated[
+        str | None,
+        typer.Option(help="WIDTHxHEIGHT [default: the scene's].", show_default=False),
+    ] = None,
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "--output", "-o", help="Frames directory [default: NAME-frames].", show_default=False
+        ),
+    ] = None,
+    encode: Annotated[str, typer.Option(help="mp4 (H.264, yuv420p) or none.")] = "mp4",
+    fps: Annotated[
+        float | None,
+        typer.Option(help="Video frame rate [default: the scene's].", show_default=False),
+    ] = None,
+    max_parallel: Annotated[
+        int | None,
+        typer.Option(help="At most K chunks at once (--array ...%K).", show_default=False),
+    ] = None,
+    gpus_per_task: Annotated[
+        int | None, typer.Option(help="GPUs for each chunk.", show_default=False)
+    ] = None,
+    retries: Annotated[
+        int, typer.Option(help="Render a chunk's missing frames again up to N times.")
+    ] = 3,
+    job: Annotated[
+        Path | None,
+        typer.Option(
+            "--job",
+            help='A render-farm job file: {"file": "x.blend", "start": "1", "end": "17"}.',
+            show_default=False,
+        ),
+    ] = None,
+    detach: Annotated[
+        bool, typer.Option("--detach", help="Return once submitted; print the run id.")
+    ] = False,
+    cancel: Annotated[
+        bool, typer.Option("--cancel", help="With `status RUN`: cancel the run.")
+    ] = False,
+    cluster: ClusterOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Render Blender frames across the cluster and encode them to an mp4.
+
+    Frames are cut into chunks of --chunk frames; each chunk is one task of a Slurm job
+    array running `blender -b FILE -E ENGINE -o DIR/frame_#### -F PNG -s A -e B -a`.
+    A chunk's missing frames are rendered again up to --retries times; a dependent job
+    (afterok) encodes the frames with ffmpeg once all exist. Running the same command
+    again resumes: complete frames are never rendered twice.
+
+    \b
+    Examples:
+      hpcrun render rolling_ball.blend --frames 1-240 --chunk 8
+      hpcrun render --job job.json --detach
+      hpcrun render status          # the newest run; `status 3` for run 3
+    """
+    args = list(target or [])
+    if args[:1] == ["status"]:
+        if len(args) > 2:
+            raise typer.BadParameter("`render status` takes at most one run id")
+        run_id = int(args[1]) if len(args) == 2 and args[1].isdigit() else None
+        if len(args) == 2 and run_id is None:
+            raise typer.BadParameter(f"run id {args[1]!r} is not a number")
+        _status(run_id, cancel, cluster, json_out)
+        return
+    from hpcrun.errors import UsageError
+    from hpcrun.services.render import RenderRequest, load_job_file
+
+    if job is not None:
+        if args:
+            raise UsageError("give FILE.blend or --job, not both")
+        blend, job_frames = load_job_file(job)
+        frames = frames or job_frames
+    elif len(args) == 1:
+        blend = args[0]
+    else:
+        raise UsageError(
+            "render needs one FILE.blend (or --job FILE.json)",
+            "e.g. hpcrun render rolling_ball.blend --frames 1-24",
+        )
+    request = RenderRequest(
+        blend=blend,
+        frames=frames,
+        chunk=chunk,
+        engine=engine,
+        samples=samples,
+        resolution=resolution,
+        output=output,
+        encode=encode,
+        fps=fps,
+        max_parallel=max_parallel,
+        gpus_per_task=gpus_per_task,
+        retries=retries,
+        blender=os.environ.get("HPCRUN_BLENDER", "blender"),
+        ffmpeg=os.environ.get("HPCRUN_FFMPEG", "ffmpeg"),
+    )
+    runs, progress = _runs(cluster, quiet=json_out)
+    try:
+        run = runs.submit(request)
+    finally:
+        progress.close()
+    if detach:
+        view = runs.refresh(run)
+        if json_out:
+            print_json(view.to_json())
+        else:
+            console().print(
+                f"render run {run.id} submitted ({view.frames_total} frames, "
+                f"{len(run.chunks)} chunks); follow it with `hpcrun render status {run.id}`"
+            )
+        return
+    view = _follow(runs, run, quiet=json_out)
+    if json_out:
+        print_json(view.to_json())
+    else:
+        _print_view(view)
+    if view.run.status != "done":
+        raise typer.Exit(1)
+
+
+def _runs(cluster: str | None, quiet: bool) -> tuple[RenderRuns, RichProgress]:
+    from hpcrun.services.render import RenderRuns
+
+    target = resolve_cluster(cluster)
+    progress = RichProgress(quiet=quiet)
+    return RenderRuns(target.store, target.record.name, target.backend, progress), progress
+
+
+def _follow(runs: RenderRuns, run: RenderRunRecord, quiet: bool) -> RenderView:
+    """Poll until the run ends, with a progress bar of frames (rate, ETA, failed chunks)."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    total = run.plan["frames"][1] - run.plan["frames"][0] + 1
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("frames {task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[failed]}"),
+        console=console(stderr=True),
+        disable=quiet,
+        transient=False,
+    )
+    started = time.monotonic()
+    with bar:
+        task = bar.add_task(f"run {run.id}", total=total, rate="", failed="")
+
+        def tick(view: RenderView) -> None:
+            elapsed = max(time.monotonic() - started, 1e-6)
+            failed = sum(1 for c in view.run.chunks if c.status == "failed")
+            bar.update(
+                task,
+                completed=view.frames_done,
+                description=f"run {view.run.id} {view.run.status}",
+                rate=f"{view.frames_done / elapsed:.2f}/s",
+                failed=f"{failed} chunk(s) failed" if failed else "",
+            )
+
+        return runs.watch(run, tick)
+
+
+def _status(run_id: int | None, cancel: bool, cluster: str | None, json_out: bool) -> None:
+    runs, _ = _runs(cluster, quiet=True)
+    run = runs.run(run_id)
+    if cancel:
+        run = runs.cancel(run)
+    view = runs.refresh(run)
+    if json_out:
+        print_json(view.to_json())
+    else:
+        _print_view(view)
+
+
+def _print_view(view: RenderView) -> None:
+    out = console()
+    run = view.run
+    out.print(
+        f"render run {run.id} ({run.name}): {run.status}"
+        + (f" — {run.detail}" if run.detail else "")
+    )
+    out.print(f"  frames: {view.frames_done} of {view.frames_total} in {run.plan['frames_dir']}")
+    counts: dict[str, int] = {}
+    for chunk in run.chunks:
+        counts[chunk.status] = counts.get(chunk.status, 0) + 1
+    if counts:
+        out.print("  chunks: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    retried = [c for c in run.chunks if c.attempts > 1]
+    if retried:
+        out.print(
+            "  retried: " + ", ".join(f"chunk {c.index} ({c.attempts} attempts)" for c in retried)
+        )
+    for failed in view.failed:
+        out.print(f"  [red]chunk {failed['chunk']} (frames {failed['frames']}) failed[/red]:")
+        out.print("    " + failed["log_tail"].replace("\n", "\n    "))
+    if run.plan.get("video") and run.status == "done":
+        out.print(f"  video: {run.plan['video']}")

@@ -1,0 +1,501 @@
+"""Render runs: Blender frame chunks as a Slurm job array, then one ffmpeg job.
+
+`submit` checks everything a user can get wrong before Slurm sees anything (the file,
+the frame range against the scene's own, the engine, Blender and ffmpeg on the cluster,
+a writable output), finds the frames that already exist and are complete (so re-running
+the same command resumes), records the run and its chunks, writes the two job scripts
+and submits the array and the dependent encode job. `refresh` reads the run's state
+with one `squeue` call and one directory listing, and keeps the per-chunk rows current;
+a chunk that failed every attempt fails the run with its log tail, and the encode job
+that can then never start is cancelled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import posixpath
+import shlex
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from hpcrun.backends.base import Backend, ClusterSite, NullProgress, Progress
+from hpcrun.errors import HpcrunError, UsageError
+from hpcrun.slurm.client import SlurmClient
+from hpcrun.slurm.parse import Job
+from hpcrun.state import RenderRunRecord, StateStore
+from hpcrun.workloads.blender import (
+    COMPLETE_PNG_SH,
+    DEFAULT_CHUNK,
+    Chunk,
+    FrameRange,
+    RenderPlan,
+    array_spec,
+    chunk_script,
+    chunk_table,
+    encode_script,
+    encode_spec,
+    parse_frames,
+    parse_resolution,
+    plan_chunks,
+)
+
+# Printed by Blender for the probe: the scene's own frame range and frame rate.
+_PROBE = (
+    "import bpy; s = bpy.context.scene; "
+    "print('HPCRUN_SCENE', s.frame_start, s.frame_end, s.render.fps / s.render.fps_base)"
+)
+TERMINAL = {"done", "failed", "cancelled"}
+
+
+@dataclass(frozen=True)
+class RenderRequest:
+    blend: str
+    frames: str | None = None  # None: the scene's own range
+    chunk: int = DEFAULT_CHUNK
+    engine: str = "CYCLES"
+    samples: int | None = None
+    resolution: str | None = None
+    output: str | None = None  # default: <name>-frames beside the current directory
+    encode: str = "mp4"
+    fps: float | None = None  # None: the scene's
+    max_parallel: int | None = None
+    gpus_per_task: int | None = None
+    retries: int = 3
+    blender: str = "blender"
+    ffmpeg: str = "ffmpeg"
+
+
+@dataclass
+class RenderView:
+    """A run as it stands: what `render status` prints and `--json` returns."""
+
+    run: RenderRunRecord
+    frames_total: int
+    frames_done: int
+    failed: list[dict[str, Any]] = field(default_factory=list)  # chunk, frames, log tail
+
+    def to_json(self) -> dict[str, Any]:
+        plan = self.run.plan
+        return {
+            "run": self.run.id,
+            "name": self.run.name,
+            "status": self.run.status,
+            "detail": self.run.detail,
+            "frames": {"total": self.frames_total, "done": self.frames_done},
+            "frames_dir": plan["frames_dir"],
+            "video": plan.get("video"),
+            "array_job_id": self.run.array_job_id,
+            "encode_job_id": self.run.encode_job_id,
+            "chunks": [asdict(c) for c in self.run.chunks],
+            "failed_chunks": self.failed,
+        }
+
+
+def load_job_file(path: Path) -> tuple[str, str]:
+    """The seed farm's job format: {"file": "x.blend", "start": "1", "end": "17"} (strings
+    or numbers); the file is relative to the job file's directory."""
+    try:
+        data = json.loads(path.read_text())
+    except OSError as exc:
+        raise UsageError(f"cannot read job file {path}: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{path} is not JSON: {exc}") from None
+    missing = [k for k in ("file", "start", "end") if k not in data]
+    if not isinstance(data, dict) or missing:
+        raise UsageError(
+            f"{path}: a job needs file, start and end"
+            + (f" (missing {missing})" if missing else ""),
+            'e.g. {"file": "rolling_ball.blend", "start": "1", "end": "17"}',
+        )
+    blend = Path(str(data["file"])).expanduser()
+    if not blend.is_absolute():
+        blend = path.parent / blend
+    return str(blend), f"{int(data['start'])}-{int(data['end'])}"
+
+
+class RenderRuns:
+    """Render runs of one cluster."""
+
+    def __init__(
+        self, store: StateStore, cluster: str, backend: Backend, progress: Progress | None = None
+    ) -> None:
+        self.store = store
+        self.cluster = cluster
+        self.backend = backend
+        self.progress = progress or NullProgress()
+        self._slurm: SlurmClient | None = None
+        self._site: ClusterSite | None = None
+
+    @property
+    def slurm(self) -> SlurmClient:
+        if self._slurm is None:
+            self._slurm = self.backend.slurm()
+        return self._slurm
+
+    @property
+    def site(self) -> ClusterSite:
+        if self._site is None:
+            self._site = self.backend.site()
+        return self._site
+
+    def _sh(self, script: str, timeout_s: float = 60.0) -> str:
+        done = self.slurm.runner.run(["sh", "-c", script], timeout_s=timeout_s)
+        if not done.ok:
+            raise HpcrunError(f"`{script[:60]}` failed: {(done.stderr or done.stdout).strip()}")
+        return done.stdout
+
+    # submit ------------------------------------------------------------------------------
+
+    def submit(self, request: RenderRequest) -> RenderRunRecord:
+        blend = self._check_blend(request.blend)
+        name = posixpath.splitext(posixpath.basename(blend))[0]
+        frames = parse_frames(request.frames) if request.frames is not None else None
+        plan = RenderPlan(
+            blend=blend,
+            name=name,
+            frames=frames or FrameRange(1, 1),
+            run_dir="",
+            frames_dir="",
+            chunk=request.chunk,
+            engine=request.engine.upper(),
+            samples=request.samples,
+            resolution=parse_resolution(request.resolution) if request.resolution else None,
+            encode=request.encode,
+            fps=request.fps or 24.0,
+            max_parallel=request.max_parallel,
+            gpus_per_task=request.gpus_per_task,
+            retries=request.retries,
+            blender=request.blender,
+            ffmpeg=request.ffmpeg,
+        )
+        plan.validate()  # flags first: they need no round trip
+        self._check_programs(plan)
+        self.progress.step(f"reading {name}'s frame range and frame rate (blender -b)")
+        scene_first, scene_last, scene_fps = self._probe(plan)
+        frames = frames or FrameRange(scene_first, scene_last)
+        if frames.start < scene_first or frames.end > scene_last:
+            raise UsageError(
+                f"--frames {frames} is beyond the scene's frames "
+                f"{scene_first}-{scene_last} in {blend}",
+                "pick frames inside the scene's range, or change it in Blender",
+            )
+        output = self._output_dir(request.output, name)
+        plan = replace(
+            plan,
+            frames=frames,
+            fps=request.fps or scene_fps,
+            frames_dir=output,
+            video=f"{output}/{name}.mp4" if plan.encode == "mp4" else None,
+        )
+        done = self._complete_frames(output, frames)
+        missing = [f for f in frames.frames() if f not in done]
+        chunks = plan_chunks(missing, plan.chunk)
+        if done:
+            self.progress.step(
+                f"{len(done)} of {len(frames)} frames already rendered: "
+                f"rendering the other {len(missing)}"
+            )
+        run_id = self.store.create_render_run(
+            self.cluster,
+            name,
+            {},
+            output,
+            [(c.index, c.start, c.end) for c in chunks],
+        )
+        plan = replace(plan, run_dir=posixpath.join(self.site.workspace, "render", str(run_id)))
+        try:
+            self._save_plan(run_id, plan)
+            self._write_files(plan, chunks)
+            array_id = None
+            if chunks:
+                array_id = self.slurm.submit(array_spec(plan, chunks))
+                self.progress.step(
+                    f"job array {array_id}: {len(chunks)} chunk(s) of up to {plan.chunk} "
+                    f"frame(s), {len(missing)} frames"
+                )
+            encode_id = None
+            if plan.video is not None:
+                encode_id = self.slurm.submit(encode_spec(plan, array_id))
+                self.progress.step(f"job {encode_id}: encodes {name}.mp4 when every frame exists")
+            status = "rendering" if array_id else "encoding" if encode_id else "done"
+            self.store.set_render_run(
+                run_id, status, array_job_id=array_id, encode_job_id=encode_id
+            )
+        except BaseException as exc:
+            self._undo_submit(run_id, exc)
+            raise
+        record = self.store.render_run(run_id)
+        assert record is not None
+        return record
+
+    def _undo_submit(self, run_id: int, exc: BaseException) -> None:
+        record = self.store.render_run(run_id)
+        ids = [i for i in (record.array_job_id, record.encode_job_id) if i] if record else []
+        with contextlib.suppress(HpcrunError):
+            self.slurm.cancel(ids)
+        reason = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+        self.store.set_render_run(run_id, "failed", detail=reason)
+
+    def _save_plan(self, run_id: int, plan: RenderPlan) -> None:
+        data = asdict(plan)
+        data["frames"] = [plan.frames.start, plan.frames.end]
+        self.store.set_render_run_plan(run_id, data)
+
+    def _check_blend(self, blend: str) -> str:
+        if blend.startswith("s3://"):
+            raise UsageError(
+                f"{blend}: S3 input is not supported yet", "copy the .blend to the cluster first"
+            )
+        if not blend.endswith(".blend"):
+            raise UsageError(f"{blend} is not a .blend file", "pass a Blender file (*.blend)")
+        path = str(Path(blend).expanduser().resolve()) if self.site.shares_local_files else blend
+        header = self.slurm.runner.run(["head", "-c", "7", path])
+        if not header.ok:
+            raise UsageError(
+                f"{blend} does not exist or cannot be read"
+                + ("" if self.site.shares_local_files else " on the cluster"),
+                "check the path; on a remote cluster the file must be on the cluster",
+            )
+        if header.stdout != "BLENDER":
+            raise UsageError(f"{blend} is not a Blender file (no BLENDER header)")
+        return path
+
+    def _check_programs(self, plan: RenderPlan) -> None:
+        wanted = [plan.blender] + ([plan.ffmpeg] if plan.encode == "mp4" else [])
+        script = "; ".join(f"command -v {shlex.quote(p)} >/dev/null || echo {p}" for p in wanted)
+        absent = self._sh(script).split()
+        if absent:
+            raise HpcrunError(
+                f"{' and '.join(absent)} not found on the cluster's nodes",
+                "install it there: apt-get install -y blender ffmpeg (Debian/Ubuntu)",
+            )
+
+    def _probe(self, plan: RenderPlan) -> tuple[int, int, float]:
+        done = self.slurm.runner.run(
+            [plan.blender, "-b", plan.blend, "--python-exit-code", "1", "--python-expr", _PROBE],
+            timeout_s=120.0,
+        )
+        for line in done.stdout.splitlines():
+            if line.startswith("HPCRUN_SCENE "):
+                _, first, last, fps = line.split()
+                return int(first), int(last), round(float(fps), 3)
+        tail = " / ".join((done.stdout + done.stderr).strip().splitlines()[-3:])
+        raise HpcrunError(f"Blender could not read {plan.blend}: {tail}")
+
+    def _output_dir(self, output: str | None, name: str) -> str:
+        if output is not None and output.startswith("s3://"):
+            raise UsageError(f"--output {output}: S3 output is not supported yet")
+        if output is None:
+            base = self.backend.default_workdir()
+            output = f"{name}-frames" if base is None else posixpath.join(base, f"{name}-frames")
+        if self.site.shares_local_files:
+            output = str(Path(output).expanduser().resolve())
+        probe = posixpath.join(output, ".hpcrun-write-test")
+        done = self.slurm.runner.run(
+            [
+                "sh",
+                "-c",
+                f"mkdir -p {shlex.quote(output)} && : > {shlex.quote(probe)} && "
+                f"rm -f {shlex.quote(probe)}",
+            ]
+        )
+        if not done.ok:
+            raise UsageError(
+                f"--output {output} is not writable: {done.stderr.strip()}",
+                "pick a directory you can write to (on storage every node sees)",
+            )
+        return output
+
+    def _complete_frames(self, frames_dir: str, frames: FrameRange) -> set[int]:
+        """Frames already there and complete (a resumed run renders only the others)."""
+        script = (
+            f"{COMPLETE_PNG_SH}; cd {shlex.quote(frames_dir)} || exit 0; "
+            "for png in frame_[0-9][0-9][0-9][0-9].png; do "
+            'if complete_png "$png"; then echo "$png"; fi; done'
+        )
+        found = set()
+        for name in self._sh(script, timeout_s=300.0).split():
+            frame = int(name[6:10])
+            if frame in frames.frames():
+                found.add(frame)
+        return found
+
+    def _write_files(self, plan: RenderPlan, chunks: list[Chunk]) -> None:
+        runner = self.slurm.runner
+        runner.put(plan.chunk_table, chunk_table(chunks).encode())
+        runner.put(f"{plan.run_dir}/render-chunk.sh", chunk_script(plan).encode())
+        if plan.video is not None:
+            runner.put(f"{plan.run_dir}/encode.sh", encode_script(plan).encode())
+        runner.run(["mkdir", "-p", f"{plan.run_dir}/logs"]).check()
+
+    # status ------------------------------------------------------------------------------
+
+    def run(self, run_id: int | None = None) -> RenderRunRecord:
+        if run_id is not None:
+            found = self.store.render_run(run_id)
+            if found is None or found.cluster != self.cluster:
+                raise HpcrunError(
+                    f"no render run {run_id} on cluster {self.cluster}",
+                    "list them with `hpcrun render status`",
+                )
+            return found
+        runs = self.store.render_runs(self.cluster)
+        if not runs:
+            raise HpcrunError(
+                f"no render runs on cluster {self.cluster}",
+                "start one with `hpcrun render FILE.blend --frames 1-24`",
+            )
+        return runs[-1]
+
+    def refresh(self, run: RenderRunRecord) -> RenderView:
+        """The run's state from Slurm (one squeue call) and its frames directory (one
+        listing); chunk rows and the run's status are updated to match."""
+        plan = run.plan
+        first, last = plan["frames"]
+        total = last - first + 1
+        if run.status not in TERMINAL and run.status != "submitting":
+            ids = [i for i in (run.array_job_id, run.encode_job_id) if i]
+            jobs = self.slurm.jobs(ids)
+            tasks = {
+                int(j.array_task_id): j
+                for j in jobs
+                if j.array_task_id is not None and j.job_id.split("_")[0] == run.array_job_id
+            }
+            updates = self._chunk_updates(run, tasks)
+            if updates:
+                self.store.set_render_chunks(run.id, updates)
+                run = self._reload(run.id)
+            encode = next((j for j in jobs if j.job_id == run.encode_job_id), None)
+            status, detail = self._run_status(run, tasks, encode)
+            if (status, detail) != (run.status, run.detail):
+                self.store.set_render_run(run.id, status, detail=detail)
+                run = self._reload(run.id)
+        done = self._count_frames(plan["frames_dir"], first, last)
+        return RenderView(run, total, done, self._failed_chunks(run))
+
+    def _reload(self, run_id: int) -> RenderRunRecord:
+        fresh = self.store.render_run(run_id)
+        assert fresh is not None
+        return fresh
+
+    def _failed_chunks(self, run: RenderRunRecord) -> list[dict[str, Any]]:
+        """Each failed chunk with the end of its log: what went wrong, every attempt."""
+        return [
+            {
+                "chunk": c.index,
+                "frames": f"{c.first}-{c.last}",
+                "attempts": c.attempts,
+                "log_tail": "\n".join(self._chunk_log(run, c.index).strip().splitlines()[-8:]),
+            }
+            for c in run.chunks
+            if c.status == "failed"
+        ]
+
+    def _count_frames(self, frames_dir: str, first: int, last: int) -> int:
+        listing = self.slurm.runner.run(["ls", frames_dir])
+        names = listing.stdout.split() if listing.ok else []
+        return sum(
+            1
+            for n in names
+            if len(n) == 14
+            and n.startswith("frame_")
+            and n.endswith(".png")
+            and n[6:10].isdigit()
+            and first <= int(n[6:10]) <= last
+        )
+
+    def _chunk_updates(
+        self, run: RenderRunRecord, tasks: dict[int, Job]
+    ) -> list[tuple[int, str, int]]:
+        """(index, status, attempts) of the chunks whose array task changed state; the
+        attempts are counted from the chunk's log once it has ended."""
+        updates: list[tuple[int, str, int]] = []
+        for chunk in run.chunks:
+            job = tasks.get(chunk.index)
+            if job is None:
+                continue  # not listed (yet, or aged out): keep what was recorded
+            state = str(job.state)
+            if state == "COMPLETED":
+                status = "done"
+            elif state in {"RUNNING", "COMPLETING"}:
+                status = "running"
+            elif job.state.is_terminal:
+                status = "failed"
+            else:
+                status = "pending"
+            attempts = chunk.attempts
+            if status != chunk.status and status in {"done", "failed"}:
+                attempts = self._chunk_log(run, chunk.index).count(" attempt ")
+            if (status, attempts) != (chunk.status, chunk.attempts):
+                updates.append((chunk.index, status, attempts))
+        return updates
+
+    def _chunk_log(self, run: RenderRunRecord, index: int) -> str:
+        try:
+            return self.slurm.runner.get(f"{run.plan['run_dir']}/logs/chunk-{index}.out").decode(
+                errors="replace"
+            )
+        except OSError:
+            return ""
+
+    def _run_status(
+        self, run: RenderRunRecord, tasks: dict[int, Job], encode: Job | None
+    ) -> tuple[str, str]:
+        failed = [c for c in run.chunks if c.status == "failed"]
+        if failed:
+            if encode is not None and not encode.state.is_terminal:
+                with contextlib.suppress(HpcrunError):
+                    self.slurm.cancel([encode.job_id])  # its afterok can never be met
+            names = ", ".join(f"chunk {c.index} (frames {c.first}-{c.last})" for c in failed)
+            return "failed", f"{names} failed every attempt"
+        chunks_done = all(c.status == "done" for c in run.chunks)
+        if run.encode_job_id is None:
+            return ("done", "") if chunks_done else ("rendering", "")
+        if encode is None:
+            return run.status, run.detail
+        if str(encode.state) == "COMPLETED":
+            return "done", ""
+        if encode.state.is_terminal:
+            tail = self._tail(f"{run.plan['run_dir']}/logs/encode.out")
+            return "failed", f"the encode job {encode.job_id} ended {encode.state}: {tail}"
+        return ("encoding", "") if chunks_done else ("rendering", "")
+
+    def _tail(self, path: str) -> str:
+        try:
+            text = self.slurm.runner.get(path).decode(errors="replace")
+        except OSError:
+            return "(no log)"
+        return " / ".join(text.strip().splitlines()[-3:])
+
+    def watch(
+        self,
+        run: RenderRunRecord,
+        tick: Callable[[RenderView], None],
+        *,
+        poll_s: float = 1.0,
+        timeout_s: float | None = None,
+    ) -> RenderView:
+        """Refresh until the run ends (or `timeout_s`), calling `tick` each time."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            view = self.refresh(run)
+            tick(view)
+            if view.run.status in TERMINAL:
+                return view
+            if deadline is not None and time.monotonic() >= deadline:
+                return view
+            time.sleep(poll_s)
+            run = view.run
+
+    def cancel(self, run: RenderRunRecord) -> RenderRunRecord:
+        ids = [i for i in (run.array_job_id, run.encode_job_id) if i]
+        if ids:
+            self.slurm.cancel(ids)
+        self.store.set_render_run(run.id, "cancelled", detail="cancelled by the user")
+        fresh = self.store.render_run(run.id)
+        assert fresh is not None
+        return fresh

@@ -1,0 +1,265 @@
+"""A Blender render farm as Slurm sees it: one job array of frame chunks, one encode job.
+
+Pure planning, no I/O: a `RenderPlan` says what to render where; `plan_chunks` cuts the
+frames still missing into contiguous chunks (one Blender process each: Blender's start-up
+costs more than a small frame, so one process per frame wastes most of the farm);
+`array_spec`/`chunk_script` and `encode_spec`/`encode_script` are the jobs, golden-tested.
+
+Retries live in the chunk script: a task renders its chunk, checks every PNG is complete
+(the file ends with PNG's IEND chunk), and renders what is still missing again, up to
+`retries` more times, so only failed frames of failed chunks are ever rendered twice and
+a `--detach`ed run retries with no client watching. Blender is told not to overwrite
+(`use_overwrite = False`) and incomplete PNGs are removed first, which is also what makes
+a resumed run skip finished frames. The encode job depends on the array (`afterok`) and
+refuses to run on a frame set with holes.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING
+
+from hpcrun.errors import UsageError
+from hpcrun.slurm.spec import JobSpec
+
+if TYPE_CHECKING:
+    import jinja2
+
+ENGINES = ("CYCLES", "BLENDER_EEVEE", "BLENDER_WORKBENCH")
+ENCODINGS = ("mp4", "none")
+DEFAULT_CHUNK = 4
+FRAME_PATTERN = "frame_####"  # Blender's -o pattern: frame_0001.png
+FRAME_GLOB = "frame_[0-9][0-9][0-9][0-9].png"
+_FRAMES_RE = re.compile(r"^\s*(-?\d+)\s*(?:-\s*(-?\d+)\s*)?$")
+_RESOLUTION_RE = re.compile(r"^(\d+)x(\d+)$")
+
+# A shell test that a PNG was written to the end: its last 8 bytes are IEND's type and CRC.
+COMPLETE_PNG_SH = (
+    'complete_png() { [ -s "$1" ] && '
+    '[ "$(tail -c 8 "$1" | od -An -tx1 | tr -d " \\n")" = "49454e44ae426082" ]; }'
+)
+
+
+@dataclass(frozen=True)
+class FrameRange:
+    start: int
+    end: int  # inclusive, as Blender's -s/-e
+
+    def __len__(self) -> int:
+        return self.end - self.start + 1
+
+    def frames(self) -> range:
+        return range(self.start, self.end + 1)
+
+    def __str__(self) -> str:
+        return f"{self.start}-{self.end}"
+
+
+def parse_frames(text: str | int) -> FrameRange:
+    """`1-240`, `7` (one frame): an inclusive range, as Blender numbers frames."""
+    found = _FRAMES_RE.match(str(text))
+    if found is None:
+        raise UsageError(
+            f"--frames {text!r} is not a frame range", "write START-END (e.g. 1-240) or one frame"
+        )
+    start = int(found.group(1))
+    end = int(found.group(2)) if found.group(2) is not None else start
+    if start < 0:
+        raise UsageError(f"--frames {text!r}: frames are numbered from 0")
+    if end < start:
+        raise UsageError(
+            f"--frames {text!r} is reversed (ends before it starts)", f"write {end}-{start}"
+        )
+    return FrameRange(start, end)
+
+
+def parse_resolution(text: str) -> tuple[int, int]:
+    found = _RESOLUTION_RE.match(text.strip())
+    if found is None or not all(0 < int(g) <= 16384 for g in found.groups()):
+        raise UsageError(
+            f"--resolution {text!r} is not WIDTHxHEIGHT", "e.g. --resolution 1920x1080"
+        )
+    return int(found.group(1)), int(found.group(2))
+
+
+@dataclass(frozen=True)
+class Chunk:
+    index: int  # the array task that renders it
+    start: int
+    end: int  # inclusive
+
+    def __len__(self) -> int:
+        return self.end - self.start + 1
+
+
+def plan_chunks(missing: Iterable[int], size: int) -> list[Chunk]:
+    """Cut the frames still to render into runs of consecutive frames of at most `size`:
+    a gap (a frame already rendered) always starts a new chunk, so nothing renders twice."""
+    if size < 1:
+        raise UsageError(f"--chunk {size}: a chunk needs at least 1 frame")
+    chunks: list[Chunk] = []
+    for frame in sorted(set(missing)):
+        last = chunks[-1] if chunks else None
+        if last is not None and frame == last.end + 1 and len(last) < size:
+            chunks[-1] = Chunk(last.index, last.start, frame)
+        else:
+            chunks.append(Chunk(len(chunks), frame, frame))
+    return chunks
+
+
+@dataclass(frozen=True)
+class RenderPlan:
+    """Everything the two jobs need; every path is a path on the cluster."""
+
+    blend: str
+    name: str  # the video's base name: the .blend's stem
+    frames: FrameRange
+    run_dir: str  # scripts, the chunk table and logs
+    frames_dir: str  # where the PNGs land
+    chunk: int = DEFAULT_CHUNK
+    engine: str = "CYCLES"
+    samples: int | None = None
+    resolution: tuple[int, int] | None = None
+    encode: str = "mp4"
+    video: str | None = None  # the mp4; None with encode "none"
+    fps: float = 24.0
+    max_parallel: int | None = None
+    gpus_per_task: int | None = None
+    retries: int = 3
+    partition: str | None = None
+    time_limit: str | None = None
+    blender: str = "blender"
+    ffmpeg: str = "ffmpeg"
+
+    def validate(self) -> None:
+        if self.engine not in ENGINES:
+            raise UsageError(
+                f"--engine {self.engine!r} is not a Blender render engine",
+                f"choose one of {', '.join(ENGINES)}",
+            )
+        if self.encode not in ENCODINGS:
+            raise UsageError(f"--encode {self.encode!r}: choose mp4 or none")
+        if self.chunk < 1:
+            raise UsageError(f"--chunk {self.chunk}: a chunk needs at least 1 frame")
+        if self.samples is not None and self.samples < 1:
+            raise UsageError(f"--samples {self.samples}: at least 1")
+        if self.retries < 0:
+            raise UsageError(f"--retries {self.retries}: 0 or more")
+        if self.max_parallel is not None and self.max_parallel < 1:
+            raise UsageError(f"--max-parallel {self.max_parallel}: at least 1")
+        if not 0 < self.fps <= 240:
+            raise UsageError(f"--fps {self.fps:g}: between 0 and 240")
+
+    @property
+    def chunk_table(self) -> str:
+        return f"{self.run_dir}/chunks.tsv"
+
+    @property
+    def settings_expr(self) -> str:
+        """Python Blender runs before rendering: output format, no overwriting, and the
+        samples and resolution asked for (Blender's command line has no flags for them)."""
+        lines = [
+            "import bpy",
+            "s = bpy.context.scene",
+            "s.render.use_overwrite = False",
+            "s.render.use_placeholder = False",
+            "s.render.image_settings.file_format = 'PNG'",
+        ]
+        if self.resolution is not None:
+            width, height = self.resolution
+            lines += [
+                f"s.render.resolution_x = {width}",
+                f"s.render.resolution_y = {height}",
+                "s.render.resolution_percentage = 100",
+            ]
+        if self.samples is not None:
+            if self.engine == "CYCLES":
+                lines.append(f"s.cycles.samples = {self.samples}")
+            elif self.engine == "BLENDER_EEVEE":
+                lines.append(f"s.eevee.taa_render_samples = {self.samples}")
+        return "; ".join(lines)
+
+
+def chunk_table(chunks: Sequence[Chunk]) -> str:
+    """Line i+1 is array task i: `index start end`."""
+    return "".join(f"{c.index} {c.start} {c.end}\n" for c in chunks)
+
+
+def array_range(task_ids: Sequence[int], max_parallel: int | None) -> str:
+    """Slurm's --array value for these task ids, runs of consecutive ids collapsed."""
+    parts: list[str] = []
+    ids = sorted(set(task_ids))
+    run_start = prev = ids[0]
+    for task in [*ids[1:], None]:
+        if task is not None and task == prev + 1:
+            prev = task
+            continue
+        parts.append(str(run_start) if run_start == prev else f"{run_start}-{prev}")
+        if task is not None:
+            run_start = prev = task
+    return ",".join(parts) + (f"%{max_parallel}" if max_parallel else "")
+
+
+def array_spec(plan: RenderPlan, chunks: Sequence[Chunk]) -> JobSpec:
+    return JobSpec(
+        command=("bash", f"{plan.run_dir}/render-chunk.sh"),
+        name=f"render-{plan.name}",
+        array=array_range([c.index for c in chunks], plan.max_parallel),
+        gpus=plan.gpus_per_task,
+        partition=plan.partition,
+        time_limit=plan.time_limit,
+        workdir=plan.run_dir,
+        output=f"{plan.run_dir}/logs/chunk-%a.out",
+    )
+
+
+def encode_spec(plan: RenderPlan, after: str | None) -> JobSpec:
+    """The ffmpeg job; runs once every array task succeeded (`afterok`)."""
+    return JobSpec(
+        command=("bash", f"{plan.run_dir}/encode.sh"),
+        name=f"encode-{plan.name}",
+        dependency=f"afterok:{after}" if after else None,
+        partition=plan.partition,
+        time_limit=plan.time_limit,
+        workdir=plan.run_dir,
+        output=f"{plan.run_dir}/logs/encode.out",
+    )
+
+
+def chunk_script(plan: RenderPlan) -> str:
+    return _template("render_chunk.sh.j2").render(
+        plan=plan,
+        q=shlex.quote,
+        complete_png=COMPLETE_PNG_SH,
+        pattern=FRAME_PATTERN,
+    )
+
+
+def encode_script(plan: RenderPlan) -> str:
+    if plan.video is None:
+        raise UsageError("--encode none: there is no video to encode")
+    return _template("encode.sh.j2").render(plan=plan, q=shlex.quote, complete_png=COMPLETE_PNG_SH)
+
+
+def frame_file(frames_dir: str, frame: int) -> str:
+    return f"{frames_dir}/frame_{frame:04d}.png"
+
+
+@cache
+def _environment() -> jinja2.Environment:
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("hpcrun.workloads", "templates"),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+
+
+def _template(name: str) -> jinja2.Template:
+    return _environment().get_template(name)
