@@ -12,8 +12,11 @@ APT_PACKAGES := slurm-wlm slurmctld slurmd slurm-client munge slurmdbd mariadb-s
 # (nodejs: `pcluster create-cluster` synthesises its CloudFormation template with CDK/jsii.)
 APT_PROBES := slurmctld slurmd munged slurmdbd mariadbd sbatch chromium chromedriver sshd \
 	ssh node
+# Blender + ffmpeg for `hpcrun render`, without recommends (~650 MB instead of GBs).
+APT_LEAN_PACKAGES := blender ffmpeg
+APT_LEAN_PROBES := blender ffmpeg ffprobe
 
-.PHONY: setup setup-system setup-venv demo test lint unit bench cluster-up cluster-down clean
+.PHONY: setup setup-system setup-venv demo demo-render test lint unit bench cluster-up cluster-down clean
 
 setup: setup-system setup-venv ## install Slurm, munge, MariaDB (apt) and the project (.venv)
 
@@ -24,6 +27,14 @@ setup-system:
 	  if [ "$$(id -u)" != 0 ]; then echo "error: run as root (apt-get install $(APT_PACKAGES))" >&2; exit 1; fi; \
 	  apt-get update -qq -o DPkg::Lock::Timeout=300 && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=300 $(APT_PACKAGES) >/dev/null; \
+	fi
+	@missing=0; for p in $(APT_LEAN_PROBES); do command -v $$p >/dev/null || missing=1; done; \
+	if [ $$missing = 1 ]; then \
+	  echo "installing system packages: $(APT_LEAN_PACKAGES) (no recommends)"; \
+	  if [ "$$(id -u)" != 0 ]; then echo "error: run as root (apt-get install $(APT_LEAN_PACKAGES))" >&2; exit 1; fi; \
+	  apt-get update -qq -o DPkg::Lock::Timeout=300 && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    -o DPkg::Lock::Timeout=300 $(APT_LEAN_PACKAGES) >/dev/null; \
 	fi
 
 setup-venv: $(VENV)/.installed
@@ -40,6 +51,14 @@ demo: setup ## start a 4-node local cluster and render the supernova on all 4 no
 	@# Running the demo again restarts its IndeX session rather than failing on port 8080.
 	@$(HPCRUN) index stop >/dev/null 2>&1 || true
 	PATH=$$PATH:/usr/sbin $(HPCRUN) index --nodes 4 --scene supernova
+
+demo-render: setup ## render the seed farm's rolling ball (48 frames) on the local cluster
+	PATH=$$PATH:/usr/sbin $(HPCRUN) create
+	@mkdir -p build
+	blender -b --factory-startup --python-exit-code 1 \
+	  --python scripts/blender/make_rolling_ball.py -- build/rolling_ball.blend >/dev/null
+	PATH=$$PATH:/usr/sbin $(HPCRUN) render build/rolling_ball.blend --frames 1-48 \
+	  --samples 16 --resolution 640x360 --output build/rolling_ball-frames
 
 test: setup lint unit ## lint, type-check and run the whole suite (real Slurm)
 
