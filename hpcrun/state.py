@@ -271,16 +271,22 @@ class StateStore:
             if self.current_cluster() == name:
                 db.execute("DELETE FROM settings WHERE key='current_cluster'")
 
-    def current_cluster(self) -> str | None:
-        row = self._db.execute("SELECT value FROM settings WHERE key='current_cluster'").fetchone()
+    def setting(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM settings WHERE key=?", (key,)).fetchone()
         return str(row[0]) if row else None
 
-    def set_current_cluster(self, name: str) -> None:
+    def set_setting(self, key: str, value: str) -> None:
         self._db.execute(
-            "INSERT INTO settings (key, value) VALUES ('current_cluster', ?) "
+            "INSERT INTO settings (key, value) VALUES (?, ?) "
             "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
-            (name,),
+            (key, value),
         )
+
+    def current_cluster(self) -> str | None:
+        return self.setting("current_cluster")
+
+    def set_current_cluster(self, name: str) -> None:
+        self.set_setting("current_cluster", name)
 
     # jobs -------------------------------------------------------------------------------
 

@@ -129,6 +129,7 @@ class RenderRuns:
         self.progress = progress or NullProgress()
         self._slurm: SlurmClient | None = None
         self._site: ClusterSite | None = None
+        self._blend_stamp = ""  # path:size mtime of the .blend being submitted
 
     @property
     def slurm(self) -> SlurmClient:
@@ -174,7 +175,6 @@ class RenderRuns:
         )
         plan.validate()  # flags first: they need no round trip
         self._check_programs(plan)
-        self.progress.step(f"reading {name}'s frame range and frame rate (blender -b)")
         scene_first, scene_last, scene_fps = self._probe(plan)
         frames = frames or FrameRange(scene_first, scene_last)
         if frames.start < scene_first or frames.end > scene_last:
@@ -253,15 +253,20 @@ class RenderRuns:
         if not blend.endswith(".blend"):
             raise UsageError(f"{blend} is not a .blend file", "pass a Blender file (*.blend)")
         path = str(Path(blend).expanduser().resolve()) if self.site.shares_local_files else blend
-        header = self.slurm.runner.run(["head", "-c", "7", path])
-        if not header.ok:
+        # One round trip: the magic bytes, then size and mtime (the probe cache's key).
+        header = self.slurm.runner.run(
+            ["sh", "-c", 'head -c 7 "$1" && echo && stat -c "%s %Y" "$1"', "sh", path]
+        )
+        lines = header.stdout.splitlines()
+        if not header.ok or len(lines) < 2:
             raise UsageError(
                 f"{blend} does not exist or cannot be read"
                 + ("" if self.site.shares_local_files else " on the cluster"),
                 "check the path; on a remote cluster the file must be on the cluster",
             )
-        if header.stdout != "BLENDER":
+        if lines[0] != "BLENDER":
             raise UsageError(f"{blend} is not a Blender file (no BLENDER header)")
+        self._blend_stamp = f"{path}:{lines[1].strip()}"
         return path
 
     def _check_programs(self, plan: RenderPlan) -> None:
@@ -275,6 +280,19 @@ class RenderRuns:
             )
 
     def _probe(self, plan: RenderPlan) -> tuple[int, int, float]:
+        """The scene's frame range and frame rate, from Blender itself (~1.5 s of start-up),
+        remembered per file size and mtime so a resubmission does not pay it again."""
+        key = f"blend-probe:{self.cluster}:{self._blend_stamp}"
+        cached = self.store.setting(key)
+        if cached is not None:
+            first, last, fps = cached.split()
+            return int(first), int(last), float(fps)
+        self.progress.step(f"reading {plan.name}'s frame range and frame rate (blender -b)")
+        found = self._run_probe(plan)
+        self.store.set_setting(key, " ".join(map(str, found)))
+        return found
+
+    def _run_probe(self, plan: RenderPlan) -> tuple[int, int, float]:
         done = self.slurm.runner.run(
             [plan.blender, "-b", plan.blend, "--python-exit-code", "1", "--python-expr", _PROBE],
             timeout_s=120.0,

@@ -1,0 +1,100 @@
+"""render_submit: wall of `hpcrun render --detach` for 1000 frames vs one raw `sbatch --array`.
+
+hpcrun side: the whole `hpcrun render rolling_ball.blend --frames 1-1000 --chunk 1
+--encode none --detach` process: it checks the file, asks Blender for the scene's frame
+range (`blender -b`, the check that refuses frames beyond the scene), makes sure the output
+is writable, looks for frames already rendered, writes the chunk table and script and
+submits the 1000-task array. Yardstick: `sbatch --parsable --array=0-999 --wrap true`, the
+least a script can do. `hpcrun submit --array 0-999 -- true` is shown as hpcrun's
+submission floor. Every array is cancelled right after it is timed (not timed). Median of
+`--repeats` (default 3) after one warm-up, in turn.
+
+Goal (issue 6): hpcrun / raw <= 1.2.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable
+from itertools import count
+from pathlib import Path
+
+from _common import ROOT, bench_cluster, hpcrun_exe, interleaved, log, parse_args, report, run_main
+
+FRAMES = 1000
+GOAL_RATIO = 1.2
+
+
+def main() -> None:
+    args = parse_args(__doc__.splitlines()[0])
+    repeats = args.repeats or 3
+    if shutil.which("blender") is None:
+        raise RuntimeError("blender is not installed: apt-get install blender ffmpeg")
+    failures: list[str] = []
+    with bench_cluster() as cluster, tempfile.TemporaryDirectory(prefix="hrbs") as tmp:
+        work = Path(tmp)
+        blend = work / "rolling_ball.blend"
+        subprocess.run(
+            ["blender", "-b", "--factory-startup", "--python-exit-code", "1", "--python",
+             str(ROOT / "scripts/blender/make_rolling_ball.py"), "--", str(blend),
+             "--frames", str(FRAMES)],
+            check=True, capture_output=True,
+        )
+        runs = count()
+
+        def run(argv: list[str]) -> str:
+            done = subprocess.run(argv, env=cluster.env, capture_output=True, text=True, cwd=work)
+            if done.returncode != 0:
+                failures.append(f"{argv[1]}: exit {done.returncode} {done.stderr[-300:]}")
+                return ""
+            return done.stdout
+
+        def hpcrun_render() -> str:
+            out = run([hpcrun_exe(), "render", str(blend), "--frames", f"1-{FRAMES}",
+                       "--chunk", "1", "--encode", "none", "--detach", "--json",
+                       "--output", str(work / f"out-{next(runs)}")])
+            return str(json.loads(out)["array_job_id"]) if out else ""
+
+        def hpcrun_submit() -> str:
+            return run([hpcrun_exe(), "submit", "--array", f"0-{FRAMES - 1}",
+                        "--output", "/dev/null", "--", "true"]).strip()
+
+        def raw() -> str:
+            return run(["sbatch", "--parsable", f"--array=0-{FRAMES - 1}", "--output",
+                        "/dev/null", "--wrap", "true"]).strip().split(";")[0]
+
+        def cancel(name: str, job_id: str) -> None:
+            if job_id:
+                subprocess.run(["scancel", job_id], env=cluster.env, check=False)
+
+        contenders: dict[str, Callable[[], str]] = {
+            "hpcrun render --detach": hpcrun_render,
+            "raw sbatch --array": raw,
+            "hpcrun submit --array": hpcrun_submit,
+        }
+        log(f"{FRAMES}-frame submissions: {repeats} runs each after 1 warm-up")
+        timings = interleaved(contenders, repeats, warmup=1, after=cancel)
+    hpcrun_t, raw_t = timings["hpcrun render --detach"], timings["raw sbatch --array"]
+    report(
+        "render_submit",
+        hpcrun_t.median,
+        raw_t.median,
+        GOAL_RATIO,
+        {
+            "hpcrun render --detach": hpcrun_t,
+            "sbatch --array=0-999 --wrap true": raw_t,
+            "hpcrun submit --array 0-999 -- true": timings["hpcrun submit --array"],
+            "failed runs": "; ".join(failures) if failures else "none",
+        },
+        as_json=args.json,
+        strict=args.strict,
+        hpcrun_label="hpcrun render --detach, 1000 frames (median)",
+        yardstick_label="sbatch --array=0-999 (median)",
+    )
+
+
+if __name__ == "__main__":
+    run_main(main)
