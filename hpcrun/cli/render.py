@@ -58,7 +58,11 @@ def render(
     output: Annotated[
         str | None,
         typer.Option(
-            "--output", "-o", help="Frames directory [default: NAME-frames].", show_default=False
+            "--output",
+            "-o",
+            help="Frames directory, or s3://bucket/prefix (frames upload as they finish) "
+            "[default: NAME-frames].",
+            show_default=False,
         ),
     ] = None,
     encode: Annotated[str, typer.Option(help="mp4 (H.264, yuv420p) or none.")] = "mp4",

@@ -27,6 +27,7 @@ from hpcrun.errors import HpcrunError, UsageError
 from hpcrun.slurm.client import SlurmClient
 from hpcrun.slurm.parse import Job
 from hpcrun.state import RenderRunRecord, StateStore
+from hpcrun.storage.s3 import S3Url, Uploader, is_s3_url, parse_s3_url
 from hpcrun.workloads.blender import (
     COMPLETE_PNG_SH,
     DEFAULT_CHUNK,
@@ -77,6 +78,7 @@ class RenderView:
     frames_total: int
     frames_done: int
     failed: list[dict[str, Any]] = field(default_factory=list)  # chunk, frames, log tail
+    uploaded: int | None = None  # files in the S3 output so far (None: no S3 output)
 
     def to_json(self) -> dict[str, Any]:
         plan = self.run.plan
@@ -88,6 +90,8 @@ class RenderView:
             "frames": {"total": self.frames_total, "done": self.frames_done},
             "frames_dir": plan["frames_dir"],
             "video": plan.get("video"),
+            "s3_output": plan.get("s3_output"),
+            "uploaded": self.uploaded,
             "array_job_id": self.run.array_job_id,
             "encode_job_id": self.run.encode_job_id,
             "chunks": [asdict(c) for c in self.run.chunks],
@@ -130,6 +134,7 @@ class RenderRuns:
         self._slurm: SlurmClient | None = None
         self._site: ClusterSite | None = None
         self._blend_stamp = ""  # path:size mtime of the .blend being submitted
+        self._uploaders: dict[int, Uploader] = {}  # run id -> its S3 uploader
 
     @property
     def slurm(self) -> SlurmClient:
@@ -152,7 +157,19 @@ class RenderRuns:
     # submit ------------------------------------------------------------------------------
 
     def submit(self, request: RenderRequest) -> RenderRunRecord:
-        blend = self._check_blend(request.blend)
+        s3_output = (
+            parse_s3_url(request.output) if request.output and is_s3_url(request.output) else None
+        )
+        if (s3_output or is_s3_url(request.blend)) and not self.site.shares_local_files:
+            raise UsageError(
+                "s3:// input and output need a cluster that sees this machine's files "
+                "(the local one): hpcrun moves the files from here",
+                "copy the .blend to the cluster and give --output a directory there",
+            )
+        blend = request.blend
+        if is_s3_url(blend):
+            blend = self._fetch_blend(parse_s3_url(blend))
+        blend = self._check_blend(blend)
         name = posixpath.splitext(posixpath.basename(blend))[0]
         frames = parse_frames(request.frames) if request.frames is not None else None
         plan = RenderPlan(
@@ -183,7 +200,16 @@ class RenderRuns:
                 f"{scene_first}-{scene_last} in {blend}",
                 "pick frames inside the scene's range, or change it in Blender",
             )
-        output = self._output_dir(request.output, name)
+        if s3_output is not None:
+            from hpcrun.storage.s3 import check_writable
+
+            check_writable(s3_output)  # before anything is rendered for nothing
+            # Frames are staged in the workspace (the same place for a resumed run) and
+            # uploaded as they finish.
+            staging = ["render", "s3", s3_output.bucket, *s3_output.folder.split("/")]
+            output = self._output_dir(posixpath.join(self.site.workspace, *staging), name)
+        else:
+            output = self._output_dir(request.output, name)
         plan = replace(
             plan,
             frames=frames,
@@ -203,12 +229,12 @@ class RenderRuns:
             self.cluster,
             name,
             {},
-            output,
+            str(s3_output) if s3_output is not None else output,
             [(c.index, c.start, c.end) for c in chunks],
         )
         plan = replace(plan, run_dir=posixpath.join(self.site.workspace, "render", str(run_id)))
         try:
-            self._save_plan(run_id, plan)
+            self._save_plan(run_id, plan, s3_output)
             self._write_files(plan, chunks)
             array_id = None
             if chunks:
@@ -240,16 +266,24 @@ class RenderRuns:
         reason = getattr(exc, "message", None) or str(exc) or type(exc).__name__
         self.store.set_render_run(run_id, "failed", detail=reason)
 
-    def _save_plan(self, run_id: int, plan: RenderPlan) -> None:
+    def _save_plan(self, run_id: int, plan: RenderPlan, s3_output: S3Url | None) -> None:
         data = asdict(plan)
         data["frames"] = [plan.frames.start, plan.frames.end]
+        data["s3_output"] = str(s3_output) if s3_output is not None else None
         self.store.set_render_run_plan(run_id, data)
 
+    def _fetch_blend(self, url: S3Url) -> str:
+        """Download an s3:// .blend into the workspace, where every node can read it."""
+        from hpcrun.storage.s3 import download
+
+        if not url.key.endswith(".blend"):
+            raise UsageError(f"{url} is not a .blend file", "pass a Blender file (*.blend)")
+        target = Path(self.site.workspace, "render", "inputs", url.bucket, url.key)
+        self.progress.step(f"downloading {url}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return str(download(url, target))
+
     def _check_blend(self, blend: str) -> str:
-        if blend.startswith("s3://"):
-            raise UsageError(
-                f"{blend}: S3 input is not supported yet", "copy the .blend to the cluster first"
-            )
         if not blend.endswith(".blend"):
             raise UsageError(f"{blend} is not a .blend file", "pass a Blender file (*.blend)")
         path = str(Path(blend).expanduser().resolve()) if self.site.shares_local_files else blend
@@ -305,8 +339,6 @@ class RenderRuns:
         raise HpcrunError(f"Blender could not read {plan.blend}: {tail}")
 
     def _output_dir(self, output: str | None, name: str) -> str:
-        if output is not None and output.startswith("s3://"):
-            raise UsageError(f"--output {output}: S3 output is not supported yet")
         if output is None:
             base = self.backend.default_workdir()
             output = f"{name}-frames" if base is None else posixpath.join(base, f"{name}-frames")
@@ -393,7 +425,33 @@ class RenderRuns:
                 self.store.set_render_run(run.id, status, detail=detail)
                 run = self._reload(run.id)
         done = self._count_frames(plan["frames_dir"], first, last)
-        return RenderView(run, total, done, self._failed_chunks(run))
+        uploaded = self._upload(run) if plan.get("s3_output") else None
+        return RenderView(run, total, done, self._failed_chunks(run), uploaded)
+
+    def _upload(self, run: RenderRunRecord) -> int:
+        """Send the run's finished frames (and, once encoded, its video) to its S3 prefix;
+        return how many of its files are there. Called on every refresh, so frames
+        upload while the rest still render, and `render status` finishes a detached run's
+        upload."""
+        plan = run.plan
+        uploader = self._uploaders.get(run.id)
+        if uploader is None:
+            uploader = Uploader(
+                plan["frames_dir"],
+                plan["s3_output"],
+                pattern="frame_[0-9][0-9][0-9][0-9].png",
+                is_complete=png_is_complete,
+            )
+            self._uploaders[run.id] = uploader
+        uploader.sync()
+        count = uploader.uploaded + uploader.skipped
+        video = plan.get("video")
+        if run.status == "done" and video and Path(video).is_file():
+            from hpcrun.storage.s3 import upload
+
+            upload(Path(video), parse_s3_url(plan["s3_output"]).join(Path(video).name))
+            count += 1
+        return count
 
     def _reload(self, run_id: int) -> RenderRunRecord:
         fresh = self.store.render_run(run_id)
@@ -517,3 +575,14 @@ class RenderRuns:
         fresh = self.store.render_run(run.id)
         assert fresh is not None
         return fresh
+
+
+def png_is_complete(path: Path) -> bool:
+    """The PNG was written to the end: its last 8 bytes are IEND's type and CRC (the
+    check the chunk script makes in shell)."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(-8, 2)
+            return handle.read() == b"IEND\xaeB`\x82"
+    except OSError:
+        return False

@@ -298,3 +298,49 @@ def test_the_seed_farms_job_file_is_accepted(
     )
     assert done["status"] == "done" and done["frames"]["total"] == 3
     assert done["video"] is None
+
+
+@pytest.mark.aws
+def test_s3_input_and_output_go_through_a_moto_bucket(
+    local_cluster: Cluster, blend: Path, tmp_path: Path
+) -> None:
+    from tests.aws import client, moto_server
+
+    with moto_server(tmp_path) as server:
+        s3 = client(server, "s3")
+        s3.create_bucket(Bucket="renders")
+        s3.upload_file(str(blend), "renders", "in/rolling_ball.blend")
+        done = render(
+            local_cluster,
+            "s3://renders/in/rolling_ball.blend",
+            "--frames",
+            "1-4",
+            "--chunk",
+            "2",
+            *TINY,
+            "--output",
+            "s3://renders/out/shot1",
+            "--json",
+            env=server.env(),
+        )
+        result = as_json(done)
+        assert result["status"] == "done", result
+        assert result["uploaded"] == 5
+        listed = s3.list_objects_v2(Bucket="renders", Prefix="out/shot1/")
+        keys = sorted(o["Key"] for o in listed.get("Contents", []))
+        assert keys == [f"out/shot1/frame_{i:04d}.png" for i in range(1, 5)] + [
+            "out/shot1/rolling_ball.mp4"
+        ]
+        missing = render(
+            local_cluster,
+            str(blend),
+            "--frames",
+            "1-2",
+            *TINY,
+            "--output",
+            "s3://no-such-bucket/x",
+            env=server.env(),
+            check=False,
+        )
+        assert missing.returncode == 1
+        assert "no-such-bucket" in missing.stderr
