@@ -16,14 +16,14 @@ Goal: wall(chunk 4) / wall(chunk 1) <= 0.667.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable
 from itertools import count
 from pathlib import Path
 
-from _common import ROOT, bench_cluster, hpcrun_exe, interleaved, log, parse_args, report, run_main
+from _common import bench_cluster, hpcrun_exe, interleaved, log, parse_args, report, run_main
+from _render import rolling_ball
 
 FRAMES = 16
 GOAL_RATIO = 1 / 1.5
@@ -33,18 +33,10 @@ CHUNKS = (1, 4, 8)
 def main() -> None:
     args = parse_args(__doc__.splitlines()[0])
     repeats = args.repeats or 1
-    if shutil.which("blender") is None:
-        raise RuntimeError("blender is not installed: apt-get install blender ffmpeg")
     failures: list[str] = []
     with bench_cluster() as cluster, tempfile.TemporaryDirectory(prefix="hrbr") as tmp:
         work = Path(tmp)
-        blend = work / "rolling_ball.blend"
-        subprocess.run(
-            ["blender", "-b", "--factory-startup", "--python-exit-code", "1", "--python",
-             str(ROOT / "scripts/blender/make_rolling_ball.py"), "--", str(blend),
-             "--frames", str(FRAMES)],
-            check=True, capture_output=True,
-        )
+        blend = rolling_ball(work / "rolling_ball.blend", FRAMES)
         runs = count()
 
         def contender(chunk: int) -> Callable[[], None]:

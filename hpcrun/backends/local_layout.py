@@ -155,14 +155,9 @@ def find_free_ports(nodes: int, claimed: set[int]) -> Ports:
 
 def render_config_files(paths: LocalPaths, config: dict[str, Any], ports: Ports) -> dict[str, str]:
     """Text of slurm.conf, gres.conf and (with accounting) slurmdbd.conf; pure, golden-tested."""
-    import jinja2
+    from hpcrun.templates import environment
 
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader("hpcrun.backends", "templates"),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        autoescape=False,
-    )
+    env = environment("hpcrun.backends")
     context = {**config, "paths": paths, "ports": ports}
     files = {
         "slurm.conf": env.get_template("slurm.conf.j2").render(context),

@@ -25,11 +25,10 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from hpcrun.backends.base import Backend, ClusterSite, NullProgress, Progress
 from hpcrun.errors import HpcrunError, UsageError
-from hpcrun.slurm.client import SlurmClient
+from hpcrun.services.base import ClusterService
 from hpcrun.slurm.parse import Job
-from hpcrun.state import IndexSessionRecord, StateStore
+from hpcrun.state import IndexSessionRecord
 from hpcrun.workloads.index import (
     DEFAULT_PORT,
     NVIDIA_AMI,
@@ -107,34 +106,8 @@ def parse_scale(text: str) -> tuple[str, int]:
     return sign, number
 
 
-class IndexSessions:
+class IndexSessions(ClusterService):
     """IndeX sessions of one cluster."""
-
-    def __init__(
-        self,
-        store: StateStore,
-        cluster: str,
-        backend: Backend,
-        progress: Progress | None = None,
-    ) -> None:
-        self.store = store
-        self.cluster = cluster
-        self.backend = backend
-        self.progress = progress or NullProgress()
-        self._slurm: SlurmClient | None = None
-        self._site: ClusterSite | None = None
-
-    @property
-    def slurm(self) -> SlurmClient:
-        if self._slurm is None:
-            self._slurm = self.backend.slurm()
-        return self._slurm
-
-    @property
-    def site(self) -> ClusterSite:
-        if self._site is None:
-            self._site = self.backend.site()
-        return self._site
 
     # which session -----------------------------------------------------------------------
 

@@ -22,9 +22,9 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from hpcrun.backends.base import Backend, ClusterSite, NullProgress, Progress
+from hpcrun.backends.base import Backend, Progress
 from hpcrun.errors import HpcrunError, UsageError
-from hpcrun.slurm.client import SlurmClient
+from hpcrun.services.base import ClusterService
 from hpcrun.slurm.parse import Job
 from hpcrun.state import RenderRunRecord, StateStore
 from hpcrun.storage.s3 import S3Url, Uploader, is_s3_url, parse_s3_url
@@ -121,32 +121,15 @@ def load_job_file(path: Path) -> tuple[str, str]:
     return str(blend), f"{int(data['start'])}-{int(data['end'])}"
 
 
-class RenderRuns:
+class RenderRuns(ClusterService):
     """Render runs of one cluster."""
 
     def __init__(
         self, store: StateStore, cluster: str, backend: Backend, progress: Progress | None = None
     ) -> None:
-        self.store = store
-        self.cluster = cluster
-        self.backend = backend
-        self.progress = progress or NullProgress()
-        self._slurm: SlurmClient | None = None
-        self._site: ClusterSite | None = None
+        super().__init__(store, cluster, backend, progress)
         self._blend_stamp = ""  # path:size mtime of the .blend being submitted
         self._uploaders: dict[int, Uploader] = {}  # run id -> its S3 uploader
-
-    @property
-    def slurm(self) -> SlurmClient:
-        if self._slurm is None:
-            self._slurm = self.backend.slurm()
-        return self._slurm
-
-    @property
-    def site(self) -> ClusterSite:
-        if self._site is None:
-            self._site = self.backend.site()
-        return self._site
 
     def _sh(self, script: str, timeout_s: float = 60.0) -> str:
         done = self.slurm.runner.run(["sh", "-c", script], timeout_s=timeout_s)

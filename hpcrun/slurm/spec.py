@@ -12,11 +12,11 @@ import re
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from functools import cache
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from hpcrun.errors import UsageError
+from hpcrun.templates import template
 
 if TYPE_CHECKING:
     import jinja2
@@ -199,17 +199,5 @@ def _env_argv(env: Mapping[str, str]) -> Sequence[str]:
     return ["env", *(f"{k}={v}" for k, v in sorted(env.items()))]
 
 
-@cache
-def _environment() -> jinja2.Environment:
-    import jinja2
-
-    return jinja2.Environment(
-        loader=jinja2.PackageLoader("hpcrun.slurm", "templates"),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        autoescape=False,
-    )
-
-
 def _template(name: str) -> jinja2.Template:
-    return _environment().get_template(name)
+    return template("hpcrun.slurm", name)

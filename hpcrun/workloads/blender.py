@@ -20,11 +20,11 @@ import re
 import shlex
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from functools import cache
 from typing import TYPE_CHECKING
 
 from hpcrun.errors import UsageError
 from hpcrun.slurm.spec import JobSpec
+from hpcrun.templates import template
 
 if TYPE_CHECKING:
     import jinja2
@@ -249,17 +249,5 @@ def frame_file(frames_dir: str, frame: int) -> str:
     return f"{frames_dir}/frame_{frame:04d}.png"
 
 
-@cache
-def _environment() -> jinja2.Environment:
-    import jinja2
-
-    return jinja2.Environment(
-        loader=jinja2.PackageLoader("hpcrun.workloads", "templates"),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        autoescape=False,
-    )
-
-
 def _template(name: str) -> jinja2.Template:
-    return _environment().get_template(name)
+    return template("hpcrun.workloads", name)

@@ -1,0 +1,40 @@
+"""What every service holds: one cluster's state, backend, Slurm client and site.
+
+The Slurm client and the site (where hpcrun's files live on the cluster) are asked of the
+backend once, on first use: on a remote cluster each costs an SSH connection or a round
+trip, and a command such as `render status` may need neither.
+"""
+
+from __future__ import annotations
+
+from hpcrun.backends.base import Backend, ClusterSite, NullProgress, Progress
+from hpcrun.slurm.client import SlurmClient
+from hpcrun.state import StateStore
+
+
+class ClusterService:
+    def __init__(
+        self,
+        store: StateStore,
+        cluster: str,
+        backend: Backend,
+        progress: Progress | None = None,
+    ) -> None:
+        self.store = store
+        self.cluster = cluster
+        self.backend = backend
+        self.progress = progress or NullProgress()
+        self._slurm: SlurmClient | None = None
+        self._site: ClusterSite | None = None
+
+    @property
+    def slurm(self) -> SlurmClient:
+        if self._slurm is None:
+            self._slurm = self.backend.slurm()
+        return self._slurm
+
+    @property
+    def site(self) -> ClusterSite:
+        if self._site is None:
+            self._site = self.backend.site()
+        return self._site
