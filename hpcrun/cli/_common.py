@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -20,6 +21,8 @@ if TYPE_CHECKING:
 
     from hpcrun.backends.base import Backend
     from hpcrun.state import ClusterRecord, StateStore
+
+S = TypeVar("S")
 
 ClusterOption = Annotated[
     str | None,
@@ -67,6 +70,16 @@ def resolve_cluster(name: str | None) -> Target:
     if record is None:
         raise UnknownCluster(chosen, [c.name for c in store.clusters()])
     return Target(store, record, open_backend(record, store))
+
+
+def open_service(
+    service: Callable[[StateStore, str, Backend, RichProgress], S], cluster: str | None, quiet: bool
+) -> tuple[S, RichProgress]:
+    """A service (IndeX sessions, render runs) of the chosen cluster, reporting progress
+    on stderr unless `quiet` (--json)."""
+    target = resolve_cluster(cluster)
+    progress = RichProgress(quiet=quiet)
+    return service(target.store, target.record.name, target.backend, progress), progress
 
 
 class RichProgress:

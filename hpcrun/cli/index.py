@@ -12,8 +12,8 @@ from hpcrun.cli._common import (
     JsonOption,
     RichProgress,
     console,
+    open_service,
     print_json,
-    resolve_cluster,
 )
 
 if TYPE_CHECKING:
@@ -69,9 +69,7 @@ index_app = typer.Typer(
 def _sessions(cluster: str | None, quiet: bool) -> tuple[IndexSessions, RichProgress]:
     from hpcrun.services.index import IndexSessions
 
-    target = resolve_cluster(cluster)
-    progress = RichProgress(quiet=quiet)
-    return IndexSessions(target.store, target.record.name, target.backend, progress), progress
+    return open_service(IndexSessions, cluster, quiet)
 
 
 @index_app.callback()

@@ -15,8 +15,8 @@ from hpcrun.cli._common import (
     JsonOption,
     RichProgress,
     console,
+    open_service,
     print_json,
-    resolve_cluster,
 )
 
 if TYPE_CHECKING:
@@ -178,9 +178,7 @@ def render(
 def _runs(cluster: str | None, quiet: bool) -> tuple[RenderRuns, RichProgress]:
     from hpcrun.services.render import RenderRuns
 
-    target = resolve_cluster(cluster)
-    progress = RichProgress(quiet=quiet)
-    return RenderRuns(target.store, target.record.name, target.backend, progress), progress
+    return open_service(RenderRuns, cluster, quiet)
 
 
 def _follow(runs: RenderRuns, run: RenderRunRecord, quiet: bool) -> RenderView:
