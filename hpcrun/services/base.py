@@ -38,3 +38,11 @@ class ClusterService:
         if self._site is None:
             self._site = self.backend.site()
         return self._site
+
+    def read_text(self, path: str) -> str:
+        """A file on the cluster (a step's or a task's log) as text; "" while it does not
+        exist yet, which is normal for a log of a job that has not started."""
+        try:
+            return self.slurm.runner.get(path).decode(errors="replace")
+        except OSError:
+            return ""

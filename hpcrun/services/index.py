@@ -320,7 +320,7 @@ class IndexSessions(ClusterService):
         deadline = time.monotonic() + timeout_s
         next_job_check = time.monotonic() + 1.0
         while True:
-            text = self._read_log(log)
+            text = self.read_text(log)
             found = _URL_RE.search(text)
             if found is not None:
                 return found.group(2), int(found.group(3))
@@ -338,12 +338,6 @@ class IndexSessions(ClusterService):
                     f"the viewer did not report ready within {timeout_s:g} s", log, text
                 )
             time.sleep(0.05)
-
-    def _read_log(self, log: str) -> str:
-        try:
-            return self.slurm.runner.get(log).decode(errors="replace")
-        except OSError:
-            return ""
 
     def _wait_agents(self, session: IndexSessionRecord, expected: int, timeout_s: float) -> int:
         """Wait until the viewer reports `expected` registered agents; return the count."""
@@ -369,7 +363,7 @@ class IndexSessions(ClusterService):
             if count == expected:
                 return count
             if time.monotonic() >= deadline:
-                logs = "\n".join(self._read_log(j.log)[-1500:] for j in session.live_jobs)
+                logs = "\n".join(self.read_text(j.log)[-1500:] for j in session.live_jobs)
                 raise HpcrunError(
                     f"{count} of {expected} render agents registered within {timeout_s:g} s"
                     + (f" (viewer: {error})" if error else ""),

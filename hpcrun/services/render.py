@@ -494,12 +494,7 @@ class RenderRuns(ClusterService):
         return updates
 
     def _chunk_log(self, run: RenderRunRecord, index: int) -> str:
-        try:
-            return self.slurm.runner.get(f"{run.plan['run_dir']}/logs/chunk-{index}.out").decode(
-                errors="replace"
-            )
-        except OSError:
-            return ""
+        return self.read_text(f"{run.plan['run_dir']}/logs/chunk-{index}.out")
 
     def _run_status(
         self, run: RenderRunRecord, tasks: dict[int, Job], encode: Job | None
@@ -519,16 +514,10 @@ class RenderRuns(ClusterService):
         if str(encode.state) == "COMPLETED":
             return "done", ""
         if encode.state.is_terminal:
-            tail = self._tail(f"{run.plan['run_dir']}/logs/encode.out")
+            text = self.read_text(f"{run.plan['run_dir']}/logs/encode.out")
+            tail = " / ".join(text.strip().splitlines()[-3:]) or "(no log)"
             return "failed", f"the encode job {encode.job_id} ended {encode.state}: {tail}"
         return ("encoding", "") if chunks_done else ("rendering", "")
-
-    def _tail(self, path: str) -> str:
-        try:
-            text = self.slurm.runner.get(path).decode(errors="replace")
-        except OSError:
-            return "(no log)"
-        return " / ".join(text.strip().splitlines()[-3:])
 
     def watch(
         self,
