@@ -429,11 +429,17 @@ class RenderRuns(ClusterService):
         uploader.sync()
         count = uploader.uploaded + uploader.skipped
         video = plan.get("video")
-        if run.status == "done" and video and Path(video).is_file():
-            from hpcrun.storage.s3 import upload
-
-            upload(Path(video), parse_s3_url(plan["s3_output"]).join(Path(video).name))
-            count += 1
+        if run.status == "done" and video:
+            # The same Uploader rules for the mp4: an object already there with the same
+            # size is not sent again, so `render status` on a finished run uploads nothing.
+            sent = Uploader(
+                plan["frames_dir"],
+                plan["s3_output"],
+                pattern=Path(video).name,
+                is_complete=lambda path: True,
+            )
+            sent.sync()
+            count += sent.uploaded + sent.skipped
         return count
 
     def _reload(self, run_id: int) -> RenderRunRecord:

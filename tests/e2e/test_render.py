@@ -331,6 +331,15 @@ def test_s3_input_and_output_go_through_a_moto_bucket(
         assert keys == [f"out/shot1/frame_{i:04d}.png" for i in range(1, 5)] + [
             "out/shot1/rolling_ball.mp4"
         ]
+        # Looking at the finished run again finds everything there and sends nothing.
+        video_key = "out/shot1/rolling_ball.mp4"
+        sent_at = s3.head_object(Bucket="renders", Key=video_key)["LastModified"]
+        time.sleep(1.1)  # LastModified has 1 s resolution: a re-upload would show
+        again = as_json(
+            render(local_cluster, "status", str(result["run"]), "--json", env=server.env())
+        )
+        assert again["uploaded"] == 5
+        assert s3.head_object(Bucket="renders", Key=video_key)["LastModified"] == sent_at
         missing = render(
             local_cluster,
             str(blend),
