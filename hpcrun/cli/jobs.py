@@ -311,7 +311,7 @@ def _log_files(
 def _print_new(runner: Runner, path: Path, offset: int) -> int:
     """Print what `path` (on the cluster) gained since `offset`; return the new offset."""
     try:
-        data = runner.get(str(path))[offset:]
+        data = runner.get(str(path), offset)
     except OSError:  # not written yet (SFTP reports a missing file as an OSError too)
         return offset
     sys.stdout.write(data.decode(errors="replace"))

@@ -59,7 +59,9 @@ class Runner(Protocol):
 
     def put(self, path: str, data: bytes) -> None: ...
 
-    def get(self, path: str) -> bytes: ...
+    def get(self, path: str, offset: int = 0) -> bytes:
+        """The file's bytes from `offset` on (a followed log reads only what is new)."""
+        ...
 
     def spawn(self, argv: Sequence[str], *, log_path: str) -> int: ...
 
@@ -107,8 +109,10 @@ class LocalRunner:
         tmp.write_bytes(data)
         tmp.replace(target)  # readers never see a half-written file
 
-    def get(self, path: str) -> bytes:
-        return Path(path).read_bytes()
+    def get(self, path: str, offset: int = 0) -> bytes:
+        with open(path, "rb") as handle:
+            handle.seek(offset)
+            return handle.read()
 
     def spawn(self, argv: Sequence[str], *, log_path: str) -> int:
         """Start a long-running command (an `srun` step serving a viewer) that outlives this

@@ -426,10 +426,12 @@ class SSHRunner:
                 sftp.remove(tmp)
             raise
 
-    def get(self, path: str) -> bytes:
-        """Read a whole file; prefetch pipelines the reads (2 s -> 0.1 s per 10 MB)."""
+    def get(self, path: str, offset: int = 0) -> bytes:
+        """Read a file from `offset` on; prefetch pipelines the reads (2 s -> 0.1 s per
+        10 MB) and starts where the seek left it."""
         sftp = self._sftp_client()
         with sftp.open(path, "rb") as remote:
+            remote.seek(offset)
             remote.prefetch()
             return remote.read()
 

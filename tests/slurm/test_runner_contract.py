@@ -125,6 +125,8 @@ def test_put_is_atomic_and_get_reads_back(make_runner: MakeRunner, tmp_path: Pat
     runner.put(str(target), b"second")  # replaces in place
     assert runner.get(str(target)) == b"second"
     assert sorted(p.name for p in target.parent.iterdir()) == ["job script.sh"]  # no temp left
+    assert runner.get(str(target), 2) == b"cond"  # from an offset: what a followed log gained
+    assert runner.get(str(target), 6) == b""
     with pytest.raises(FileNotFoundError):
         runner.get(str(tmp_path / "missing"))
 
