@@ -101,6 +101,16 @@ _MIGRATIONS = [
         PRIMARY KEY (run_id, idx)
     );
     """,
+    # Render runs and score runs are the same shape to Slurm: a job array of tasks (frame
+    # chunks, table shards) and one final job (encode, merge). One pair of tables for both,
+    # told apart by `kind`.
+    """
+    ALTER TABLE render_runs RENAME TO array_runs;
+    ALTER TABLE array_runs ADD COLUMN kind TEXT NOT NULL DEFAULT 'render';
+    ALTER TABLE array_runs RENAME COLUMN encode_job_id TO final_job_id;
+    ALTER TABLE render_chunks RENAME TO array_tasks;
+    CREATE INDEX array_runs_by_cluster ON array_runs (cluster, kind);
+    """,
 ]
 
 
@@ -171,7 +181,10 @@ class IndexSessionRecord:
 
 
 @dataclass(frozen=True)
-class RenderChunkRecord:
+class ArrayTaskRecord:
+    """One task of a run's job array: a render chunk (frames first..last) or a score
+    shard (rows first..last)."""
+
     index: int
     first: int
     last: int
@@ -180,18 +193,21 @@ class RenderChunkRecord:
 
 
 @dataclass(frozen=True)
-class RenderRunRecord:
+class ArrayRunRecord:
+    """A render or score run: a job array of tasks, then one final job (encode, merge)."""
+
     id: int
     cluster: str
+    kind: str  # render | score
     name: str
     plan: dict[str, Any]
-    status: str  # submitting | rendering | encoding | done | failed | cancelled
+    status: str  # submitting | rendering/scoring | encoding/merging | done | failed | cancelled
     detail: str
     array_job_id: str | None
-    encode_job_id: str | None
-    output: str  # what the user named: a directory or an s3:// prefix
+    final_job_id: str | None
+    output: str  # what the user named: a directory, a file or an s3:// URL
     created_at: float
-    chunks: tuple[RenderChunkRecord, ...]
+    tasks: tuple[ArrayTaskRecord, ...]
 
 
 class StateStore:
@@ -448,90 +464,94 @@ class StateStore:
             ),
         )
 
-    # render runs ---------------------------------------------------------------------------
+    # array runs (render, score) ----------------------------------------------------------
 
-    def create_render_run(
+    def create_array_run(
         self,
+        kind: str,
         cluster: str,
         name: str,
         plan: Mapping[str, Any],
         output: str,
-        chunks: list[tuple[int, int, int]],
+        tasks: list[tuple[int, int, int]],
     ) -> int:
+        """The run and its tasks (index, first, last), recorded before anything is
+        submitted: a failed submission leaves a "failed" run, never a missing one."""
         now = time.time()
         with self._transaction() as db:
             cur = db.execute(
-                """INSERT INTO render_runs
-                   (cluster, name, plan, status, output, created_at, updated_at)
-                   VALUES (?, ?, ?, 'submitting', ?, ?, ?)""",
-                (cluster, name, json.dumps(dict(plan), sort_keys=True), output, now, now),
+                """INSERT INTO array_runs
+                   (kind, cluster, name, plan, status, output, created_at, updated_at)
+                   VALUES (?, ?, ?, ?, 'submitting', ?, ?, ?)""",
+                (kind, cluster, name, json.dumps(dict(plan), sort_keys=True), output, now, now),
             )
             run_id = int(cur.lastrowid or 0)
             db.executemany(
-                "INSERT INTO render_chunks (run_id, idx, first, last, status) "
+                "INSERT INTO array_tasks (run_id, idx, first, last, status) "
                 "VALUES (?, ?, ?, ?, 'pending')",
-                [(run_id, index, first, last) for index, first, last in chunks],
+                [(run_id, index, first, last) for index, first, last in tasks],
             )
         return run_id
 
-    def set_render_run(
+    def set_array_run(
         self,
         run_id: int,
         status: str,
         *,
         detail: str = "",
         array_job_id: str | None = None,
-        encode_job_id: str | None = None,
+        final_job_id: str | None = None,
     ) -> None:
         self._db.execute(
-            """UPDATE render_runs SET status=?, detail=?,
-               array_job_id=COALESCE(?, array_job_id), encode_job_id=COALESCE(?, encode_job_id),
+            """UPDATE array_runs SET status=?, detail=?,
+               array_job_id=COALESCE(?, array_job_id), final_job_id=COALESCE(?, final_job_id),
                updated_at=? WHERE id=?""",
-            (status, detail, array_job_id, encode_job_id, time.time(), run_id),
+            (status, detail, array_job_id, final_job_id, time.time(), run_id),
         )
 
-    def set_render_run_plan(self, run_id: int, plan: Mapping[str, Any]) -> None:
+    def set_array_run_plan(self, run_id: int, plan: Mapping[str, Any]) -> None:
         self._db.execute(
-            "UPDATE render_runs SET plan=?, updated_at=? WHERE id=?",
+            "UPDATE array_runs SET plan=?, updated_at=? WHERE id=?",
             (json.dumps(dict(plan), sort_keys=True), time.time(), run_id),
         )
 
-    def set_render_chunks(self, run_id: int, updates: list[tuple[int, str, int]]) -> None:
-        """(index, status, attempts) for each chunk whose state changed."""
+    def set_array_tasks(self, run_id: int, updates: list[tuple[int, str, int]]) -> None:
+        """(index, status, attempts) for each task whose state changed."""
         with self._transaction() as db:
             db.executemany(
-                "UPDATE render_chunks SET status=?, attempts=? WHERE run_id=? AND idx=?",
+                "UPDATE array_tasks SET status=?, attempts=? WHERE run_id=? AND idx=?",
                 [(status, attempts, run_id, index) for index, status, attempts in updates],
             )
 
-    def render_run(self, run_id: int) -> RenderRunRecord | None:
-        row = self._db.execute("SELECT * FROM render_runs WHERE id=?", (run_id,)).fetchone()
-        return self._render_run(row) if row else None
+    def array_run(self, run_id: int) -> ArrayRunRecord | None:
+        row = self._db.execute("SELECT * FROM array_runs WHERE id=?", (run_id,)).fetchone()
+        return self._array_run(row) if row else None
 
-    def render_runs(self, cluster: str) -> list[RenderRunRecord]:
+    def array_runs(self, cluster: str, kind: str) -> list[ArrayRunRecord]:
         rows = self._db.execute(
-            "SELECT * FROM render_runs WHERE cluster=? ORDER BY id", (cluster,)
+            "SELECT * FROM array_runs WHERE cluster=? AND kind=? ORDER BY id", (cluster, kind)
         ).fetchall()
-        return [self._render_run(r) for r in rows]
+        return [self._array_run(r) for r in rows]
 
-    def _render_run(self, row: sqlite3.Row) -> RenderRunRecord:
-        chunks = self._db.execute(
-            "SELECT * FROM render_chunks WHERE run_id=? ORDER BY idx", (row["id"],)
+    def _array_run(self, row: sqlite3.Row) -> ArrayRunRecord:
+        tasks = self._db.execute(
+            "SELECT * FROM array_tasks WHERE run_id=? ORDER BY idx", (row["id"],)
         ).fetchall()
-        return RenderRunRecord(
+        return ArrayRunRecord(
             id=row["id"],
             cluster=row["cluster"],
+            kind=row["kind"],
             name=row["name"],
             plan=json.loads(row["plan"]),
             status=row["status"],
             detail=row["detail"],
             array_job_id=row["array_job_id"],
-            encode_job_id=row["encode_job_id"],
+            final_job_id=row["final_job_id"],
             output=row["output"],
             created_at=row["created_at"],
-            chunks=tuple(
-                RenderChunkRecord(c["idx"], c["first"], c["last"], c["status"], c["attempts"])
-                for c in chunks
+            tasks=tuple(
+                ArrayTaskRecord(t["idx"], t["first"], t["last"], t["status"], t["attempts"])
+                for t in tasks
             ),
         )
 

@@ -21,7 +21,7 @@ from hpcrun.cli._common import (
 
 if TYPE_CHECKING:
     from hpcrun.services.render import RenderRuns, RenderView
-    from hpcrun.state import RenderRunRecord
+    from hpcrun.state import ArrayRunRecord
 
 
 def render(
@@ -163,7 +163,7 @@ def render(
         else:
             console().print(
                 f"render run {run.id} submitted ({view.frames_total} frames, "
-                f"{len(run.chunks)} chunks); follow it with `hpcrun render status {run.id}`"
+                f"{len(run.tasks)} chunks); follow it with `hpcrun render status {run.id}`"
             )
         return
     view = _follow(runs, run, quiet=json_out)
@@ -181,7 +181,7 @@ def _runs(cluster: str | None, quiet: bool) -> tuple[RenderRuns, RichProgress]:
     return open_service(RenderRuns, cluster, quiet)
 
 
-def _follow(runs: RenderRuns, run: RenderRunRecord, quiet: bool) -> RenderView:
+def _follow(runs: RenderRuns, run: ArrayRunRecord, quiet: bool) -> RenderView:
     """Poll until the run ends, with a progress bar of frames (rate, ETA, failed chunks)."""
     from rich.progress import (
         BarColumn,
@@ -211,7 +211,7 @@ def _follow(runs: RenderRuns, run: RenderRunRecord, quiet: bool) -> RenderView:
 
         def tick(view: RenderView) -> None:
             elapsed = max(time.monotonic() - started, 1e-6)
-            failed = sum(1 for c in view.run.chunks if c.status == "failed")
+            failed = sum(1 for c in view.run.tasks if c.status == "failed")
             bar.update(
                 task,
                 completed=view.frames_done,
@@ -244,11 +244,11 @@ def _print_view(view: RenderView) -> None:
     )
     out.print(f"  frames: {view.frames_done} of {view.frames_total} in {run.plan['frames_dir']}")
     counts: dict[str, int] = {}
-    for chunk in run.chunks:
+    for chunk in run.tasks:
         counts[chunk.status] = counts.get(chunk.status, 0) + 1
     if counts:
         out.print("  chunks: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
-    retried = [c for c in run.chunks if c.attempts > 1]
+    retried = [c for c in run.tasks if c.attempts > 1]
     if retried:
         out.print(
             "  retried: " + ", ".join(f"chunk {c.index} ({c.attempts} attempts)" for c in retried)

@@ -89,7 +89,8 @@ class _ValueNoise:
         i = self._iz[z0:z1]
         w = self._wz[z0:z1, None, None]
         lo = self._plane[i]
-        return lo + (self._plane[i + 1] - lo) * w
+        value: F32 = lo + (self._plane[i + 1] - lo) * w
+        return value
 
 
 def _store(out: npt.NDArray[np.generic], z0: int, z1: int, value: F32, top: int) -> None:

@@ -12,21 +12,17 @@ that can then never start is cancelled.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import posixpath
 import shlex
-import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from hpcrun.backends.base import Backend, Progress
 from hpcrun.errors import HpcrunError, UsageError
-from hpcrun.services.base import ClusterService
-from hpcrun.slurm.parse import Job
-from hpcrun.state import RenderRunRecord, StateStore
+from hpcrun.services.array import ArrayRuns
+from hpcrun.state import ArrayRunRecord, ArrayTaskRecord, StateStore
 from hpcrun.storage.s3 import S3Url, Uploader, is_s3_url, parse_s3_url
 from hpcrun.workloads.blender import (
     COMPLETE_PNG_SH,
@@ -49,7 +45,6 @@ _PROBE = (
     "import bpy; s = bpy.context.scene; "
     "print('HPCRUN_SCENE', s.frame_start, s.frame_end, s.render.fps / s.render.fps_base)"
 )
-TERMINAL = {"done", "failed", "cancelled"}
 
 
 @dataclass(frozen=True)
@@ -74,7 +69,7 @@ class RenderRequest:
 class RenderView:
     """A run as it stands: what `render status` prints and `--json` returns."""
 
-    run: RenderRunRecord
+    run: ArrayRunRecord
     frames_total: int
     frames_done: int
     failed: list[dict[str, Any]] = field(default_factory=list)  # chunk, frames, log tail
@@ -93,8 +88,8 @@ class RenderView:
             "s3_output": plan.get("s3_output"),
             "uploaded": self.uploaded,
             "array_job_id": self.run.array_job_id,
-            "encode_job_id": self.run.encode_job_id,
-            "chunks": [asdict(c) for c in self.run.chunks],
+            "encode_job_id": self.run.final_job_id,
+            "chunks": [asdict(c) for c in self.run.tasks],
             "failed_chunks": self.failed,
         }
 
@@ -121,8 +116,15 @@ def load_job_file(path: Path) -> tuple[str, str]:
     return str(blend), f"{int(data['start'])}-{int(data['end'])}"
 
 
-class RenderRuns(ClusterService):
+class RenderRuns(ArrayRuns["RenderView"]):
     """Render runs of one cluster."""
+
+    KIND = "render"
+    TASK = "chunk"
+    FINAL = "encode"
+    WORKING = "rendering"
+    FINISHING = "encoding"
+    START_HINT = "start one with `hpcrun render FILE.blend --frames 1-24`"
 
     def __init__(
         self, store: StateStore, cluster: str, backend: Backend, progress: Progress | None = None
@@ -139,7 +141,7 @@ class RenderRuns(ClusterService):
 
     # submit ------------------------------------------------------------------------------
 
-    def submit(self, request: RenderRequest) -> RenderRunRecord:
+    def submit(self, request: RenderRequest) -> ArrayRunRecord:
         s3_output = (
             parse_s3_url(request.output) if request.output and is_s3_url(request.output) else None
         )
@@ -208,7 +210,8 @@ class RenderRuns(ClusterService):
                 f"{len(done)} of {len(frames)} frames already rendered: "
                 f"rendering the other {len(missing)}"
             )
-        run_id = self.store.create_render_run(
+        run_id = self.store.create_array_run(
+            self.KIND,
             self.cluster,
             name,
             {},
@@ -216,12 +219,14 @@ class RenderRuns(ClusterService):
             [(c.index, c.start, c.end) for c in chunks],
         )
         plan = replace(plan, run_dir=posixpath.join(self.site.workspace, "render", str(run_id)))
-        try:
+
+        def submit() -> tuple[str | None, str | None]:
             self._save_plan(run_id, plan, s3_output)
             self._write_files(plan, chunks)
             array_id = None
             if chunks:
                 array_id = self.slurm.submit(array_spec(plan, chunks))
+                self.store.set_array_run(run_id, "submitting", array_job_id=array_id)
                 self.progress.step(
                     f"job array {array_id}: {len(chunks)} chunk(s) of up to {plan.chunk} "
                     f"frame(s), {len(missing)} frames"
@@ -230,30 +235,15 @@ class RenderRuns(ClusterService):
             if plan.video is not None:
                 encode_id = self.slurm.submit(encode_spec(plan, array_id))
                 self.progress.step(f"job {encode_id}: encodes {name}.mp4 when every frame exists")
-            status = "rendering" if array_id else "encoding" if encode_id else "done"
-            self.store.set_render_run(
-                run_id, status, array_job_id=array_id, encode_job_id=encode_id
-            )
-        except BaseException as exc:
-            self._undo_submit(run_id, exc)
-            raise
-        record = self.store.render_run(run_id)
-        assert record is not None
-        return record
+            return array_id, encode_id
 
-    def _undo_submit(self, run_id: int, exc: BaseException) -> None:
-        record = self.store.render_run(run_id)
-        ids = [i for i in (record.array_job_id, record.encode_job_id) if i] if record else []
-        with contextlib.suppress(HpcrunError):
-            self.slurm.cancel(ids)
-        reason = getattr(exc, "message", None) or str(exc) or type(exc).__name__
-        self.store.set_render_run(run_id, "failed", detail=reason)
+        return self.submit_jobs(run_id, submit)
 
     def _save_plan(self, run_id: int, plan: RenderPlan, s3_output: S3Url | None) -> None:
         data = asdict(plan)
         data["frames"] = [plan.frames.start, plan.frames.end]
         data["s3_output"] = str(s3_output) if s3_output is not None else None
-        self.store.set_render_run_plan(run_id, data)
+        self.store.set_array_run_plan(run_id, data)
 
     def _fetch_blend(self, url: S3Url) -> str:
         """Download an s3:// .blend into the workspace, where every node can read it."""
@@ -367,51 +357,23 @@ class RenderRuns(ClusterService):
 
     # status ------------------------------------------------------------------------------
 
-    def run(self, run_id: int | None = None) -> RenderRunRecord:
-        if run_id is not None:
-            found = self.store.render_run(run_id)
-            if found is None or found.cluster != self.cluster:
-                raise HpcrunError(
-                    f"no render run {run_id} on cluster {self.cluster}",
-                    "list them with `hpcrun render status`",
-                )
-            return found
-        runs = self.store.render_runs(self.cluster)
-        if not runs:
-            raise HpcrunError(
-                f"no render runs on cluster {self.cluster}",
-                "start one with `hpcrun render FILE.blend --frames 1-24`",
-            )
-        return runs[-1]
+    def describe_task(self, task: ArrayTaskRecord) -> dict[str, Any]:
+        return {"chunk": task.index, "frames": f"{task.first}-{task.last}"}
 
-    def refresh(self, run: RenderRunRecord) -> RenderView:
+    def view(self, run: ArrayRunRecord) -> RenderView:
+        return self.refresh(run)
+
+    def refresh(self, run: ArrayRunRecord) -> RenderView:
         """The run's state from Slurm (one squeue call) and its frames directory (one
         listing); chunk rows and the run's status are updated to match."""
+        run = self.refresh_state(run)
         plan = run.plan
         first, last = plan["frames"]
-        total = last - first + 1
-        if run.status not in TERMINAL and run.status != "submitting":
-            ids = [i for i in (run.array_job_id, run.encode_job_id) if i]
-            jobs = self.slurm.jobs(ids)
-            tasks = {
-                int(j.array_task_id): j
-                for j in jobs
-                if j.array_task_id is not None and j.job_id.split("_")[0] == run.array_job_id
-            }
-            updates = self._chunk_updates(run, tasks)
-            if updates:
-                self.store.set_render_chunks(run.id, updates)
-                run = self._reload(run.id)
-            encode = next((j for j in jobs if j.job_id == run.encode_job_id), None)
-            status, detail = self._run_status(run, tasks, encode)
-            if (status, detail) != (run.status, run.detail):
-                self.store.set_render_run(run.id, status, detail=detail)
-                run = self._reload(run.id)
         done = self._count_frames(plan["frames_dir"], first, last)
         uploaded = self._upload(run) if plan.get("s3_output") else None
-        return RenderView(run, total, done, self._failed_chunks(run), uploaded)
+        return RenderView(run, last - first + 1, done, self.failed_tasks(run), uploaded)
 
-    def _upload(self, run: RenderRunRecord) -> int:
+    def _upload(self, run: ArrayRunRecord) -> int:
         """Send the run's finished frames (and, once encoded, its video) to its S3 prefix;
         return how many of its files are there. Called on every refresh, so frames
         upload while the rest still render, and `render status` finishes a detached run's
@@ -442,24 +404,6 @@ class RenderRuns(ClusterService):
             count += sent.uploaded + sent.skipped
         return count
 
-    def _reload(self, run_id: int) -> RenderRunRecord:
-        fresh = self.store.render_run(run_id)
-        assert fresh is not None
-        return fresh
-
-    def _failed_chunks(self, run: RenderRunRecord) -> list[dict[str, Any]]:
-        """Each failed chunk with the end of its log: what went wrong, every attempt."""
-        return [
-            {
-                "chunk": c.index,
-                "frames": f"{c.first}-{c.last}",
-                "attempts": c.attempts,
-                "log_tail": "\n".join(self._chunk_log(run, c.index).strip().splitlines()[-8:]),
-            }
-            for c in run.chunks
-            if c.status == "failed"
-        ]
-
     def _count_frames(self, frames_dir: str, first: int, last: int) -> int:
         listing = self.slurm.runner.run(["ls", frames_dir])
         names = listing.stdout.split() if listing.ok else []
@@ -472,87 +416,6 @@ class RenderRuns(ClusterService):
             and n[6:10].isdigit()
             and first <= int(n[6:10]) <= last
         )
-
-    def _chunk_updates(
-        self, run: RenderRunRecord, tasks: dict[int, Job]
-    ) -> list[tuple[int, str, int]]:
-        """(index, status, attempts) of the chunks whose array task changed state; the
-        attempts are counted from the chunk's log once it has ended."""
-        updates: list[tuple[int, str, int]] = []
-        for chunk in run.chunks:
-            job = tasks.get(chunk.index)
-            if job is None:
-                continue  # not listed (yet, or aged out): keep what was recorded
-            state = str(job.state)
-            if state == "COMPLETED":
-                status = "done"
-            elif state in {"RUNNING", "COMPLETING"}:
-                status = "running"
-            elif job.state.is_terminal:
-                status = "failed"
-            else:
-                status = "pending"
-            attempts = chunk.attempts
-            if status != chunk.status and status in {"done", "failed"}:
-                attempts = self._chunk_log(run, chunk.index).count(" attempt ")
-            if (status, attempts) != (chunk.status, chunk.attempts):
-                updates.append((chunk.index, status, attempts))
-        return updates
-
-    def _chunk_log(self, run: RenderRunRecord, index: int) -> str:
-        return self.read_text(f"{run.plan['run_dir']}/logs/chunk-{index}.out")
-
-    def _run_status(
-        self, run: RenderRunRecord, tasks: dict[int, Job], encode: Job | None
-    ) -> tuple[str, str]:
-        failed = [c for c in run.chunks if c.status == "failed"]
-        if failed:
-            if encode is not None and not encode.state.is_terminal:
-                with contextlib.suppress(HpcrunError):
-                    self.slurm.cancel([encode.job_id])  # its afterok can never be met
-            names = ", ".join(f"chunk {c.index} (frames {c.first}-{c.last})" for c in failed)
-            return "failed", f"{names} failed every attempt"
-        chunks_done = all(c.status == "done" for c in run.chunks)
-        if run.encode_job_id is None:
-            return ("done", "") if chunks_done else ("rendering", "")
-        if encode is None:
-            return run.status, run.detail
-        if str(encode.state) == "COMPLETED":
-            return "done", ""
-        if encode.state.is_terminal:
-            text = self.read_text(f"{run.plan['run_dir']}/logs/encode.out")
-            tail = " / ".join(text.strip().splitlines()[-3:]) or "(no log)"
-            return "failed", f"the encode job {encode.job_id} ended {encode.state}: {tail}"
-        return ("encoding", "") if chunks_done else ("rendering", "")
-
-    def watch(
-        self,
-        run: RenderRunRecord,
-        tick: Callable[[RenderView], None],
-        *,
-        poll_s: float = 1.0,
-        timeout_s: float | None = None,
-    ) -> RenderView:
-        """Refresh until the run ends (or `timeout_s`), calling `tick` each time."""
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        while True:
-            view = self.refresh(run)
-            tick(view)
-            if view.run.status in TERMINAL:
-                return view
-            if deadline is not None and time.monotonic() >= deadline:
-                return view
-            time.sleep(poll_s)
-            run = view.run
-
-    def cancel(self, run: RenderRunRecord) -> RenderRunRecord:
-        ids = [i for i in (run.array_job_id, run.encode_job_id) if i]
-        if ids:
-            self.slurm.cancel(ids)
-        self.store.set_render_run(run.id, "cancelled", detail="cancelled by the user")
-        fresh = self.store.render_run(run.id)
-        assert fresh is not None
-        return fresh
 
 
 def png_is_complete(path: Path) -> bool:

@@ -201,3 +201,18 @@ def _env_argv(env: Mapping[str, str]) -> Sequence[str]:
 
 def _template(name: str) -> jinja2.Template:
     return template("hpcrun.slurm", name)
+
+
+def array_range(task_ids: Sequence[int], max_parallel: int | None) -> str:
+    """Slurm's --array value for these task ids, runs of consecutive ids collapsed."""
+    parts: list[str] = []
+    ids = sorted(set(task_ids))
+    run_start = prev = ids[0]
+    for task in [*ids[1:], None]:
+        if task is not None and task == prev + 1:
+            prev = task
+            continue
+        parts.append(str(run_start) if run_start == prev else f"{run_start}-{prev}")
+        if task is not None:
+            run_start = prev = task
+    return ",".join(parts) + (f"%{max_parallel}" if max_parallel else "")

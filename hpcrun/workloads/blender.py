@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from hpcrun.errors import UsageError
-from hpcrun.slurm.spec import JobSpec
+from hpcrun.slurm.spec import JobSpec, array_range
 from hpcrun.templates import template
 
 if TYPE_CHECKING:
@@ -187,21 +187,6 @@ class RenderPlan:
 def chunk_table(chunks: Sequence[Chunk]) -> str:
     """Line i+1 is array task i: `index start end`."""
     return "".join(f"{c.index} {c.start} {c.end}\n" for c in chunks)
-
-
-def array_range(task_ids: Sequence[int], max_parallel: int | None) -> str:
-    """Slurm's --array value for these task ids, runs of consecutive ids collapsed."""
-    parts: list[str] = []
-    ids = sorted(set(task_ids))
-    run_start = prev = ids[0]
-    for task in [*ids[1:], None]:
-        if task is not None and task == prev + 1:
-            prev = task
-            continue
-        parts.append(str(run_start) if run_start == prev else f"{run_start}-{prev}")
-        if task is not None:
-            run_start = prev = task
-    return ",".join(parts) + (f"%{max_parallel}" if max_parallel else "")
 
 
 def array_spec(plan: RenderPlan, chunks: Sequence[Chunk]) -> JobSpec:

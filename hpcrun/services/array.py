@@ -1,0 +1,230 @@
+"""What render runs and score runs share: a Slurm job array of tasks, then one final job.
+
+A render run is frame chunks then an ffmpeg encode; a score run is table shards then a
+merge. To Slurm and to the state store they are the same thing, so the bookkeeping lives
+here once: finding a run, reading the array's state with one `squeue` call, counting a
+task's attempts from its log once it ends, failing the run when a task failed every
+attempt (and cancelling the final job, whose `afterok` can then never be met), watching,
+cancelling, and undoing a half-done submission. Subclasses say what a task is called,
+where its log is, and what "done" looks like on disk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, Generic, TypeVar
+
+from hpcrun.errors import HpcrunError
+from hpcrun.services.base import ClusterService
+from hpcrun.slurm.parse import Job
+from hpcrun.state import ArrayRunRecord, ArrayTaskRecord
+
+TERMINAL = {"done", "failed", "cancelled"}
+V = TypeVar("V")
+
+
+class ArrayRuns(ClusterService, Generic[V]):
+    """Runs of one kind on one cluster; V is the view `refresh` returns."""
+
+    KIND: ClassVar[str]  # the state store's kind: render | score
+    TASK: ClassVar[str]  # what one array task is called: chunk | shard
+    FINAL: ClassVar[str]  # what the final job does: encode | merge
+    WORKING: ClassVar[str]  # the run's status while tasks run: rendering | scoring
+    FINISHING: ClassVar[str]  # ... while the final job runs: encoding | merging
+    START_HINT: ClassVar[str]  # how to start a run, for "no runs yet"
+
+    # Subclass hooks --------------------------------------------------------------------
+
+    def task_log(self, run: ArrayRunRecord, index: int) -> str:
+        return f"{run.plan['run_dir']}/logs/{self.TASK}-{index}.out"
+
+    def final_log(self, run: ArrayRunRecord) -> str:
+        return f"{run.plan['run_dir']}/logs/{self.FINAL}.out"
+
+    def describe_task(self, task: ArrayTaskRecord) -> dict[str, Any]:
+        """A task as `--json` and failure reports name it."""
+        return {self.TASK: task.index, "first": task.first, "last": task.last}
+
+    def view(self, run: ArrayRunRecord) -> V:
+        raise NotImplementedError
+
+    # Finding runs ----------------------------------------------------------------------
+
+    def run(self, run_id: int | None = None) -> ArrayRunRecord:
+        noun = f"{self.KIND} run"
+        if run_id is not None:
+            found = self.store.array_run(run_id)
+            if found is None or found.cluster != self.cluster or found.kind != self.KIND:
+                raise HpcrunError(
+                    f"no {noun} {run_id} on cluster {self.cluster}",
+                    f"list them with `hpcrun {self.KIND} status`",
+                )
+            return found
+        runs = self.store.array_runs(self.cluster, self.KIND)
+        if not runs:
+            raise HpcrunError(f"no {noun}s on cluster {self.cluster}", self.START_HINT)
+        return runs[-1]
+
+    def reload(self, run_id: int) -> ArrayRunRecord:
+        fresh = self.store.array_run(run_id)
+        assert fresh is not None
+        return fresh
+
+    # Following Slurm -------------------------------------------------------------------
+
+    def refresh_state(self, run: ArrayRunRecord) -> ArrayRunRecord:
+        """The run as Slurm sees it now (one squeue call); task rows and the run's status
+        are updated to match."""
+        if run.status in TERMINAL or run.status == "submitting":
+            return run
+        ids = [i for i in (run.array_job_id, run.final_job_id) if i]
+        jobs = self.slurm.jobs(ids)
+        tasks = {
+            int(j.array_task_id): j
+            for j in jobs
+            if j.array_task_id is not None and j.job_id.split("_")[0] == run.array_job_id
+        }
+        updates = self._task_updates(run, tasks)
+        if updates:
+            self.store.set_array_tasks(run.id, updates)
+            run = self.reload(run.id)
+        final = next((j for j in jobs if j.job_id == run.final_job_id), None)
+        status, detail = self._run_status(run, final)
+        if (status, detail) != (run.status, run.detail):
+            self.store.set_array_run(run.id, status, detail=detail)
+            run = self.reload(run.id)
+        return run
+
+    def _task_updates(
+        self, run: ArrayRunRecord, tasks: dict[int, Job]
+    ) -> list[tuple[int, str, int]]:
+        """(index, status, attempts) of the tasks whose array task changed state; the
+        attempts are counted from the task's log once it has ended."""
+        updates: list[tuple[int, str, int]] = []
+        for task in run.tasks:
+            job = tasks.get(task.index)
+            if job is None:
+                continue  # not listed (yet, or aged out): keep what was recorded
+            state = str(job.state)
+            if state == "COMPLETED":
+                status = "done"
+            elif state in {"RUNNING", "COMPLETING"}:
+                status = "running"
+            elif job.state.is_terminal:
+                status = "failed"
+            else:
+                status = "pending"
+            attempts = task.attempts
+            if status != task.status and status in {"done", "failed"}:
+                attempts = self.read_text(self.task_log(run, task.index)).count(" attempt ")
+            if (status, attempts) != (task.status, task.attempts):
+                updates.append((task.index, status, attempts))
+        return updates
+
+    def _run_status(self, run: ArrayRunRecord, final: Job | None) -> tuple[str, str]:
+        failed = [t for t in run.tasks if t.status == "failed"]
+        if failed:
+            if final is not None and not final.state.is_terminal:
+                with contextlib.suppress(HpcrunError):
+                    self.slurm.cancel([final.job_id])  # its afterok can never be met
+            names = ", ".join(self._task_name(t) for t in failed)
+            return "failed", f"{names} failed every attempt"
+        tasks_done = all(t.status == "done" for t in run.tasks)
+        if run.final_job_id is None:
+            return ("done", "") if tasks_done else (self.WORKING, "")
+        if final is None:
+            return run.status, run.detail
+        if str(final.state) == "COMPLETED":
+            return "done", ""
+        if final.state.is_terminal:
+            text = self.read_text(self.final_log(run))
+            tail = " / ".join(text.strip().splitlines()[-3:]) or "(no log)"
+            return "failed", f"the {self.FINAL} job {final.job_id} ended {final.state}: {tail}"
+        return (self.FINISHING, "") if tasks_done else (self.WORKING, "")
+
+    def _task_name(self, task: ArrayTaskRecord) -> str:
+        described = self.describe_task(task)
+        extra = ", ".join(f"{k} {v}" for k, v in described.items() if k != self.TASK)
+        return f"{self.TASK} {task.index}" + (f" ({extra})" if extra else "")
+
+    def failed_tasks(self, run: ArrayRunRecord) -> list[dict[str, Any]]:
+        """Each failed task with the end of its log: what went wrong, every attempt."""
+        return [
+            {
+                **self.describe_task(t),
+                "attempts": t.attempts,
+                "log_tail": "\n".join(
+                    self.read_text(self.task_log(run, t.index)).strip().splitlines()[-8:]
+                ),
+            }
+            for t in run.tasks
+            if t.status == "failed"
+        ]
+
+    def watch(
+        self,
+        run: ArrayRunRecord,
+        tick: Callable[[V], None],
+        *,
+        poll_s: float = 1.0,
+        timeout_s: float | None = None,
+    ) -> V:
+        """Refresh until the run ends (or `timeout_s`), calling `tick` each time."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            view = self.view(run)
+            tick(view)
+            run = self.run_of(view)
+            if run.status in TERMINAL:
+                return view
+            if deadline is not None and time.monotonic() >= deadline:
+                return view
+            time.sleep(poll_s)
+
+    def run_of(self, view: V) -> ArrayRunRecord:
+        found = getattr(view, "run", None)
+        assert isinstance(found, ArrayRunRecord)
+        return found
+
+    # Changing runs ---------------------------------------------------------------------
+
+    def cancel(self, run: ArrayRunRecord) -> ArrayRunRecord:
+        ids = [i for i in (run.array_job_id, run.final_job_id) if i]
+        if ids:
+            self.slurm.cancel(ids)
+        self.store.set_array_run(run.id, "cancelled", detail="cancelled by the user")
+        return self.reload(run.id)
+
+    def undo_submit(self, run_id: int, exc: BaseException) -> None:
+        """A submission that failed half-way: cancel what reached Slurm, record why."""
+        record = self.store.array_run(run_id)
+        ids = [i for i in (record.array_job_id, record.final_job_id) if i] if record else []
+        with contextlib.suppress(HpcrunError):
+            self.slurm.cancel(ids)
+        reason = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+        self.store.set_array_run(run_id, "failed", detail=reason)
+
+    def submit_jobs(
+        self,
+        run_id: int,
+        submit: Callable[[], tuple[str | None, str | None]],
+    ) -> ArrayRunRecord:
+        """Run `submit` (returns the array's and the final job's ids) and record the run as
+        started; anything that fails on the way undoes the submission."""
+        try:
+            array_id, final_id = submit()
+            status = self.WORKING if array_id else self.FINISHING if final_id else "done"
+            self.store.set_array_run(run_id, status, array_job_id=array_id, final_job_id=final_id)
+        except BaseException as exc:
+            self.undo_submit(run_id, exc)
+            raise
+        return self.reload(run_id)
+
+
+def task_counts(tasks: Sequence[ArrayTaskRecord]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for task in tasks:
+        counts[task.status] = counts.get(task.status, 0) + 1
+    return counts
