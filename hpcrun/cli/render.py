@@ -4,12 +4,12 @@ then an ffmpeg encode), and `hpcrun render status [RUN]`."""
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from hpcrun.cli._array import follow, print_tasks, status_target
 from hpcrun.cli._common import (
     ClusterOption,
     JsonOption,
@@ -112,12 +112,8 @@ def render(
       hpcrun render status          # the newest run; `status 3` for run 3
     """
     args = list(target or [])
-    if args[:1] == ["status"]:
-        if len(args) > 2:
-            raise typer.BadParameter("`render status` takes at most one run id")
-        run_id = int(args[1]) if len(args) == 2 and args[1].isdigit() else None
-        if len(args) == 2 and run_id is None:
-            raise typer.BadParameter(f"run id {args[1]!r} is not a number")
+    wants_status, run_id = status_target(args)
+    if wants_status:
         _status(run_id, cancel, cluster, json_out)
         return
     from hpcrun.errors import UsageError
@@ -182,45 +178,10 @@ def _runs(cluster: str | None, quiet: bool) -> tuple[RenderRuns, RichProgress]:
 
 
 def _follow(runs: RenderRuns, run: ArrayRunRecord, quiet: bool) -> RenderView:
-    """Poll until the run ends, with a progress bar of frames (rate, ETA, failed chunks)."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
     total = run.plan["frames"][1] - run.plan["frames"][0] + 1
-    bar = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("frames {task.fields[rate]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[failed]}"),
-        console=console(stderr=True),
-        disable=quiet,
-        transient=False,
+    return follow(
+        runs, run, total=total, unit="frames", done_of=lambda v: v.frames_done, quiet=quiet
     )
-    started = time.monotonic()
-    with bar:
-        task = bar.add_task(f"run {run.id}", total=total, rate="", failed="")
-
-        def tick(view: RenderView) -> None:
-            elapsed = max(time.monotonic() - started, 1e-6)
-            failed = sum(1 for c in view.run.tasks if c.status == "failed")
-            bar.update(
-                task,
-                completed=view.frames_done,
-                description=f"run {view.run.id} {view.run.status}",
-                rate=f"{view.frames_done / elapsed:.2f}/s",
-                failed=f"{failed} chunk(s) failed" if failed else "",
-            )
-
-        return runs.watch(run, tick)
 
 
 def _status(run_id: int | None, cancel: bool, cluster: str | None, json_out: bool) -> None:
@@ -243,18 +204,6 @@ def _print_view(view: RenderView) -> None:
         + (f" — {run.detail}" if run.detail else "")
     )
     out.print(f"  frames: {view.frames_done} of {view.frames_total} in {run.plan['frames_dir']}")
-    counts: dict[str, int] = {}
-    for chunk in run.tasks:
-        counts[chunk.status] = counts.get(chunk.status, 0) + 1
-    if counts:
-        out.print("  chunks: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
-    retried = [c for c in run.tasks if c.attempts > 1]
-    if retried:
-        out.print(
-            "  retried: " + ", ".join(f"chunk {c.index} ({c.attempts} attempts)" for c in retried)
-        )
-    for failed in view.failed:
-        out.print(f"  [red]chunk {failed['chunk']} (frames {failed['frames']}) failed[/red]:")
-        out.print("    " + failed["log_tail"].replace("\n", "\n    "))
+    print_tasks(run, view.failed, "chunk")
     if run.plan.get("video") and run.status == "done":
         out.print(f"  video: {run.plan['video']}")

@@ -1,0 +1,105 @@
+"""What `hpcrun render` and `hpcrun score` share on the terminal: following a job-array run
+with a progress bar (done/total, rate, elapsed, ETA, failed tasks), and the
+`status [RUN]` argument both take in front of their options."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import typer
+
+from hpcrun.cli._common import console
+
+if TYPE_CHECKING:
+    from hpcrun.services.array import ArrayRuns
+    from hpcrun.state import ArrayRunRecord
+
+V = TypeVar("V")
+
+
+def status_target(args: list[str]) -> tuple[bool, int | None]:
+    """(`status` asked for, its run id) from a command's positional arguments."""
+    if args[:1] != ["status"]:
+        return False, None
+    if len(args) > 2:
+        raise typer.BadParameter("`status` takes at most one run id")
+    if len(args) == 2 and not args[1].isdigit():
+        raise typer.BadParameter(f"run id {args[1]!r} is not a number")
+    return True, int(args[1]) if len(args) == 2 else None
+
+
+def follow(
+    runs: ArrayRuns[V],
+    run: ArrayRunRecord,
+    *,
+    total: int,
+    unit: str,
+    done_of: Callable[[V], int],
+    quiet: bool,
+) -> V:
+    """Poll until the run ends, drawing a progress bar on stderr (nothing with --json)."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn(f"{unit} {{task.fields[rate]}}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[failed]}"),
+        console=console(stderr=True),
+        disable=quiet,
+        transient=False,
+    )
+    started = time.monotonic()
+    with bar:
+        task = bar.add_task(f"run {run.id}", total=total, rate="", failed="")
+
+        def tick(view: V) -> None:
+            current = runs.run_of(view)
+            elapsed = max(time.monotonic() - started, 1e-6)
+            failed = sum(1 for t in current.tasks if t.status == "failed")
+            done = done_of(view)
+            bar.update(
+                task,
+                completed=done,
+                description=f"run {current.id} {current.status}",
+                rate=f"{_rate(done / elapsed)}/s",
+                failed=f"{failed} {runs.TASK}(s) failed" if failed else "",
+            )
+
+        return runs.watch(run, tick)
+
+
+def _rate(value: float) -> str:
+    return f"{value:,.0f}" if value >= 100 else f"{value:.2f}"
+
+
+def print_tasks(run: ArrayRunRecord, failed: list[dict[str, Any]], noun: str) -> None:
+    """Task counts by state, retried tasks, and each failed task with its log's tail."""
+    out = console()
+    counts: dict[str, int] = {}
+    for task in run.tasks:
+        counts[task.status] = counts.get(task.status, 0) + 1
+    if counts:
+        out.print(f"  {noun}s: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    retried = [t for t in run.tasks if t.attempts > 1]
+    if retried:
+        out.print(
+            "  retried: " + ", ".join(f"{noun} {t.index} ({t.attempts} attempts)" for t in retried)
+        )
+    skip = (noun, "attempts", "log_tail")
+    for report in failed:
+        where = ", ".join(f"{k} {v}" for k, v in report.items() if k not in skip)
+        out.print(f"  [red]{noun} {report[noun]} ({where}) failed[/red]:")
+        out.print("    " + report["log_tail"].replace("\n", "\n    "))

@@ -1,0 +1,261 @@
+"""The score plan: shards that cover every row once and in order, the checks a table must
+pass before anything is submitted, and the generated files (golden): the shard script,
+the two jobs, and Triton's FIL model configuration."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hpcrun.errors import UsageError
+from hpcrun.workloads.score import (
+    ScorePlan,
+    Shard,
+    Unit,
+    array_spec,
+    check_table,
+    fil_config,
+    fil_model_repository,
+    merge_spec,
+    model_format_of,
+    model_path_in_repository,
+    output_layout,
+    output_width,
+    plan_shards,
+    shard_json,
+    shard_script,
+)
+from tests.golden_util import assert_golden
+
+
+def _covered_rows(units: list[Unit], shards: list[Shard]) -> list[int]:
+    """Every row number the shards read, in order (row groups: offset + rows)."""
+    starts, at = {}, 0
+    for unit in units:
+        starts[(unit.file, unit.row_group, unit.start)] = at
+        at += unit.rows
+    rows: list[int] = []
+    for shard in shards:
+        shard_rows: list[int] = []
+        for seg in shard.segments:
+            begin = starts[(seg["file"], seg.get("row_group"), seg.get("start"))]
+            offset = seg.get("offset", 0)
+            shard_rows += range(begin + offset, begin + offset + seg["rows"])
+        assert shard_rows[:1] == [shard.first_row]
+        assert len(shard_rows) == shard.rows
+        rows += shard_rows
+    return rows
+
+
+def test_parquet_shards_split_row_groups_evenly_and_in_order() -> None:
+    units = [Unit(file=f, row_group=g, rows=20_000) for f in range(2) for g in range(5)]
+    shards = plan_shards(units, 4)
+    assert [s.rows for s in shards] == [50_000] * 4
+    assert [s.first_row for s in shards] == [0, 50_000, 100_000, 150_000]
+    # Shard 1 starts half-way through row group 2 of file 0.
+    assert shards[1].segments[0] == {"file": 0, "row_group": 2, "offset": 10_000, "rows": 10_000}
+    assert _covered_rows(units, shards) == list(range(200_000))
+
+
+def test_csv_blocks_are_never_split_and_cuts_move_to_the_nearer_edge() -> None:
+    units = [
+        Unit(file=0, start=i * 100, end=(i + 1) * 100, rows=r)
+        for i, r in enumerate([30, 30, 30, 10])
+    ]
+    shards = plan_shards(units, 2)  # the ideal cut (row 50) is inside block 1: 20 vs 10
+    assert [(s.first_row, s.rows) for s in shards] == [(0, 60), (60, 40)]
+    assert all("offset" not in seg for s in shards for seg in s.segments)
+    assert shards[1].segments[0] == {"file": 0, "start": 200, "end": 300, "rows": 30}
+
+
+def test_fewer_shards_than_tasks_when_the_table_is_small_and_none_empty() -> None:
+    assert [s.rows for s in plan_shards([Unit(0, 3, row_group=0)], 8)] == [1, 1, 1]
+    csv = [Unit(0, 500, start=0, end=10), Unit(0, 500, start=10, end=20)]
+    assert [s.rows for s in plan_shards(csv, 4)] == [500, 500]
+    assert plan_shards([Unit(0, 0, row_group=0)], 4) == []
+    with pytest.raises(UsageError, match="at least 1"):
+        plan_shards(csv, 0)
+
+
+def test_random_layouts_cover_every_row_exactly_once() -> None:
+    rng = random.Random(7)
+    for _ in range(200):
+        parquet = rng.random() < 0.5
+        units = [
+            Unit(0, rng.randint(0, 50), row_group=i)
+            if parquet
+            else Unit(0, rng.randint(0, 50), start=i * 10, end=i * 10 + 10)
+            for i in range(rng.randint(1, 12))
+        ]
+        tasks = rng.randint(1, 9)
+        shards = plan_shards(units, tasks)
+        total = sum(u.rows for u in units)
+        assert _covered_rows(units, shards) == list(range(total))
+        assert len(shards) <= tasks and all(s.rows > 0 for s in shards)
+        assert [s.index for s in shards] == list(range(len(shards)))
+
+
+def test_output_layout_file_or_directory() -> None:
+    assert output_layout("/d/scores.parquet").parts_dir == "/d/scores.parts"
+    assert output_layout("/d/scores.parquet").summary == "/d/scores.parts/summary.json"
+    out = output_layout("/d/day1/")
+    assert (out.parts_dir, out.merged, out.summary) == (
+        "/d/day1/parts",
+        "/d/day1/predictions.parquet",
+        "/d/day1/summary.json",
+    )
+
+
+def test_model_format_from_the_suffix_or_the_flag() -> None:
+    assert model_format_of("m/model.json", None) == "xgboost_json"
+    assert model_format_of("m/model.UBJ", None) == "xgboost_ubj"
+    assert model_format_of("m/anything", "lightgbm") == "lightgbm"
+    with pytest.raises(UsageError, match="cannot tell the format"):
+        model_format_of("m/model.bin", None)
+    with pytest.raises(UsageError, match="not a format"):
+        model_format_of("m/model.json", "onnx")
+
+
+def _inspected(**model: Any) -> dict[str, Any]:
+    columns = [{"name": "id", "type": "int64"}] + [
+        {"name": f"f{i}", "type": "float"} for i in range(3)
+    ]
+    return {
+        "rows": 10,
+        "columns": columns,
+        "numeric": [c["name"] for c in columns],
+        "model": {"features": 3, "num_class": 0, "objective": "binary:logistic", **model},
+    }
+
+
+def test_table_checks_find_features_and_the_id_column() -> None:
+    found = check_table(_inspected(), "t.parquet", id_column=None, predict="proba")
+    assert (found.features, found.id_column) == (["f0", "f1", "f2"], "id")
+    # A model with feature names picks its columns by name, in its order.
+    named = _inspected(features=2, feature_names=["f2", "f0"])
+    found = check_table(named, "t.parquet", id_column=None, predict="proba")
+    assert found.features == ["f2", "f0"]
+
+
+def test_table_checks_name_each_mistake() -> None:
+    with pytest.raises(UsageError, match=r"expects 5 features but t\.parquet has 3 columns"):
+        check_table(_inspected(features=5), "t.parquet", id_column=None, predict="proba")
+    with pytest.raises(UsageError, match="holds no rows"):
+        check_table({**_inspected(), "rows": 0}, "t.parquet", id_column=None, predict="proba")
+    text = _inspected()
+    text["columns"].append({"name": "city", "type": "string"})
+    with pytest.raises(UsageError, match=r"column 'city' \(string\) is not numeric"):
+        check_table(text, "t.csv", id_column=None, predict="proba")
+    with pytest.raises(UsageError, match="'key' is not a column"):
+        check_table(_inspected(), "t.parquet", id_column="key", predict="proba")
+    regression = _inspected(objective="reg:squarederror")
+    with pytest.raises(UsageError, match="not a classifier"):
+        check_table(regression, "t.parquet", id_column=None, predict="class")
+
+
+def test_output_width() -> None:
+    assert output_width(0, "binary:logistic", "proba") == 1
+    assert output_width(3, "multi:softprob", "proba") == 3
+    assert output_width(3, "multi:softmax", "proba") == 1
+    assert output_width(3, "multi:softmax", "raw") == 3
+    assert output_width(3, "multi:softprob", "class") == 1
+
+
+PLAN = ScorePlan(
+    name="day 1",
+    run_dir="/home/u/.hpcrun/score/5",
+    python="/opt/venv/bin/python",
+    worker="/home/u/.hpcrun/score/bin/0123456789ab/score_task.py",
+    format="parquet",
+    files=["/data/day 1.parquet"],
+    column_types={},
+    csv_header=None,
+    features=["f0", "f1"],
+    id_column="id",
+    model="/models/m.json",
+    model_format="xgboost_json",
+    predict="proba",
+    threshold=0.5,
+    num_class=0,
+    objective="binary:logistic",
+    server="pytriton",
+    batch_rows=65536,
+    parts_dir="/out/day 1.parts",
+    merged="/out/day 1.parquet",
+    summary="/out/day 1.parts/summary.json",
+    rows=100,
+    shards=[shard_json(s) for s in plan_shards([Unit(0, 100, row_group=0)], 3)],
+    retries=2,
+    max_parallel=2,
+)
+
+
+def test_jobs_and_shard_script_golden() -> None:
+    array = array_spec(PLAN, [0, 2])
+    merge = merge_spec(PLAN, "41")
+    text = "# array job\n" + array.to_sbatch_script() + "# merge job\n" + merge.to_sbatch_script()
+    assert_golden("score_jobs.txt", text)
+    assert_golden("score_shard.sh", shard_script(PLAN))
+
+
+def test_shard_script_retries_until_the_part_exists(tmp_path: Path) -> None:
+    """The script for real in bash, with a fake 'python' that fails once, then writes."""
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    fake = tmp_path / "python"
+    count = tmp_path / "count"
+    fake.write_text(
+        "#!/bin/bash\n"
+        f"n=$(cat {count} 2>/dev/null || echo 0); echo $((n+1)) > {count}\n"
+        f'[ "$n" -ge 1 ] && echo data > {parts}/part-00001.parquet\n'
+        "exit 3\n"
+    )
+    fake.chmod(0o755)
+    plan = ScorePlan(**{**PLAN.__dict__, "python": str(fake), "parts_dir": str(parts)})
+    script = tmp_path / "shard.sh"
+    script.write_text(shard_script(plan))
+    done = subprocess.run(
+        ["bash", str(script)],
+        env={"SLURM_ARRAY_TASK_ID": "1", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout
+    assert done.stdout.count(" attempt ") == 2
+    assert count.read_text().strip() == "2"
+    # Nothing ever writes the part: every attempt is made, then the task fails.
+    plan = ScorePlan(**{**plan.__dict__, "python": "/bin/false"})
+    script.write_text(shard_script(plan))
+    done = subprocess.run(
+        ["bash", str(script)],
+        env={"SLURM_ARRAY_TASK_ID": "2", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "FAILED after 3 attempts" in done.stdout
+
+
+def test_fil_model_repository_golden() -> None:
+    repo = fil_model_repository(
+        model_format="xgboost_json",
+        features=32,
+        width=1,
+        predict="proba",
+        threshold=0.5,
+        batch_rows=65536,
+        gpus=True,
+    )
+    assert list(repo) == ["hpcrun_model/config.pbtxt"]
+    assert_golden("score_fil_config.pbtxt", repo["hpcrun_model/config.pbtxt"])
+    assert model_path_in_repository("xgboost_json") == "hpcrun_model/1/xgboost.json"
+    assert model_path_in_repository("lightgbm") == "hpcrun_model/1/model.txt"
+    classes = fil_config(features=4, width=1, predict="class", model_format="lightgbm", gpus=False)
+    assert 'string_value: "false"' in classes.split("predict_proba")[1].split("}")[0]
+    assert "kind: KIND_CPU" in classes and "dims: [ 1 ]" in classes
