@@ -16,7 +16,7 @@ APT_PROBES := slurmctld slurmd munged slurmdbd mariadbd sbatch chromium chromedr
 APT_LEAN_PACKAGES := blender ffmpeg
 APT_LEAN_PROBES := blender ffmpeg ffprobe
 
-.PHONY: setup setup-system setup-venv demo demo-render test lint unit bench cluster-up cluster-down clean
+.PHONY: setup setup-system setup-venv demo demo-render demo-score test lint unit bench cluster-up cluster-down clean
 
 setup: setup-system setup-venv ## install Slurm, munge, MariaDB (apt) and the project (.venv)
 
@@ -59,6 +59,14 @@ demo-render: setup ## render the seed farm's rolling ball (48 frames) on the loc
 	  --python scripts/blender/make_rolling_ball.py -- build/rolling_ball.blend >/dev/null
 	PATH=$$PATH:/usr/sbin $(HPCRUN) render build/rolling_ball.blend --frames 1-48 \
 	  --samples 16 --resolution 640x360 --output build/rolling_ball-frames
+
+demo-score: setup ## score a 1M-row table with an XGBoost model: 4 shards, Triton on each node
+	PATH=$$PATH:/usr/sbin $(HPCRUN) create
+	@mkdir -p build
+	$(VENV)/bin/python scripts/score/make_example.py build/score-example
+	PATH=$$PATH:/usr/sbin $(HPCRUN) score -m build/score-example/model.json \
+	  -i build/score-example/table.parquet -o build/score-example/scores.parquet \
+	  --tasks 4 --overwrite
 
 test: setup lint unit ## lint, type-check and run the whole suite (real Slurm)
 

@@ -1,0 +1,130 @@
+"""score_throughput: rows/s of `hpcrun score --tasks 1` (--server none and pytriton) vs
+in-process `inplace_predict` on the same 1M rows.
+
+Data: scripts/score/make_example.py (1M rows x 32 float32 features in 131072-row groups, an
+XGBoost binary:logistic model of 100 trees, depth 6). hpcrun side: `hpcrun score -m
+model.json -i table.parquet -o OUT --tasks 1 --batch-rows 65536 --server S` on the local
+cluster; the figure is the task's own scoring rate from the run's summary (reading the
+shard, the model or the Triton round trips, writing the part), i.e. without Slurm's
+scheduling and the Triton server's start-up, which are shown beside it with the command's
+whole wall time. Yardstick: `booster.inplace_predict` on the same rows, already in memory,
+in 65536-row batches, in this process. CPU-seconds per million rows for each (the task's
+getrusage, the server's included; this process's for the yardstick). Median of
+`--repeats` (default 3), in turn.
+
+Goals (issue 7, BENCHMARKS.md): none >= 0.9x direct; pytriton >= 0.7x direct (64k batches).
+Reported as time ratios: none <= 1/0.9, pytriton <= 1/0.7.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from _common import bench_cluster, hpcrun_exe, log, parse_args, report, run_main
+
+REPO = Path(__file__).resolve().parents[1]
+ROWS = 1_000_000
+BATCH = 65_536
+
+
+def cpu_now() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def direct(model: Path, table: Path, repeats: int) -> tuple[float, float]:
+    """Seconds and CPU-seconds of inplace_predict over the table (median of repeats)."""
+    import numpy as np
+    import pyarrow.parquet as pq
+    import xgboost as xgb
+
+    booster = xgb.Booster(model_file=str(model))
+    data = pq.read_table(table)
+    x = np.column_stack([data.column(f"f{i}").to_numpy() for i in range(32)]).astype(np.float32)
+    walls, cpus = [], []
+    for _ in range(repeats + 1):  # the first is a warm-up
+        started, cpu = time.perf_counter(), cpu_now()
+        for at in range(0, len(x), BATCH):
+            booster.inplace_predict(x[at : at + BATCH], predict_type="value")
+        walls.append(time.perf_counter() - started)
+        cpus.append(cpu_now() - cpu)
+    return statistics.median(walls[1:]), statistics.median(cpus[1:])
+
+
+def hpcrun_score(
+    env: dict[str, str], model: Path, table: Path, out: Path, server: str
+) -> dict[str, Any]:
+    started = time.perf_counter()
+    done = subprocess.run(
+        [hpcrun_exe(), "score", "-m", str(model), "-i", str(table), "-o", str(out),
+         "--tasks", "1", "--batch-rows", str(BATCH), "--server", server, "--json"],
+        env=env, capture_output=True, text=True,
+    )
+    wall = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"hpcrun score --server {server} failed:\n{done.stderr}{done.stdout}")
+    result = json.loads(done.stdout)
+    shard = result["summary"]["shards"][0]
+    return {"wall": wall, "seconds": shard["seconds"], "cpu": shard["cpu_seconds"],
+            "start": shard.get("server_start_seconds", 0.0)}
+
+
+def main() -> None:
+    args = parse_args(__doc__.splitlines()[0])
+    repeats = args.repeats or 3
+    with tempfile.TemporaryDirectory(prefix="hrsc") as tmp:
+        work = Path(tmp)
+        log("making the 1M-row table and the 100-tree model")
+        subprocess.run([sys.executable, str(REPO / "scripts/score/make_example.py"), str(work)],
+                       check=True, capture_output=True)
+        model, table = work / "model.json", work / "table.parquet"
+        with bench_cluster() as cluster:
+            runs: dict[str, list[dict[str, Any]]] = {"none": [], "pytriton": []}
+            direct_runs: list[tuple[float, float]] = []
+            for i in range(repeats):
+                direct_runs.append(direct(model, table, 1))
+                for server in runs:
+                    log(f"run {i + 1}/{repeats}: hpcrun score --server {server}")
+                    runs[server].append(
+                        hpcrun_score(cluster.env, model, table, work / f"{server}-{i}", server)
+                    )
+    direct_s = statistics.median(w for w, _ in direct_runs)
+    direct_cpu = statistics.median(c for _, c in direct_runs)
+    extra: dict[str, Any] = {
+        "direct inplace_predict": direct_s,
+        "direct rows/s": f"{ROWS / direct_s:,.0f}",
+        "direct CPU-s per 1M rows": f"{direct_cpu:.2f}",
+    }
+    medians = {}
+    for server, found in runs.items():
+        seconds = statistics.median(r["seconds"] for r in found)
+        medians[server] = seconds
+        extra[f"--server {server}: task scoring"] = seconds
+        extra[f"--server {server}: rows/s"] = (
+            f"{ROWS / seconds:,.0f} ({direct_s / seconds:.2f}x direct)"
+        )
+        extra[f"--server {server}: CPU-s per 1M rows"] = (
+            f"{statistics.median(r['cpu'] for r in found):.2f}"
+        )
+        extra[f"--server {server}: server start"] = statistics.median(r["start"] for r in found)
+        extra[f"--server {server}: whole command"] = statistics.median(r["wall"] for r in found)
+    report("score_throughput_none", medians["none"], direct_s, 1 / 0.9, extra,
+           as_json=args.json, strict=False,
+           hpcrun_label="hpcrun score --server none, task scoring 1M rows (median)",
+           yardstick_label="inplace_predict 1M rows (median)")
+    report("score_throughput_pytriton", medians["pytriton"], direct_s, 1 / 0.7, {},
+           as_json=args.json, strict=args.strict,
+           hpcrun_label="hpcrun score --server pytriton, task scoring 1M rows (median)",
+           yardstick_label="inplace_predict 1M rows (median)")
+
+
+if __name__ == "__main__":
+    run_main(main)
