@@ -107,6 +107,26 @@ class Cluster:
     ) -> subprocess.CompletedProcess[str]:
         return run_cli(*args, home=self.home, check=check, timeout=timeout, cwd=self.workdir)
 
+    def workload(
+        self, *args: str, env: dict[str, str] | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """`hpcrun ARGS` as a user in the cluster's shell runs it (its Slurm environment,
+        the current cluster rather than HPCRUN_CLUSTER), `env` on top (a moto server's)."""
+        full = {**self.env, "HPCRUN_HOME": str(self.home), **(env or {})}
+        full.pop("HPCRUN_CLUSTER", None)
+        done = subprocess.run(
+            [sys.executable, "-m", "hpcrun", *args],
+            env=full,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=self.workdir,
+            stdin=subprocess.DEVNULL,
+        )
+        if check and done.returncode != 0:
+            raise AssertionError(f"{args} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
+        return done
+
 
 def free_port() -> int:
     """A port the kernel just handed out on loopback (tiny race; fine on a test host)."""

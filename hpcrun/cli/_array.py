@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 
-from hpcrun.cli._common import console
+from hpcrun.cli._common import console, print_json
 
 if TYPE_CHECKING:
     from hpcrun.services.array import ArrayRuns
@@ -103,3 +103,23 @@ def print_tasks(run: ArrayRunRecord, failed: list[dict[str, Any]], noun: str) ->
         where = ", ".join(f"{k} {v}" for k, v in report.items() if k not in skip)
         out.print(f"  [red]{noun} {report[noun]} ({where}) failed[/red]:")
         out.print("    " + report["log_tail"].replace("\n", "\n    "))
+
+
+def show_status(
+    runs: ArrayRuns[V],
+    run_id: int | None,
+    *,
+    cancel: bool,
+    json_out: bool,
+    print_view: Callable[[V], None],
+) -> None:
+    """`render status [RUN] [--cancel]` and `score status ...`: the run (the newest by
+    default), cancelled first if asked, as text or JSON."""
+    run = runs.run(run_id)
+    if cancel:
+        run = runs.cancel(run)
+    view = runs.view(run)
+    if json_out:
+        print_json(view.to_json())  # type: ignore[attr-defined]
+    else:
+        print_view(view)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from hpcrun.cli._array import follow, print_tasks, status_target
+from hpcrun.cli._array import follow, print_tasks, show_status, status_target
 from hpcrun.cli._common import (
     ClusterOption,
     JsonOption,
@@ -186,14 +186,7 @@ def _follow(runs: RenderRuns, run: ArrayRunRecord, quiet: bool) -> RenderView:
 
 def _status(run_id: int | None, cancel: bool, cluster: str | None, json_out: bool) -> None:
     runs, _ = _runs(cluster, quiet=True)
-    run = runs.run(run_id)
-    if cancel:
-        run = runs.cancel(run)
-    view = runs.refresh(run)
-    if json_out:
-        print_json(view.to_json())
-    else:
-        _print_view(view)
+    show_status(runs, run_id, cancel=cancel, json_out=json_out, print_view=_print_view)
 
 
 def _print_view(view: RenderView) -> None:

@@ -7,7 +7,10 @@ trip, and a command such as `render status` may need neither.
 
 from __future__ import annotations
 
+import posixpath
+
 from hpcrun.backends.base import Backend, ClusterSite, NullProgress, Progress
+from hpcrun.errors import HpcrunError, UsageError
 from hpcrun.slurm.client import SlurmClient
 from hpcrun.state import StateStore
 
@@ -46,3 +49,23 @@ class ClusterService:
             return self.slurm.runner.get(path).decode(errors="replace")
         except OSError:
             return ""
+
+    def sh(self, script: str, *args: str, timeout_s: float = 60.0) -> str:
+        """stdout of `sh -c script` on the cluster, `args` as $1, $2...; failing is an error."""
+        done = self.slurm.runner.run(["sh", "-c", script, "sh", *args], timeout_s=timeout_s)
+        if not done.ok:
+            raise HpcrunError(f"`{script[:60]}` failed: {(done.stderr or done.stdout).strip()}")
+        return done.stdout
+
+    def make_writable_dir(self, path: str, named: str) -> None:
+        """Create `path` on the cluster and prove a file can be written there, before any
+        job is submitted to write into it; `named` is how the user gave it (--output X)."""
+        probe = posixpath.join(path, ".hpcrun-write-test")
+        done = self.slurm.runner.run(
+            ["sh", "-c", 'mkdir -p "$1" && : > "$2" && rm -f "$2"', "sh", path, probe]
+        )
+        if not done.ok:
+            raise UsageError(
+                f"{named} is not writable: {done.stderr.strip()}",
+                "pick a place you can write to (on storage every node sees)",
+            )

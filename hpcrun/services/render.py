@@ -133,12 +133,6 @@ class RenderRuns(ArrayRuns["RenderView"]):
         self._blend_stamp = ""  # path:size mtime of the .blend being submitted
         self._uploaders: dict[int, Uploader] = {}  # run id -> its S3 uploader
 
-    def _sh(self, script: str, timeout_s: float = 60.0) -> str:
-        done = self.slurm.runner.run(["sh", "-c", script], timeout_s=timeout_s)
-        if not done.ok:
-            raise HpcrunError(f"`{script[:60]}` failed: {(done.stderr or done.stdout).strip()}")
-        return done.stdout
-
     # submit ------------------------------------------------------------------------------
 
     def submit(self, request: RenderRequest) -> ArrayRunRecord:
@@ -279,7 +273,7 @@ class RenderRuns(ArrayRuns["RenderView"]):
     def _check_programs(self, plan: RenderPlan) -> None:
         wanted = [plan.blender] + ([plan.ffmpeg] if plan.encode == "mp4" else [])
         script = "; ".join(f"command -v {shlex.quote(p)} >/dev/null || echo {p}" for p in wanted)
-        absent = self._sh(script).split()
+        absent = self.sh(script).split()
         if absent:
             raise HpcrunError(
                 f"{' and '.join(absent)} not found on the cluster's nodes",
@@ -317,20 +311,7 @@ class RenderRuns(ArrayRuns["RenderView"]):
             output = f"{name}-frames" if base is None else posixpath.join(base, f"{name}-frames")
         if self.site.shares_local_files:
             output = str(Path(output).expanduser().resolve())
-        probe = posixpath.join(output, ".hpcrun-write-test")
-        done = self.slurm.runner.run(
-            [
-                "sh",
-                "-c",
-                f"mkdir -p {shlex.quote(output)} && : > {shlex.quote(probe)} && "
-                f"rm -f {shlex.quote(probe)}",
-            ]
-        )
-        if not done.ok:
-            raise UsageError(
-                f"--output {output} is not writable: {done.stderr.strip()}",
-                "pick a directory you can write to (on storage every node sees)",
-            )
+        self.make_writable_dir(output, f"--output {output}")
         return output
 
     def _complete_frames(self, frames_dir: str, frames: FrameRange) -> set[int]:
@@ -341,7 +322,7 @@ class RenderRuns(ArrayRuns["RenderView"]):
             'if complete_png "$png"; then echo "$png"; fi; done'
         )
         found = set()
-        for name in self._sh(script, timeout_s=300.0).split():
+        for name in self.sh(script, timeout_s=300.0).split():
             frame = int(name[6:10])
             if frame in frames.frames():
                 found.add(frame)

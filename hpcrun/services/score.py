@@ -388,7 +388,7 @@ class ScoreRuns(ArrayRuns["ScoreView"]):
             'test -e "$2" && echo merged; test -f "$1/plan.json" && echo plan; '
             'cd "$1" 2>/dev/null && ls -1 | grep -E "^part-[0-9]{5}\\.parquet$"; true'
         )
-        lines = self._sh(script, parts, merged).split()
+        lines = self.sh(script, parts, merged).split()
         exists = bool(lines)
         if exists and not (request.overwrite or request.resume):
             raise UsageError(
@@ -398,9 +398,9 @@ class ScoreRuns(ArrayRuns["ScoreView"]):
             )
         if exists and request.overwrite:
             self.progress.step(f"removing the earlier output {parts}, {merged}")
-            self._sh('rm -rf "$1" "$2" "$3"', parts, merged, plan.summary)
+            self.sh('rm -rf "$1" "$2" "$3"', parts, merged, plan.summary)
             exists = False
-        self._check_writable(parts, request.output)
+        self.make_writable_dir(parts, f"--output {request.output}")
         if exists and "plan" in lines:
             previous = json.loads(self.read_text(f"{parts}/plan.json") or "{}")
             current = plan.to_json()
@@ -420,23 +420,6 @@ class ScoreRuns(ArrayRuns["ScoreView"]):
                 f"{len(shards)} shard(s), not {request.tasks}: the table has too few {unit}"
             )
         return replace(plan, shards=shards), set()
-
-    def _check_writable(self, parts: str, output: str) -> None:
-        probe = posixpath.join(parts, ".hpcrun-write-test")
-        done = self.slurm.runner.run(
-            ["sh", "-c", 'mkdir -p "$1" && : > "$2" && rm -f "$2"', "sh", parts, probe]
-        )
-        if not done.ok:
-            raise UsageError(
-                f"--output {output} is not writable: {done.stderr.strip()}",
-                "pick a place you can write to (on storage every node sees)",
-            )
-
-    def _sh(self, script: str, *args: str) -> str:
-        done = self.slurm.runner.run(["sh", "-c", script, "sh", *args], timeout_s=120.0)
-        if not done.ok:
-            raise HpcrunError(f"`{script[:60]}` failed: {(done.stderr or done.stdout).strip()}")
-        return done.stdout
 
     def _save_plan(self, run_id: int, plan: ScorePlan, s3_output: S3Url | None) -> None:
         data = plan.to_json()
@@ -463,7 +446,7 @@ class ScoreRuns(ArrayRuns["ScoreView"]):
             for relative, content in repository.items():
                 runner.put(f"{plan.model_repository}/{relative}", content.encode())
             target = f"{plan.model_repository}/{model_path_in_repository(plan.model_format)}"
-            self._sh('mkdir -p "$(dirname "$2")" && cp "$1" "$2"', plan.model, target)
+            self.sh('mkdir -p "$(dirname "$2")" && cp "$1" "$2"', plan.model, target)
 
     # status ------------------------------------------------------------------------------
 

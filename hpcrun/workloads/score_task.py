@@ -88,6 +88,7 @@ IN_FLIGHT = 2  # batches on their way: reading batch i+1 overlaps predicting bat
 READY_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 15.0
 PORT_ATTEMPTS = 4
+LOG_ERROR_WORDS = ("UNAVAILABLE", "rror", "failed", "Traceback")
 
 
 class TaskError(Exception):
@@ -887,11 +888,15 @@ class Server:
     def log(self) -> Path:
         return self.tmp / "tritonserver.log"
 
-    def log_tail(self, lines: int = 40) -> str:
+    def log_tail(self, lines: int = 8) -> str:
+        """The log's error lines (a failed model's status row among them) and its last lines."""
         try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+            text = self.log.read_text(errors="replace").splitlines()
         except OSError:
             return "(no server log)"
+        errors = [line for line in text if any(w in line for w in LOG_ERROR_WORDS)]
+        keep = dict.fromkeys([*errors[:15], *text[-lines:]])
+        return "\n".join(line.rstrip() for line in keep)
 
     def check_alive(self) -> None:
         if self.proc is not None and self.proc.poll() is not None:
@@ -1069,6 +1074,7 @@ def server_argv(plan: dict[str, Any], server: Server) -> list[str]:
         f"--model-repository={repo}",
         "--allow-http=false",
         "--allow-metrics=false",
+        "--grpc-address=127.0.0.1",  # the task is the only client; others on the node are not
         f"--grpc-port={server.port}",
         "--exit-timeout-secs=5",
         "--log-verbose=0",
@@ -1128,7 +1134,7 @@ def start_server(plan: dict[str, Any], index: int, tmp: Path) -> Server:
 
 
 def port_taken(server: Server) -> bool:
-    tail = server.log_tail(20).lower()
+    tail = server.log_tail().lower()
     return "address already in use" in tail or "failed to listen" in tail
 
 
@@ -1162,8 +1168,11 @@ def port_open(port: int) -> bool:
 
 def model_ready(server: Server) -> bool:
     client = server.client
-    try:
-        return bool(client.is_server_ready() and client.is_model_ready(server.model_name))
+    try:  # with a timeout: the port may belong to another program that never answers
+        return bool(
+            client.is_server_ready(client_timeout=2.0)
+            and client.is_model_ready(server.model_name, client_timeout=2.0)
+        )
     except Exception:  # tritonclient's InferenceServerException while it starts
         return False
 

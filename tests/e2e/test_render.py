@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -64,22 +63,7 @@ def blend(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def render(
     cluster: Cluster, *args: str, env: dict[str, str] | None = None, check: bool = True
 ) -> subprocess.CompletedProcess[str]:
-    full = {**cluster.env, "HPCRUN_HOME": str(cluster.home), **(env or {})}
-    full.pop("HPCRUN_CLUSTER", None)
-    done = subprocess.run(
-        [sys.executable, "-m", "hpcrun", "render", *args],
-        env=full,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=cluster.workdir,
-        stdin=subprocess.DEVNULL,
-    )
-    if check and done.returncode != 0:
-        raise AssertionError(
-            f"render {args} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
-        )
-    return done
+    return cluster.workload("render", *args, env=env, check=check)
 
 
 def as_json(done: subprocess.CompletedProcess[str]) -> dict[str, Any]:

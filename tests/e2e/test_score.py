@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -71,22 +70,7 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def score(
     cluster: Cluster, *args: str, env: dict[str, str] | None = None, check: bool = True
 ) -> subprocess.CompletedProcess[str]:
-    full = {**cluster.env, "HPCRUN_HOME": str(cluster.home), **(env or {})}
-    full.pop("HPCRUN_CLUSTER", None)
-    done = subprocess.run(
-        [sys.executable, "-m", "hpcrun", "score", *args],
-        env=full,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=cluster.workdir,
-        stdin=subprocess.DEVNULL,
-    )
-    if check and done.returncode != 0:
-        raise AssertionError(
-            f"score {args} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
-        )
-    return done
+    return cluster.workload("score", *args, env=env, check=check)
 
 
 def as_json(done: subprocess.CompletedProcess[str]) -> dict[str, Any]:
@@ -105,16 +89,20 @@ def score_runs(cluster: Cluster) -> int:
     return len(cluster.store.array_runs(cluster.name, "score"))
 
 
-def tritonservers() -> list[int]:
+def tritonservers(cluster: Cluster) -> list[int]:
+    """Live Triton servers started by this cluster's jobs (their environment names the
+    cluster's home), so another Triton on the machine does not count."""
     found = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
                 argv = Path(f"/proc/{entry}/cmdline").read_bytes()
+                environ = Path(f"/proc/{entry}/environ").read_bytes()
                 state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
             except OSError:
                 continue
-            if b"tritonserver" in argv.split(b"\0")[0] and state != "Z":
+            ours = str(cluster.home).encode() in environ
+            if b"tritonserver" in argv.split(b"\0")[0] and state != "Z" and ours:
                 found.append(int(entry))
     return found
 
@@ -151,7 +139,7 @@ def test_pytriton_on_four_nodes_gives_the_models_own_predictions_in_order(
         f"part-{i:05d}.parquet" for i in range(4)
     ]
     assert not list(tmp_path.glob("**/.*partial*"))
-    assert tritonservers() == []
+    assert tritonservers(local_cluster) == []
     # The same output again is refused (nothing submitted); --resume has nothing to score.
     before = score_runs(local_cluster)
     again = score(
@@ -258,21 +246,21 @@ def test_a_task_killed_mid_way_is_retried_and_the_result_is_complete(
             if is_shard_1 and any(plan.encode() in a for a in argv):
                 victim = int(pid)
         if victim is not None:
-            children = [p for p in tritonservers() if _parent(p) == victim]
+            children = [p for p in tritonservers(local_cluster) if _parent(p) == victim]
             server = children[0] if children else None
         time.sleep(0.05)
     assert victim is not None and server is not None, "shard 1 never started its server"
     os.kill(victim, signal.SIGKILL)
     deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and server in tritonservers():
+    while time.monotonic() < deadline and server in tritonservers(local_cluster):
         time.sleep(0.1)
-    assert server not in tritonservers(), "the killed task's Triton server survived it"
+    assert server not in tritonservers(local_cluster), "the killed task's Triton server survived it"
     result = _wait(local_cluster, run["run"])
     assert result["status"] == "done", result
     attempts = {s["shard"]: s["attempts"] for s in result["shards"]}
     assert attempts[1] == 2, attempts
     assert_predictions(out, data)
-    assert tritonservers() == []
+    assert tritonservers(local_cluster) == []
 
 
 def _parent(pid: int) -> int:

@@ -7,6 +7,7 @@ the whole table using exact equality, because every mode must give the same bits
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import itertools
 import json
@@ -345,6 +346,27 @@ def test_csv_without_final_newline_scores_to_a_row_column(data: Data, tmp_path: 
     assert np.array_equal(merged.column("prediction").to_numpy(), reference(data, "binary"))
 
 
+def test_csv_feature_inferred_as_integer_still_reads_later_decimals(
+    data: Data, tmp_path: Path
+) -> None:
+    rows = 15000  # the first 1 MiB, which pyarrow infers types from, holds only integers
+    X = np.random.default_rng(3).random((rows, 8), dtype=np.float32)
+    X[:14000, 0] = np.floor(X[:14000, 0] * 10)
+    path = tmp_path / "t.csv"
+    pacsv.write_csv(pa.table({name: X[:, j] for j, name in enumerate(FEATURES)}), path)
+    report = inspect(path, model=data.models["binary"], extra=("--block-bytes", "65536"))
+    assert report["column_types"]["f0"] == "int64" and report["rows"] == rows
+    out = tmp_path / "out"
+    plan = write_plan(report, out, data.models["binary"], shard_rows=8000, id_column=None)
+    plan_data = json.loads(plan.read_text())
+    for shard in plan_data["shards"]:
+        assert run("shard", "--plan", str(plan), "--index", str(shard["index"])).returncode == 0
+    assert run("merge", "--plan", str(plan)).returncode == 0
+    merged = pq.read_table(plan_data["merged"])
+    booster = xgb.Booster(model_file=data.models["binary"])
+    assert np.array_equal(merged.column("prediction").to_numpy(), booster.inplace_predict(X))
+
+
 @pytest.mark.parametrize(
     ("model", "predict", "columns"),
     [
@@ -434,7 +456,8 @@ def triton_env(tmp_path: Path) -> Iterator[tuple[dict[str, str], Path, str]]:
     env = {**os.environ, "TMPDIR": str(tmp), "SLURM_JOB_ID": job}
     yield env, tmp, f"hpcrun_{job}_"
     for pid in processes_mentioning(str(tmp)):  # only if a test failed: do not leak servers
-        os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def assert_nothing_left(tmp: Path, prefix: str) -> None:
@@ -454,11 +477,12 @@ def test_pytriton_gives_the_same_bits_as_none_and_cleans_up(
         report, tmp_path / "out", data.models["multi"], shard_rows=ROWS, server="pytriton"
     )
     merged = score_all(plan, env=env)
+    local = score_all(write_plan(report, tmp_path / "local", data.models["multi"], shard_rows=ROWS))
+    assert merged.equals(local)  # same schema, ids and prediction bits as --server none
     assert np.array_equal(
         np.column_stack([merged.column(f"prediction_{k}").to_numpy() for k in range(3)]),
         reference(data, "multi"),
     )
-    assert np.array_equal(merged.column("id").to_numpy(), data.ids)
     stats = json.loads((tmp_path / "out" / "parts" / "part-00000.json").read_text())
     assert stats["server"] == "pytriton" and stats["server_start_seconds"] > 0
     assert stats["batches"] == 5
@@ -472,9 +496,9 @@ def test_sigterm_stops_the_server_and_leaves_nothing(
 ) -> None:
     env, tmp, prefix = triton_env
     report = inspect(data.parquet, model=data.models["binary"])
-    # 8-row batches: about 600 requests, so the shard is still scoring when SIGTERM comes.
+    # 4-row batches: 1250 requests, so the shard is still scoring when SIGTERM comes.
     plan = write_plan(
-        report, tmp_path, data.models["binary"], shard_rows=ROWS, server="pytriton", batch_rows=8
+        report, tmp_path, data.models["binary"], shard_rows=ROWS, server="pytriton", batch_rows=4
     )
     proc = subprocess.Popen(
         [sys.executable, str(SCRIPT), "shard", "--plan", str(plan), "--index", "0"],
@@ -499,5 +523,21 @@ def test_sigterm_stops_the_server_and_leaves_nothing(
     assert proc.returncode == 128 + signal.SIGTERM, err
     assert "hpcrun: shard 0 stopped by signal 15" in err
     assert not any(Path(f"/proc/{pid}").exists() for pid in servers)
+    assert_nothing_left(tmp, prefix)
+    assert list((tmp_path / "parts").iterdir()) == []
+
+
+@pytest.mark.slow
+@needs_pytriton
+def test_server_that_cannot_load_the_model_fails_the_shard_with_its_log(
+    data: Data, tmp_path: Path, triton_env: tuple[dict[str, str], Path, str]
+) -> None:
+    env, tmp, prefix = triton_env
+    report = inspect(data.parquet, model=data.models["binary"])
+    plan = write_plan(report, tmp_path, tmp_path / "gone.json", shard_rows=ROWS, server="pytriton")
+    done = run("shard", "--plan", str(plan), "--index", "0", env=env)
+    assert done.returncode == 1
+    assert "hpcrun: shard 0 failed: tritonserver exited with status 1" in done.stderr
+    assert f"model {tmp_path / 'gone.json'} does not exist" in done.stderr  # from the server log
     assert_nothing_left(tmp, prefix)
     assert list((tmp_path / "parts").iterdir()) == []
