@@ -1367,7 +1367,7 @@ def run_shard(plan_path: str, index: int) -> dict[str, Any]:
             "server_start_seconds": round(start_seconds, 4),
             "rows_per_s": round(out.rows / seconds, 1) if seconds > 0 else None,
             "cpu_seconds": round(cpu_seconds() - cpu0, 3),
-            "host": socket.gethostname(),
+            "host": os.environ.get("SLURMD_NODENAME") or socket.gethostname(),
             "server": plan_get(plan, "server"),
             "batches": count,
             "batch_rows": int(plan_get(plan, "batch_rows")),
