@@ -14,8 +14,9 @@ the nvidia-pytriton wheel (Triton's Python backend only), so users get Triton's 
 path on any node without installing Triton or pulling a container. Its model repository,
 backend directory and shared-memory names are private to the task, because several array
 tasks share a host; the server dies with the task (PR_SET_PDEATHSIG) and is stopped and
-cleaned up in `finally` and on SIGTERM (`scancel`). `--server triton` runs a site's own
-Triton (the FIL backend) through the same client code.
+cleaned up in `finally` and on SIGTERM (`scancel`); what a SIGKILLed task leaves behind
+is removed by the next task on the host that starts a server. `--server triton` runs a
+site's own Triton (the FIL backend) through the same client code.
 
 Why bit-identical predictions: the Python backend model imports `load_model` and `predict`
 from this very file, so every server mode sends the same float32 matrix through the same
@@ -37,7 +38,7 @@ import argparse
 import concurrent.futures
 import contextlib
 import ctypes
-import ctypes.util
+import fcntl
 import importlib.util
 import json
 import mmap
@@ -88,6 +89,7 @@ IN_FLIGHT = 2  # batches on their way: reading batch i+1 overlaps predicting bat
 READY_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 15.0
 PORT_ATTEMPTS = 4
+TMP_PREFIX = "hpcrun-score-"
 LOG_ERROR_WORDS = ("UNAVAILABLE", "rror", "failed", "Traceback")
 
 
@@ -1037,9 +1039,10 @@ def write_model_repository(tmp: Path, plan: dict[str, Any]) -> Path:
 def pytriton_env() -> dict[str, str]:
     """The bundled server's environment: the stub must embed this very Python.
 
-    LD_LIBRARY_PATH puts this interpreter's libpython first (another one fails with
+    LD_LIBRARY_PATH puts this interpreter's libpython first (another one can fail with
     `'_thread.RLock' object has no attribute '_recursion_count'`); PATH and PYTHONPATH make
-    the stub import this environment's numpy and xgboost (model.py checks that it did).
+    the stub import this environment's numpy and xgboost, not another Python's (a numpy 2
+    there answered with empty outputs); model.py checks which files it imported.
     """
     env = dict(os.environ)
     libs = [
@@ -1089,10 +1092,20 @@ def free_port() -> int:
         return port
 
 
-def die_with_parent() -> None:
-    """preexec_fn: the kernel sends the server SIGTERM when this task dies, even by SIGKILL."""
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-    libc.prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+def die_with_parent() -> Callable[[], None]:
+    """A preexec_fn: the kernel sends the server SIGTERM when this task dies, even by SIGKILL.
+
+    prctl is looked up here, before the fork, so the child only makes the call.
+    """
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+
+    def set_death_signal() -> None:
+        prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the task died before the call took effect
+            os._exit(1)
+
+    return set_death_signal
 
 
 def spawn(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -1104,7 +1117,7 @@ def spawn(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[b
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                preexec_fn=die_with_parent,
+                preexec_fn=die_with_parent(),
                 start_new_session=False,
             )
     except OSError as exc:
@@ -1231,7 +1244,10 @@ def scorer_for(plan: dict[str, Any], index: int) -> Iterator[tuple[Any, float]]:
 @contextlib.contextmanager
 def serving(plan: dict[str, Any], index: int) -> Iterator[Server]:
     """A ready server; afterwards it is stopped and its temp dir and shared memory removed."""
-    tmp = Path(tempfile.mkdtemp(prefix="hpcrun-score-"))
+    base = Path(tempfile.gettempdir())
+    sweep_stale(base)
+    tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=base))
+    lock = claim(tmp, shm_prefix(index))
     server: Server | None = None
     try:
         server = start_server(plan, index, tmp)
@@ -1239,9 +1255,42 @@ def serving(plan: dict[str, Any], index: int) -> Iterator[Server]:
     finally:
         if server is not None:
             stop_server(server)
-        else:
-            remove_shm(shm_prefix(index))
+        remove_shm(shm_prefix(index))
         shutil.rmtree(tmp, ignore_errors=True)
+        os.close(lock)
+
+
+def claim(tmp: Path, prefix: str) -> int:
+    """Lock `<tmp>/owner.lock` (naming the shared-memory prefix) for as long as the task lives.
+
+    The kernel drops the lock when the task dies, even by SIGKILL, so `sweep_stale` can tell
+    a dead task's leftovers from a live one's without trusting pids. The file gets its name
+    only once locked, so a sweep never sees it unlocked while its task lives.
+    """
+    fd = os.open(tmp / ".owner.lock", os.O_CREAT | os.O_RDWR, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    os.write(fd, prefix.encode())
+    os.rename(tmp / ".owner.lock", tmp / "owner.lock")
+    return fd
+
+
+def sweep_stale(base: Path) -> None:
+    """Remove the temp dirs and shared memory of tasks that were killed (SIGKILL, OOM)."""
+    for tmp in base.glob(f"{TMP_PREFIX}*"):
+        try:
+            fd = os.open(tmp / "owner.lock", os.O_RDWR)
+        except OSError:
+            continue  # not ours, or not claimed yet
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue  # its task is alive
+        prefix = os.read(fd, 256).decode(errors="replace")
+        if prefix.startswith("hpcrun_"):
+            remove_shm(prefix)
+        shutil.rmtree(tmp, ignore_errors=True)
+        os.close(fd)
 
 
 # ----------------------------------------------------------------------------- shard

@@ -466,6 +466,23 @@ def assert_nothing_left(tmp: Path, prefix: str) -> None:
     assert list(Path("/dev/shm").glob(f"{prefix}*")) == [], "shared memory was left"
 
 
+def start_shard(plan: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+    """A shard in the background, returned once it printed that its server is ready."""
+    proc = subprocess.Popen(
+        [sys.executable, str(SCRIPT), "shard", "--plan", str(plan), "--index", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    first = proc.stdout.readline()
+    if "hpcrun: shard 0: server ready in" not in first:
+        proc.kill()
+        pytest.fail(f"no server: {first}{proc.communicate()[1]}")
+    return proc
+
+
 @pytest.mark.slow
 @needs_pytriton
 def test_pytriton_gives_the_same_bits_as_none_and_cleans_up(
@@ -500,17 +517,8 @@ def test_sigterm_stops_the_server_and_leaves_nothing(
     plan = write_plan(
         report, tmp_path, data.models["binary"], shard_rows=ROWS, server="pytriton", batch_rows=4
     )
-    proc = subprocess.Popen(
-        [sys.executable, str(SCRIPT), "shard", "--plan", str(plan), "--index", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+    proc = start_shard(plan, env)
     try:
-        assert proc.stdout is not None and proc.stderr is not None
-        first = proc.stdout.readline()
-        assert "hpcrun: shard 0: server ready in" in first, first + proc.stderr.read()
         servers = processes_mentioning(str(tmp))
         assert servers, "no tritonserver process while the shard runs"
         time.sleep(0.3)
@@ -525,6 +533,39 @@ def test_sigterm_stops_the_server_and_leaves_nothing(
     assert not any(Path(f"/proc/{pid}").exists() for pid in servers)
     assert_nothing_left(tmp, prefix)
     assert list((tmp_path / "parts").iterdir()) == []
+
+
+@pytest.mark.slow
+@needs_pytriton
+def test_sigkilled_task_takes_its_server_along_and_the_next_task_sweeps_up(
+    data: Data, tmp_path: Path, triton_env: tuple[dict[str, str], Path, str]
+) -> None:
+    env, tmp, prefix = triton_env
+    report = inspect(data.parquet, model=data.models["binary"])
+    slow = write_plan(
+        report,
+        tmp_path / "a",
+        data.models["binary"],
+        shard_rows=ROWS,
+        server="pytriton",
+        batch_rows=4,
+    )
+    proc = start_shard(slow, env)
+    servers = processes_mentioning(str(tmp))
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 30
+    while processes_mentioning(str(tmp)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert processes_mentioning(str(tmp)) == [], f"the server outlived its task: {servers}"
+    assert list(tmp.iterdir()) and list(Path("/dev/shm").glob(f"{prefix}*"))  # left behind
+    fresh = write_plan(
+        report, tmp_path / "b", data.models["binary"], shard_rows=ROWS, server="pytriton"
+    )
+    done = run("shard", "--plan", str(fresh), "--index", "0", env={**env, "SLURM_JOB_ID": "other"})
+    assert done.returncode == 0, done.stderr
+    assert_nothing_left(tmp, prefix)
+    assert list((tmp_path / "a" / "parts").iterdir()) == []
 
 
 @pytest.mark.slow
