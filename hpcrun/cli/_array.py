@@ -13,10 +13,10 @@ import typer
 from hpcrun.cli._common import console, print_json
 
 if TYPE_CHECKING:
-    from hpcrun.services.array import ArrayRuns
+    from hpcrun.services.array import ArrayRuns, RunView
     from hpcrun.state import ArrayRunRecord
 
-V = TypeVar("V")
+V = TypeVar("V", bound="RunView")
 
 
 def status_target(args: list[str]) -> tuple[bool, int | None]:
@@ -66,7 +66,7 @@ def follow(
         task = bar.add_task(f"run {run.id}", total=total, rate="", failed="")
 
         def tick(view: V) -> None:
-            current = runs.run_of(view)
+            current = view.run
             elapsed = max(time.monotonic() - started, 1e-6)
             failed = sum(1 for t in current.tasks if t.status == "failed")
             done = done_of(view)
@@ -118,8 +118,40 @@ def show_status(
     run = runs.run(run_id)
     if cancel:
         run = runs.cancel(run)
-    view = runs.view(run)
+    view = runs.refresh(run)
     if json_out:
-        print_json(view.to_json())  # type: ignore[attr-defined]
+        print_json(view.to_json())
     else:
         print_view(view)
+
+
+def report_submitted(
+    runs: ArrayRuns[V],
+    run: ArrayRunRecord,
+    *,
+    detach: bool,
+    json_out: bool,
+    total: int,
+    unit: str,
+    done_of: Callable[[V], int],
+    print_view: Callable[[V], None],
+) -> None:
+    """What `render` and `score` do once a run is submitted: with --detach, say so and
+    return; otherwise follow it to its end, print it, and exit 1 unless it is done."""
+    if detach:
+        view = runs.refresh(run)
+        if json_out:
+            print_json(view.to_json())
+        else:
+            console().print(
+                f"{runs.KIND} run {run.id} submitted ({total:,} {unit}, {len(run.tasks)} "
+                f"{runs.TASK}s); follow it with `hpcrun {runs.KIND} status {run.id}`"
+            )
+        return
+    view = follow(runs, run, total=total, unit=unit, done_of=done_of, quiet=json_out)
+    if json_out:
+        print_json(view.to_json())
+    else:
+        print_view(view)
+    if view.run.status != "done":
+        raise typer.Exit(1)

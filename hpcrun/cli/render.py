@@ -9,19 +9,17 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from hpcrun.cli._array import follow, print_tasks, show_status, status_target
+from hpcrun.cli._array import print_tasks, report_submitted, show_status, status_target
 from hpcrun.cli._common import (
     ClusterOption,
     JsonOption,
     RichProgress,
     console,
     open_service,
-    print_json,
 )
 
 if TYPE_CHECKING:
     from hpcrun.services.render import RenderRuns, RenderView
-    from hpcrun.state import ArrayRunRecord
 
 
 def render(
@@ -152,36 +150,23 @@ def render(
         run = runs.submit(request)
     finally:
         progress.close()
-    if detach:
-        view = runs.refresh(run)
-        if json_out:
-            print_json(view.to_json())
-        else:
-            console().print(
-                f"render run {run.id} submitted ({view.frames_total} frames, "
-                f"{len(run.tasks)} chunks); follow it with `hpcrun render status {run.id}`"
-            )
-        return
-    view = _follow(runs, run, quiet=json_out)
-    if json_out:
-        print_json(view.to_json())
-    else:
-        _print_view(view)
-    if view.run.status != "done":
-        raise typer.Exit(1)
+    first, last = run.plan["frames"]
+    report_submitted(
+        runs,
+        run,
+        detach=detach,
+        json_out=json_out,
+        total=last - first + 1,
+        unit="frames",
+        done_of=lambda v: v.frames_done,
+        print_view=_print_view,
+    )
 
 
 def _runs(cluster: str | None, quiet: bool) -> tuple[RenderRuns, RichProgress]:
     from hpcrun.services.render import RenderRuns
 
     return open_service(RenderRuns, cluster, quiet)
-
-
-def _follow(runs: RenderRuns, run: ArrayRunRecord, quiet: bool) -> RenderView:
-    total = run.plan["frames"][1] - run.plan["frames"][0] + 1
-    return follow(
-        runs, run, total=total, unit="frames", done_of=lambda v: v.frames_done, quiet=quiet
-    )
 
 
 def _status(run_id: int | None, cancel: bool, cluster: str | None, json_out: bool) -> None:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from hpcrun.cli._array import follow, print_tasks, show_status, status_target
+from hpcrun.cli._array import print_tasks, report_submitted, show_status, status_target
 from hpcrun.cli._common import ClusterOption, JsonOption, console, open_service, print_json
 
 if TYPE_CHECKING:
@@ -211,30 +211,16 @@ def score(
         run = runs.submit(request)
     finally:
         progress.close()
-    if detach:
-        view = runs.refresh(run)
-        if json_out:
-            print_json(view.to_json())
-        else:
-            console().print(
-                f"score run {run.id} submitted ({view.rows_total:,} rows, {len(run.tasks)} "
-                f"shards); follow it with `hpcrun score status {run.id}`"
-            )
-        return
-    view = follow(
+    report_submitted(
         runs,
         run,
+        detach=detach,
+        json_out=json_out,
         total=run.plan["rows"],
         unit="rows",
         done_of=lambda v: v.rows_done,
-        quiet=json_out,
+        print_view=_print_view,
     )
-    if json_out:
-        print_json(view.to_json())
-    else:
-        _print_view(view)
-    if view.run.status != "done":
-        raise typer.Exit(1)
 
 
 def _runs(cluster: str | None, quiet: bool) -> tuple[ScoreRuns, RichProgress]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from hpcrun.errors import HpcrunError
 from hpcrun.services.base import ClusterService
@@ -22,7 +22,18 @@ from hpcrun.slurm.parse import Job
 from hpcrun.state import ArrayRunRecord, ArrayTaskRecord
 
 TERMINAL = {"done", "failed", "cancelled"}
-V = TypeVar("V")
+
+
+class RunView(Protocol):
+    """What `refresh` returns: the run as recorded, plus what its kind counts."""
+
+    @property
+    def run(self) -> ArrayRunRecord: ...
+
+    def to_json(self) -> dict[str, Any]: ...
+
+
+V = TypeVar("V", bound=RunView)
 
 
 class ArrayRuns(ClusterService, Generic[V]):
@@ -47,7 +58,8 @@ class ArrayRuns(ClusterService, Generic[V]):
         """A task as `--json` and failure reports name it."""
         return {self.TASK: task.index, "first": task.first, "last": task.last}
 
-    def view(self, run: ArrayRunRecord) -> V:
+    def refresh(self, run: ArrayRunRecord) -> V:
+        """The run as it stands now (`refresh_state` plus what the kind counts on disk)."""
         raise NotImplementedError
 
     # Finding runs ----------------------------------------------------------------------
@@ -174,19 +186,14 @@ class ArrayRuns(ClusterService, Generic[V]):
         """Refresh until the run ends (or `timeout_s`), calling `tick` each time."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while True:
-            view = self.view(run)
+            view = self.refresh(run)
             tick(view)
-            run = self.run_of(view)
+            run = view.run
             if run.status in TERMINAL:
                 return view
             if deadline is not None and time.monotonic() >= deadline:
                 return view
             time.sleep(poll_s)
-
-    def run_of(self, view: V) -> ArrayRunRecord:
-        found = getattr(view, "run", None)
-        assert isinstance(found, ArrayRunRecord)
-        return found
 
     # Changing runs ---------------------------------------------------------------------
 

@@ -341,9 +341,6 @@ class RenderRuns(ArrayRuns["RenderView"]):
     def describe_task(self, task: ArrayTaskRecord) -> dict[str, Any]:
         return {"chunk": task.index, "frames": f"{task.first}-{task.last}"}
 
-    def view(self, run: ArrayRunRecord) -> RenderView:
-        return self.refresh(run)
-
     def refresh(self, run: ArrayRunRecord) -> RenderView:
         """The run's state from Slurm (one squeue call) and its frames directory (one
         listing); chunk rows and the run's status are updated to match."""

@@ -453,9 +453,6 @@ class ScoreRuns(ArrayRuns["ScoreView"]):
     def describe_task(self, task: ArrayTaskRecord) -> dict[str, Any]:
         return {"shard": task.index, "rows": f"{task.first}-{task.last}"}
 
-    def view(self, run: ArrayRunRecord) -> ScoreView:
-        return self.refresh(run)
-
     def refresh(self, run: ArrayRunRecord) -> ScoreView:
         """The run's state from Slurm (one squeue call) and its parts directory (one
         listing); shard rows and the run's status are updated to match."""
