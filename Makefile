@@ -16,7 +16,7 @@ APT_PROBES := slurmctld slurmd munged slurmdbd mariadbd sbatch chromium chromedr
 APT_LEAN_PACKAGES := blender ffmpeg
 APT_LEAN_PROBES := blender ffmpeg ffprobe
 
-.PHONY: setup setup-system setup-venv demo demo-render demo-score test lint unit bench cluster-up cluster-down clean
+.PHONY: setup setup-system setup-venv demo demo-render demo-score test suite lint unit bench cluster-up cluster-down clean
 
 setup: setup-system setup-venv ## install Slurm, munge, MariaDB (apt) and the project (.venv)
 
@@ -39,11 +39,11 @@ setup-system:
 
 setup-venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml hpcrun/viewer/kernel.py
+$(VENV)/.installed: pyproject.toml hpcrun/node/viewer/kernel.py
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[dev]'
 	@# Compile the open renderer's numba kernels once (cached), not in every render agent.
-	$(VENV)/bin/python -c "from hpcrun.viewer import kernel; kernel.warm()"
+	$(VENV)/bin/python -c "from hpcrun.node.viewer import kernel; kernel.warm()"
 	@touch $@
 
 demo: setup ## start a 4-node local cluster and render the supernova on all 4 nodes
@@ -68,15 +68,36 @@ demo-score: setup ## score a 1M-row table with an XGBoost model: 4 shards, Trito
 	  -i build/score-example/table.parquet -o build/score-example/scores.parquet \
 	  --tasks 4 --overwrite
 
-test: setup lint unit ## lint, type-check and run the whole suite (real Slurm)
+test: setup lint suite ## lint, type-check and run the whole suite (real Slurm)
 
 lint: setup-venv
 	$(VENV)/bin/ruff check hpcrun tests benchmarks
 	$(VENV)/bin/mypy --strict hpcrun
 
-unit: setup
-	@PATH=$$PATH:/usr/sbin $(VENV)/bin/python -m pytest; rc=$$?; \
-	if [ $$rc = 5 ]; then echo "error: pytest collected no tests" >&2; fi; exit $$rc
+suite: setup ## every test: the real local Slurm cluster, moto, sshd, Chromium, Blender
+	@$(call run_pytest,)
+
+# What needs no real component (Slurm daemons, sshd, moto, Chromium, Blender) and is not
+# marked slow: what a developer runs after each change.
+unit: setup-venv ## the fast tests only, in-process or tiny child processes
+	@$(call run_pytest,--ignore=tests/e2e -m "$(UNIT_MARKERS)")
+
+UNIT_MARKERS := not slurm and not ssh and not aws and not browser and not blender and not slow
+
+# pytest with the user's own hpcrun and Slurm settings replaced by unrelated values: a test
+# that let one reach a child process would act on the user's clusters; here it fails, and
+# a HPCRUN_HOME that appears afterwards means some test wrote there. Exit 5 (nothing
+# collected) fails too.
+define run_pytest
+home=$$(mktemp -u -d /tmp/hpcrun-not-yours-XXXXXX); \
+PATH=$$PATH:/usr/sbin HPCRUN_HOME=$$home HPCRUN_CLUSTER=not-a-cluster \
+  SLURM_CONF=/nonexistent/slurm.conf $(VENV)/bin/python -m pytest $(1); rc=$$?; \
+if [ $$rc = 5 ]; then echo "error: pytest collected no tests" >&2; fi; \
+if [ -e $$home ]; then \
+  echo "error: a test wrote to the user's HPCRUN_HOME ($$home)" >&2; rm -rf $$home; rc=1; \
+fi; \
+exit $$rc
+endef
 
 bench: setup ## every benchmark in benchmarks/, each prints its ratio last
 	@for b in benchmarks/[a-z]*.py; do echo "== $$b"; PATH=$$PATH:/usr/sbin $(VENV)/bin/python $$b || exit 1; done

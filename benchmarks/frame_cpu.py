@@ -1,6 +1,6 @@
 """frame_cpu: CPU-seconds per 512x512 composite frame of the 256^3 supernova, against VTK.
 
-hpcrun side: the open renderer's brick kernel (`hpcrun.viewer.kernel.BrickRenderer`) on
+hpcrun side: the open renderer's brick kernel (`hpcrun.node.viewer.kernel.BrickRenderer`) on
 the whole volume as one brick, plus the compositor that turns its partial into the RGB
 frame, in this process. Yardstick: VTK's `vtkFixedPointVolumeRayCastMapper` (the fastest
 CPU volume mapper VTK has) rendering offscreen in a Python of benchmarks/.peers-venv (pip
@@ -173,7 +173,7 @@ def compile_seconds() -> float:
     """`warm()` in a fresh interpreter with an empty numba cache: the first-run cost."""
     with tempfile.TemporaryDirectory(prefix="hpcrun-numba-") as cache:
         env = {**os.environ, "NUMBA_CACHE_DIR": cache}
-        code = "from hpcrun.viewer.kernel import warm; print(warm())"
+        code = "from hpcrun.node.viewer.kernel import warm; print(warm())"
         done = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT,
                               capture_output=True, text=True, timeout=600, check=True)
         return float(done.stdout.strip().splitlines()[-1])
@@ -183,8 +183,8 @@ class Ours:
     """The volume cut into `bricks`, one renderer per brick, composited to a frame."""
 
     def __init__(self, volume: Any, bricks: int) -> None:
-        from hpcrun.viewer.bricks import split
-        from hpcrun.viewer.kernel import BrickRenderer
+        from hpcrun.node.viewer.bricks import split
+        from hpcrun.node.viewer.kernel import BrickRenderer
 
         self.bricks = split(volume.shape, bricks)
         self.by_id = {b.id: b for b in self.bricks}
@@ -192,8 +192,8 @@ class Ours:
         self.last: Any = None
 
     def frame(self, view: Any) -> tuple[float, float]:
-        from hpcrun.viewer.colormaps import lut
-        from hpcrun.viewer.compositor import composite
+        from hpcrun.node.viewer.colormaps import lut
+        from hpcrun.node.viewer.compositor import composite
 
         table = lut(view.colormap)
         c0, w0 = cpu_s(), time.perf_counter()
@@ -215,10 +215,10 @@ def main() -> None:
     import numba
     import numpy as np
 
+    from hpcrun.node.viewer.camera import Camera, View
+    from hpcrun.node.viewer.colormaps import lut
+    from hpcrun.node.viewer.kernel import warm
     from hpcrun.scenes.generators import supernova
-    from hpcrun.viewer.camera import Camera, View
-    from hpcrun.viewer.colormaps import lut
-    from hpcrun.viewer.kernel import warm
 
     log("numba compile with an empty cache (one time per install)")
     compile_s = compile_seconds()

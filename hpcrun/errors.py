@@ -88,8 +88,9 @@ class ClusterNotRunning(HpcrunError):
         )
 
 
-class SlurmCommandError(HpcrunError):
-    """A Slurm command exited non-zero; its stderr is the most useful thing to show."""
+class CommandError(HpcrunError):
+    """A command on the cluster (or here) exited non-zero; its stderr is the most useful
+    thing to show. Transports raise it; they do not know what the command was for."""
 
     def __init__(self, argv: Sequence[str], returncode: int, stderr: str) -> None:
         detail = stderr.strip() or "(no output)"
@@ -101,3 +102,16 @@ class SlurmCommandError(HpcrunError):
         self.argv = list(argv)
         self.returncode = returncode
         self.stderr = stderr
+
+
+class SlurmCommandError(CommandError):
+    """A Slurm command (sbatch, squeue, scontrol...) exited non-zero."""
+
+
+class FeatureMissing(HpcrunError):
+    """A command needs a feature (Slurm, a remote desktop, a shell) the cluster's backend
+    lacks: refused before any work starts."""
+
+    def __init__(self, message: str, hint: str | None, *, feature: str) -> None:
+        super().__init__(message, hint)
+        self.feature = feature

@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +115,80 @@ _MIGRATIONS = [
 ]
 
 
+class ClusterState(StrEnum):
+    """A cluster's status: the recorded ones (intent, then outcome) and those `status`
+    reports from looking at the cluster itself (degraded, unreachable, gone)."""
+
+    CREATING = "creating"
+    UP = "up"
+    FAILED = "failed"
+    STOPPING = "stopping"  # local: daemons being stopped
+    DOWN = "down"  # local: every daemon stopped
+    DELETING = "deleting"  # ParallelCluster: delete-cluster running
+    DELETED = "deleted"
+    DETACHED = "detached"  # ssh: hpcrun let go of it; the cluster runs on
+    DEGRADED = "degraded"  # reported: up, but a daemon died or nodes are down
+    UNREACHABLE = "unreachable"  # reported: Slurm does not answer over SSH
+    GONE = "gone"  # reported: AWS no longer knows it, though hpcrun never deleted it
+
+
+class JobState(StrEnum):
+    """A `hpcrun submit` job as hpcrun recorded it (Slurm has its own states)."""
+
+    SUBMITTING = "submitting"
+    SUBMITTED = "submitted"
+    FAILED = "failed"
+
+
+class SessionState(StrEnum):
+    """An IndeX session."""
+
+    STARTING = "starting"
+    RUNNING = "running"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+
+class IndexJobState(StrEnum):
+    """One allocation of an IndeX session."""
+
+    ALLOCATING = "allocating"
+    RUNNING = "running"
+    ENDED = "ended"
+    FAILED = "failed"
+
+
+class RunState(StrEnum):
+    """A render or score run: its array's tasks work, then its final job finishes."""
+
+    SUBMITTING = "submitting"
+    RENDERING = "rendering"  # render: the chunks run
+    ENCODING = "encoding"  # render: ffmpeg makes the video
+    SCORING = "scoring"  # score: the shards run
+    MERGING = "merging"  # score: the parts become one file
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+RUN_ENDED = frozenset({RunState.DONE, RunState.FAILED, RunState.CANCELLED})
+
+
+_LIVE_INDEX_JOBS = frozenset({IndexJobState.ALLOCATING, IndexJobState.RUNNING})
+# The same sets as SQL parameters, in a fixed order.
+_LIVE_INDEX_JOBS_SQL = [IndexJobState.ALLOCATING.value, IndexJobState.RUNNING.value]
+_ACTIVE_SESSIONS_SQL = [SessionState.STARTING.value, SessionState.RUNNING.value]
+
+
+class TaskRecordState(StrEnum):
+    """One task (render chunk, score shard) of a run's array, as its log tells."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
 def hpcrun_home() -> Path:
     """`$HPCRUN_HOME`, else `~/.hpcrun`: everything hpcrun writes for itself lives here."""
     return Path(os.environ.get("HPCRUN_HOME") or Path.home() / ".hpcrun").expanduser()
@@ -124,7 +199,7 @@ class ClusterRecord:
     name: str
     backend: str
     config: dict[str, Any]
-    status: str  # creating | up | failed | stopping | down
+    status: ClusterState
     detail: str
     created_at: float
     updated_at: float
@@ -137,7 +212,7 @@ class JobRecord:
     slurm_job_id: str | None
     name: str
     spec: dict[str, Any]
-    status: str  # submitting | submitted | failed
+    status: JobState
     workdir: str
     output: str
     error: str | None
@@ -153,7 +228,7 @@ class IndexJobRecord:
     initial: bool
     nodes: int
     resized: bool  # Slurm resized it once: without slurmdbd it cannot be updated again
-    status: str  # allocating | running | ended | failed
+    status: IndexJobState
     log: str
 
 
@@ -164,7 +239,7 @@ class IndexSessionRecord:
     scene: str
     renderer: str  # nvindex | open
     plan: dict[str, Any]
-    status: str  # starting | running | failed | stopped
+    status: SessionState
     url: str
     workdir: str
     detail: str
@@ -173,7 +248,7 @@ class IndexSessionRecord:
 
     @property
     def live_jobs(self) -> tuple[IndexJobRecord, ...]:
-        return tuple(j for j in self.jobs if j.status in {"allocating", "running"})
+        return tuple(j for j in self.jobs if j.status in _LIVE_INDEX_JOBS)
 
     @property
     def initial_job(self) -> IndexJobRecord | None:
@@ -188,7 +263,7 @@ class ArrayTaskRecord:
     index: int
     first: int
     last: int
-    status: str  # pending | running | done | failed
+    status: TaskRecordState
     attempts: int
 
 
@@ -201,7 +276,7 @@ class ArrayRunRecord:
     kind: str  # render | score
     name: str
     plan: dict[str, Any]
-    status: str  # submitting | rendering/scoring | encoding/merging | done | failed | cancelled
+    status: RunState
     detail: str
     array_job_id: str | None
     final_job_id: str | None
@@ -250,7 +325,9 @@ class StateStore:
 
     # clusters ---------------------------------------------------------------------------
 
-    def put_cluster(self, name: str, backend: str, config: Mapping[str, Any], status: str) -> None:
+    def put_cluster(
+        self, name: str, backend: str, config: Mapping[str, Any], status: ClusterState
+    ) -> None:
         now = time.time()
         self._db.execute(
             """INSERT INTO clusters (name, backend, config, status, detail, created_at, updated_at)
@@ -260,7 +337,7 @@ class StateStore:
             (name, backend, json.dumps(dict(config), sort_keys=True), status, now, now),
         )
 
-    def set_cluster_status(self, name: str, status: str, detail: str = "") -> None:
+    def set_cluster_status(self, name: str, status: ClusterState, detail: str = "") -> None:
         self._db.execute(
             "UPDATE clusters SET status=?, detail=?, updated_at=? WHERE name=?",
             (status, detail, time.time(), name),
@@ -317,11 +394,12 @@ class StateStore:
     ) -> int:
         cur = self._db.execute(
             """INSERT INTO jobs (cluster, name, spec, status, workdir, output, error, submitted_at)
-               VALUES (?, ?, ?, 'submitting', ?, ?, ?, ?)""",
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
             (
                 cluster,
                 name,
                 json.dumps(dict(spec), sort_keys=True),
+                JobState.SUBMITTING,
                 workdir,
                 output,
                 error,
@@ -332,11 +410,14 @@ class StateStore:
 
     def record_submitted(self, row_id: int, slurm_job_id: str) -> None:
         self._db.execute(
-            "UPDATE jobs SET slurm_job_id=?, status='submitted' WHERE id=?", (slurm_job_id, row_id)
+            "UPDATE jobs SET slurm_job_id=?, status=? WHERE id=?",
+            (slurm_job_id, JobState.SUBMITTED, row_id),
         )
 
     def record_submit_failed(self, row_id: int, detail: str) -> None:
-        self._db.execute("UPDATE jobs SET status='failed', detail=? WHERE id=?", (detail, row_id))
+        self._db.execute(
+            "UPDATE jobs SET status=?, detail=? WHERE id=?", (JobState.FAILED, detail, row_id)
+        )
 
     def job(self, cluster: str, slurm_job_id: str) -> JobRecord | None:
         """The record of an hpcrun-submitted job; `123_4` finds the array job `123`."""
@@ -361,13 +442,22 @@ class StateStore:
         cur = self._db.execute(
             """INSERT INTO index_sessions
                (cluster, scene, renderer, plan, status, workdir, created_at, updated_at)
-               VALUES (?, ?, ?, ?, 'starting', ?, ?, ?)""",
-            (cluster, scene, renderer, json.dumps(dict(plan), sort_keys=True), workdir, now, now),
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
+            (
+                cluster,
+                scene,
+                renderer,
+                json.dumps(dict(plan), sort_keys=True),
+                SessionState.STARTING,
+                workdir,
+                now,
+                now,
+            ),
         )
         return int(cur.lastrowid or 0)
 
     def set_index_session(
-        self, session_id: int, status: str, *, url: str | None = None, detail: str = ""
+        self, session_id: int, status: SessionState, *, url: str | None = None, detail: str = ""
     ) -> None:
         self._db.execute(
             "UPDATE index_sessions SET status=?, url=COALESCE(?, url), detail=?, updated_at=? "
@@ -387,21 +477,21 @@ class StateStore:
         """Mark every active session of a cluster stopped (its jobs went with the cluster)."""
         with self._transaction() as db:
             db.execute(
-                "UPDATE index_jobs SET status='ended' WHERE status IN ('allocating', 'running') "
+                "UPDATE index_jobs SET status=? WHERE status IN (?, ?) "
                 "AND session_id IN (SELECT id FROM index_sessions WHERE cluster=?)",
-                (cluster,),
+                (IndexJobState.ENDED, *_LIVE_INDEX_JOBS_SQL, cluster),
             )
             db.execute(
-                "UPDATE index_sessions SET status='stopped', detail=?, updated_at=? "
-                "WHERE cluster=? AND status IN ('starting', 'running')",
-                (detail, time.time(), cluster),
+                "UPDATE index_sessions SET status=?, detail=?, updated_at=? "
+                "WHERE cluster=? AND status IN (?, ?)",
+                (SessionState.STOPPED, detail, time.time(), cluster, *_ACTIVE_SESSIONS_SQL),
             )
 
     def add_index_job(self, session_id: int, *, initial: bool, nodes: int, log: str) -> int:
         cur = self._db.execute(
             """INSERT INTO index_jobs (session_id, initial, nodes, status, log, created_at)
-               VALUES (?, ?, ?, 'allocating', ?, ?)""",
-            (session_id, int(initial), nodes, log, time.time()),
+               VALUES (?, ?, ?, ?, ?, ?)""",
+            (session_id, int(initial), nodes, IndexJobState.ALLOCATING, log, time.time()),
         )
         return int(cur.lastrowid or 0)
 
@@ -412,7 +502,7 @@ class StateStore:
         slurm_job_id: str | None = None,
         nodes: int | None = None,
         resized: bool | None = None,
-        status: str | None = None,
+        status: IndexJobState | None = None,
     ) -> None:
         self._db.execute(
             """UPDATE index_jobs SET slurm_job_id=COALESCE(?, slurm_job_id),
@@ -428,10 +518,11 @@ class StateStore:
     def index_sessions(
         self, cluster: str, *, active_only: bool = False
     ) -> list[IndexSessionRecord]:
-        sql = "SELECT * FROM index_sessions WHERE cluster=?"
+        sql, args = "SELECT * FROM index_sessions WHERE cluster=?", [cluster]
         if active_only:
-            sql += " AND status IN ('starting', 'running')"
-        rows = self._db.execute(sql + " ORDER BY id", (cluster,)).fetchall()
+            sql += " AND status IN (?, ?)"
+            args += _ACTIVE_SESSIONS_SQL
+        rows = self._db.execute(sql + " ORDER BY id", args).fetchall()
         return [self._index_session(r) for r in rows]
 
     def _index_session(self, row: sqlite3.Row) -> IndexSessionRecord:
@@ -444,7 +535,7 @@ class StateStore:
             scene=row["scene"],
             renderer=row["renderer"],
             plan=json.loads(row["plan"]),
-            status=row["status"],
+            status=SessionState(row["status"]),
             url=row["url"],
             workdir=row["workdir"],
             detail=row["detail"],
@@ -457,7 +548,7 @@ class StateStore:
                     initial=bool(j["initial"]),
                     nodes=j["nodes"],
                     resized=bool(j["resized"]),
-                    status=j["status"],
+                    status=IndexJobState(j["status"]),
                     log=j["log"],
                 )
                 for j in jobs
@@ -482,21 +573,32 @@ class StateStore:
             cur = db.execute(
                 """INSERT INTO array_runs
                    (kind, cluster, name, plan, status, output, created_at, updated_at)
-                   VALUES (?, ?, ?, ?, 'submitting', ?, ?, ?)""",
-                (kind, cluster, name, json.dumps(dict(plan), sort_keys=True), output, now, now),
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
+                (
+                    kind,
+                    cluster,
+                    name,
+                    json.dumps(dict(plan), sort_keys=True),
+                    RunState.SUBMITTING,
+                    output,
+                    now,
+                    now,
+                ),
             )
             run_id = int(cur.lastrowid or 0)
             db.executemany(
-                "INSERT INTO array_tasks (run_id, idx, first, last, status) "
-                "VALUES (?, ?, ?, ?, 'pending')",
-                [(run_id, index, first, last) for index, first, last in tasks],
+                "INSERT INTO array_tasks (run_id, idx, first, last, status) VALUES (?, ?, ?, ?, ?)",
+                [
+                    (run_id, index, first, last, TaskRecordState.PENDING)
+                    for index, first, last in tasks
+                ],
             )
         return run_id
 
     def set_array_run(
         self,
         run_id: int,
-        status: str,
+        status: RunState,
         *,
         detail: str = "",
         array_job_id: str | None = None,
@@ -515,7 +617,7 @@ class StateStore:
             (json.dumps(dict(plan), sort_keys=True), time.time(), run_id),
         )
 
-    def set_array_tasks(self, run_id: int, updates: list[tuple[int, str, int]]) -> None:
+    def set_array_tasks(self, run_id: int, updates: list[tuple[int, TaskRecordState, int]]) -> None:
         """(index, status, attempts) for each task whose state changed."""
         with self._transaction() as db:
             db.executemany(
@@ -543,14 +645,16 @@ class StateStore:
             kind=row["kind"],
             name=row["name"],
             plan=json.loads(row["plan"]),
-            status=row["status"],
+            status=RunState(row["status"]),
             detail=row["detail"],
             array_job_id=row["array_job_id"],
             final_job_id=row["final_job_id"],
             output=row["output"],
             created_at=row["created_at"],
             tasks=tuple(
-                ArrayTaskRecord(t["idx"], t["first"], t["last"], t["status"], t["attempts"])
+                ArrayTaskRecord(
+                    t["idx"], t["first"], t["last"], TaskRecordState(t["status"]), t["attempts"]
+                )
                 for t in tasks
             ),
         )
@@ -561,7 +665,7 @@ def _cluster(row: sqlite3.Row) -> ClusterRecord:
         name=row["name"],
         backend=row["backend"],
         config=json.loads(row["config"]),
-        status=row["status"],
+        status=ClusterState(row["status"]),
         detail=row["detail"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
@@ -575,7 +679,7 @@ def _job(row: sqlite3.Row) -> JobRecord:
         slurm_job_id=row["slurm_job_id"],
         name=row["name"],
         spec=json.loads(row["spec"]),
-        status=row["status"],
+        status=JobState(row["status"]),
         workdir=row["workdir"],
         output=row["output"],
         error=row["error"],

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import free_port
+from tests.conftest import clean_environ, free_port
 
 REGION = "us-east-1"
 
@@ -32,8 +32,10 @@ class MotoServer:
     pid: int
 
     def env(self) -> dict[str, str]:
-        """Environment for a process that must reach this server and nothing else."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        """Environment for a process that must reach this server and nothing else: no
+        other AWS settings, and none of the user's hpcrun or Slurm ones (HPCRUN_HOME would
+        send the process to the user's own clusters)."""
+        env = {k: v for k, v in clean_environ().items() if not k.startswith("AWS_")}
         env.update(
             AWS_ENDPOINT_URL=self.url,
             AWS_ACCESS_KEY_ID="testing",

@@ -32,15 +32,42 @@ def slurm_installed() -> bool:
     return all(shutil.which(p) for p in ("slurmctld", "slurmd", "munged", "slurmdbd", "mariadbd"))
 
 
+# Settings a user may keep in their shell that would point a test's child process at the
+# user's own state or cluster: hpcrun's (HPCRUN_HOME, HPCRUN_CLUSTER, ...) and Slurm's
+# (SLURM_CONF, an allocation's SLURM_JOB_ID, the input variables of its commands).
+USER_SETTING_PREFIXES = (
+    "HPCRUN_",
+    "SLURM_",
+    "SBATCH_",
+    "SALLOC_",
+    "SRUN_",
+    "SQUEUE_",
+    "SINFO_",
+    "SACCT_",
+    "SCANCEL_",
+)
+
+
+def clean_environ(**overrides: str) -> dict[str, str]:
+    """This process's environment without the user's hpcrun and Slurm settings, plus
+    `overrides`: the base of every environment a test hands a child process."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(USER_SETTING_PREFIXES)}
+    env.update(overrides)
+    return env
+
+
+def cli_env(home: Path) -> dict[str, str]:
+    """The environment `run_cli` gives hpcrun: `home` as HPCRUN_HOME, no user settings."""
+    return clean_environ(HPCRUN_HOME=str(home))
+
+
 def run_cli(
     *args: str, home: Path, check: bool = True, timeout: float = 180, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run the real `hpcrun` CLI in a child process with `home` as HPCRUN_HOME."""
-    env = {**os.environ, "HPCRUN_HOME": str(home)}
-    env.pop("HPCRUN_CLUSTER", None)
     done = subprocess.run(
         [*HPCRUN, *args],
-        env=env,
+        env=cli_env(home),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -100,7 +127,7 @@ class Cluster:
 
     @property
     def env(self) -> dict[str, str]:
-        return {**os.environ, **self.backend.env}
+        return clean_environ(**self.backend.env)
 
     def cli(
         self, *args: str, check: bool = True, timeout: float = 180
@@ -112,7 +139,7 @@ class Cluster:
     ) -> subprocess.CompletedProcess[str]:
         """`hpcrun ARGS` as a user in the cluster's shell runs it (its Slurm environment,
         the current cluster rather than HPCRUN_CLUSTER), `env` on top (a moto server's)."""
-        full = {**self.env, "HPCRUN_HOME": str(self.home), **(env or {})}
+        full = {**self.env, **(env or {}), "HPCRUN_HOME": str(self.home)}
         full.pop("HPCRUN_CLUSTER", None)
         done = subprocess.run(
             [sys.executable, "-m", "hpcrun", *args],
@@ -144,7 +171,7 @@ def short_tempdir(prefix: str) -> Path:
 def local_cluster() -> Iterator[Cluster]:
     if not slurm_installed():
         if os.environ.get("CI"):
-            pytest.fail("Slurm is not installed; `make test` installs it (make setup-test)")
+            pytest.fail("Slurm is not installed; `make test` installs it (as root: make setup)")
         pytest.skip("Slurm is not installed: run `make setup`")
     home = short_tempdir("hrt")
     workdir = home / "work"

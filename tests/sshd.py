@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+from hpcrun.transport.ssh import SSHRunner
 from tests.conftest import free_port
 
 SSHD = "/usr/sbin/sshd"
@@ -179,3 +180,15 @@ def sshd_server() -> Iterator[SshServer]:
         yield server
     finally:
         server.stop()
+
+
+def runner_for(server: SshServer, **kwargs: object) -> SSHRunner:
+    """An `SSHRunner` logged in to `server` with its key and host key; `kwargs` override."""
+    options: dict[str, object] = {
+        "port": server.port,
+        "user": server.user,
+        "key_path": server.key_path,
+        "known_hosts_path": server.known_hosts_path,
+    }
+    options.update(kwargs)
+    return SSHRunner(server.host, **options)  # type: ignore[arg-type]

@@ -253,3 +253,26 @@ def test_failed_transaction_rolls_back(store: StateStore) -> None:
         db.execute("DELETE FROM clusters WHERE name='dev'")
         raise Boom
     assert store.cluster("dev") is not None
+
+
+def test_statuses_read_back_as_enums_and_are_stored_as_their_plain_values(
+    store: StateStore,
+) -> None:
+    from hpcrun.state import ClusterState, JobState, RunState, SessionState, TaskRecordState
+
+    store.put_cluster("dev", "local", {"name": "dev"}, ClusterState.CREATING)
+    store.set_cluster_status("dev", ClusterState.UP)
+    row = store.record_submit_intent("dev", "j", {}, "/w", "o-%j.out", None)
+    run = store.create_array_run("render", "dev", "r", {}, "/out", [(0, 1, 2)])
+    session = store.create_index_session("dev", "supernova", "open", {}, "/w")
+    cluster, job = store.cluster("dev"), store.jobs("dev")[0]
+    array_run, index_session = store.array_run(run), store.index_session(session)
+    assert cluster is not None and array_run is not None and index_session is not None
+    assert cluster.status is ClusterState.UP and cluster.status == "up"
+    assert job.status is JobState.SUBMITTING and job.id == row
+    assert array_run.status is RunState.SUBMITTING
+    assert array_run.tasks[0].status is TaskRecordState.PENDING
+    assert index_session.status is SessionState.STARTING
+    raw = sqlite3.connect(store.path).execute("SELECT status FROM clusters").fetchone()[0]
+    assert type(raw) is str and raw == "up"
+    assert f"{cluster.status}" == "up"  # what tables and messages print

@@ -1,9 +1,11 @@
 """What every backend provides, whatever the cluster is made of.
 
-A backend owns a cluster's lifecycle (create, status, destroy) and hands out a
-`SlurmClient` for it; workloads never learn whether they run on daemons on this host or
-on ParallelCluster. Each backend also declares the features it lacks, so the CLI can
-refuse early with a clear message instead of failing half-way.
+A backend owns a cluster's lifecycle (create, status, destroy) and hands out what services
+run work through: a neutral `Scheduler`, a `Workspace` (the cluster's storage) and an
+`IndexDriver` (IndeX sessions), plus the `SlurmClient` itself for the Slurm-only commands
+(`submit`, `jobs`, `logs`). Workloads never learn whether they run on daemons on this host
+or on ParallelCluster. The registry (`hpcrun.backends`) declares what each backend lacks,
+so the CLI can refuse early with a clear message instead of failing half-way.
 """
 
 from __future__ import annotations
@@ -12,9 +14,24 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from hpcrun.scheduler import NullProgress, Progress, Scheduler, Workspace
 from hpcrun.slurm import Job, Node, SlurmClient
+
+if TYPE_CHECKING:
+    from hpcrun.scheduler.index import IndexDriver
+
+__all__ = [
+    "Backend",
+    "ClusterSite",
+    "ClusterStatus",
+    "DaemonStatus",
+    "Feature",
+    "NodeStatus",
+    "NullProgress",
+    "Progress",
+]
 
 
 class Feature(StrEnum):
@@ -24,22 +41,6 @@ class Feature(StrEnum):
     JOB_EXPANSION = "job-expansion"
     ACCOUNTING = "accounting"
     SHELL = "shell"  # a login shell on a head node (`hpcrun ssh`)
-
-
-class Progress(Protocol):
-    """How long operations report progress; the CLI draws it, tests may record it."""
-
-    def step(self, message: str) -> None: ...
-
-    def advance(self, done: int, total: int, message: str) -> None: ...
-
-
-class NullProgress:
-    def step(self, message: str) -> None:
-        pass
-
-    def advance(self, done: int, total: int, message: str) -> None:
-        pass
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,17 @@ class Backend(Protocol):
 
     def destroy(self, progress: Progress, *, purge: bool = False) -> None: ...
 
-    def slurm(self) -> SlurmClient: ...
+    def slurm(self) -> SlurmClient:
+        """Slurm itself, for the commands that are Slurm's own (submit, jobs, logs)."""
+        ...
+
+    def scheduler(self) -> Scheduler: ...
+
+    def workspace(self) -> Workspace: ...
+
+    def index_driver(self) -> IndexDriver:
+        """How IndeX sessions start, grow, shrink and stop on this cluster."""
+        ...
 
     def desktop_url(self) -> str | None: ...
 

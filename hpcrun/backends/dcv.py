@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from hpcrun.errors import HpcrunError
-from hpcrun.slurm.runner import Runner
+from hpcrun.transport.runner import Runner
 
 DCV_CONNECT_SCRIPT = "/opt/parallelcluster/scripts/pcluster_dcv_connect.sh"
 URL_LIFETIME_S = 30

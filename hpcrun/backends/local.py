@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from hpcrun.backends import backend_entry
 from hpcrun.backends.base import (
     ClusterSite,
     ClusterStatus,
@@ -44,22 +45,27 @@ from hpcrun.backends.processes import (
     processes_mentioning,
 )
 from hpcrun.errors import DaemonFailed, HpcrunError, SlurmNotInstalled, UsageError
-from hpcrun.slurm import LocalRunner, Node, SlurmClient
-from hpcrun.state import ClusterRecord, StateStore
+from hpcrun.scheduler import Scheduler, Workspace
+from hpcrun.scheduler.index import IndexDriver
+from hpcrun.slurm import ACCOUNTING_PROGRAMS, DAEMON_PROGRAMS, Node, SlurmClient
+from hpcrun.slurm.index import SlurmIndexDriver
+from hpcrun.slurm.scheduler import SlurmScheduler
+from hpcrun.state import ClusterRecord, ClusterState, StateStore
+from hpcrun.transport import LocalRunner
+from hpcrun.transport.workspace import RunnerWorkspace
 
 logger = logging.getLogger(__name__)
 
-SLURM_PROGRAMS = ("munged", "slurmctld", "slurmd", "sinfo", "sbatch", "squeue", "scontrol")
-ACCOUNTING_PROGRAMS = ("mariadbd", "mariadb-install-db", "slurmdbd", "sacctmgr", "sacct")
 READY_TIMEOUT_S = 60.0
 
 
 class LocalBackend:
     name = "local"
-    unsupported = frozenset({Feature.DESKTOP, Feature.SHELL})
+    unsupported: frozenset[Feature]  # declared in the registry (hpcrun.backends)
 
     def __init__(self, config: dict[str, Any], store: StateStore) -> None:
         self.config = dict(config)
+        self.unsupported = backend_entry(self.name).unsupported(self.config)
         self.store = store
         self.cluster_name: str = self.config["name"]
         self.paths = LocalPaths(store.home / "clusters" / self.cluster_name)
@@ -77,6 +83,16 @@ class LocalBackend:
 
     def slurm(self) -> SlurmClient:
         return SlurmClient(LocalRunner(self.env))
+
+    def scheduler(self) -> Scheduler:
+        return SlurmScheduler(self.slurm())
+
+    def workspace(self) -> Workspace:
+        return RunnerWorkspace(LocalRunner(self.env), str(self.paths.root))
+
+    def index_driver(self) -> IndexDriver:
+        runner = LocalRunner(self.env)
+        return SlurmIndexDriver(SlurmClient(runner), runner)
 
     def desktop_url(self) -> str | None:
         return None
@@ -140,14 +156,14 @@ class LocalBackend:
             self._recover_stale(progress)
             self._assign_ports()
         # Intent first: a crash from here on leaves a "creating" row `status` can explain.
-        self.store.put_cluster(self.cluster_name, self.name, self.config, "creating")
+        self.store.put_cluster(self.cluster_name, self.name, self.config, ClusterState.CREATING)
         try:
             self._start_all(progress)
         except BaseException as exc:
             detail = exc.message if isinstance(exc, HpcrunError) else repr(exc)
-            self.store.set_cluster_status(self.cluster_name, "failed", detail)
+            self.store.set_cluster_status(self.cluster_name, ClusterState.FAILED, detail)
             raise
-        self.store.set_cluster_status(self.cluster_name, "up")
+        self.store.set_cluster_status(self.cluster_name, ClusterState.UP)
         return True
 
     def _differs(self, running: dict[str, Any]) -> bool:
@@ -157,7 +173,7 @@ class LocalBackend:
         return any(self.config.get(k) != running.get(k) for k in keys)
 
     def _check_installed(self) -> None:
-        wanted = SLURM_PROGRAMS + (ACCOUNTING_PROGRAMS if self.config["accounting"] else ())
+        wanted = DAEMON_PROGRAMS + (ACCOUNTING_PROGRAMS if self.config["accounting"] else ())
         missing = [p for p in wanted if shutil.which(p) is None]
         if missing:
             raise SlurmNotInstalled(missing)
@@ -427,7 +443,7 @@ class LocalBackend:
 
     def destroy(self, progress: Progress, *, purge: bool = False) -> None:
         """Stop every daemon we started, by PID; keep the directory unless `purge`."""
-        self.store.set_cluster_status(self.cluster_name, "stopping")
+        self.store.set_cluster_status(self.cluster_name, ClusterState.STOPPING)
         supervisor_pid = self.supervisor.recorded_supervisor_pid()
         if self.supervisor.alive():
             self._cancel_jobs(progress)
@@ -451,7 +467,7 @@ class LocalBackend:
             shutil.rmtree(self.paths.root, ignore_errors=True)
             self.store.delete_cluster(self.cluster_name)
         else:
-            self.store.set_cluster_status(self.cluster_name, "down")
+            self.store.set_cluster_status(self.cluster_name, ClusterState.DOWN)
 
     def _cancel_jobs(self, progress: Progress) -> None:
         """End running jobs through Slurm first, so their steps and tasks stop cleanly."""

@@ -18,11 +18,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hpcrun.backends.base import ClusterStatus, Feature, NodeStatus, Progress
+from hpcrun.backends.base import ClusterStatus, NodeStatus, Progress
 from hpcrun.backends.remote import SshBackend
 from hpcrun.errors import HpcrunError, UsageError
 from hpcrun.slurm import Job, Node
-from hpcrun.state import ClusterRecord, StateStore
+from hpcrun.state import ClusterRecord, ClusterState, StateStore
 
 if TYPE_CHECKING:
     from hpcrun.backends.pcluster_api import ClusterDescription
@@ -46,7 +46,6 @@ STACK_TIMEOUT_S = 3600.0
 
 class ParallelClusterBackend(SshBackend):
     name = "parallelcluster"
-    unsupported: frozenset[Feature] = frozenset()
 
     def __init__(
         self,
@@ -59,9 +58,6 @@ class ParallelClusterBackend(SshBackend):
         super().__init__(config, store, trust_new_host=trust_new_host)
         self.region = str(self.config["region"])
         self.suppress_validators = tuple(suppress_validators)
-        dcv = self.config.get("dcv") or {}
-        if not dcv.get("enabled", True):
-            self.unsupported = frozenset({Feature.DESKTOP})
 
     @classmethod
     def from_record(cls, record: ClusterRecord, store: StateStore) -> ParallelClusterBackend:
@@ -108,7 +104,7 @@ class ParallelClusterBackend(SshBackend):
             )
         path = self._write_rendered(model)
         # Intent first: from here on `hpcrun status` can explain an interrupted create.
-        self.store.put_cluster(self.cluster_name, self.name, self.config, "creating")
+        self.store.put_cluster(self.cluster_name, self.name, self.config, ClusterState.CREATING)
         try:
             progress.step("ParallelCluster's validators (pcluster create-cluster --dryrun)")
             checked = api.dry_run(
@@ -133,11 +129,15 @@ class ParallelClusterBackend(SshBackend):
             described = self._wait_for("CREATE_COMPLETE", progress)
         except BaseException as exc:
             reason = getattr(exc, "message", None) or str(exc) or type(exc).__name__
-            self.store.set_cluster_status(self.cluster_name, "failed", reason.splitlines()[0])
+            self.store.set_cluster_status(
+                self.cluster_name, ClusterState.FAILED, reason.splitlines()[0]
+            )
             raise
         address = described.head_node_public_ip or described.head_node_private_ip
         if not address:
-            self.store.set_cluster_status(self.cluster_name, "failed", "no head node address")
+            self.store.set_cluster_status(
+                self.cluster_name, ClusterState.FAILED, "no head node address"
+            )
             raise HpcrunError(
                 f"cluster {self.cluster_name} is {described.status} but describe-cluster "
                 "shows no head node address",
@@ -149,7 +149,7 @@ class ParallelClusterBackend(SshBackend):
             "user": self.config.get("user") or LOGIN_USER.get(model.os, "ec2-user"),
             "stack_arn": described.stack_arn,
         }
-        self.store.put_cluster(self.cluster_name, self.name, self.config, "creating")
+        self.store.put_cluster(self.cluster_name, self.name, self.config, ClusterState.CREATING)
         progress.step(f"head node {address}: connecting over SSH")
         super().create(progress)  # records "up" with the resolved paths
         return True
@@ -226,21 +226,23 @@ class ParallelClusterBackend(SshBackend):
         """Delete the cluster and every AWS resource of its stack."""
         from hpcrun.backends import pcluster_api as api
 
-        self.store.set_cluster_status(self.cluster_name, "deleting")
+        self.store.set_cluster_status(self.cluster_name, ClusterState.DELETING)
         self.store.end_index_sessions(self.cluster_name, "the cluster was deleted")
         progress.step(f"deleting {self.cluster_name} in {self.region} (pcluster delete-cluster)")
         try:
             api.delete_cluster(self.cluster_name, self.region, missing_ok=True)
             self._wait_for("DELETE_COMPLETE", progress)
         except HpcrunError as exc:
-            self.store.set_cluster_status(self.cluster_name, "failed", exc.message.splitlines()[0])
+            self.store.set_cluster_status(
+                self.cluster_name, ClusterState.FAILED, exc.message.splitlines()[0]
+            )
             raise
         finally:
             self.close()
         if purge:
             self.store.delete_cluster(self.cluster_name)
         else:
-            self.store.set_cluster_status(self.cluster_name, "deleted")
+            self.store.set_cluster_status(self.cluster_name, ClusterState.DELETED)
 
 
 _STATE = {

@@ -18,23 +18,30 @@ import shlex
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from hpcrun.backends import backend_entry
 from hpcrun.backends.base import ClusterSite, ClusterStatus, Feature, NodeStatus, Progress
 from hpcrun.errors import HpcrunError
+from hpcrun.scheduler import Scheduler, Workspace
+from hpcrun.scheduler.index import IndexDriver
 from hpcrun.slurm import Job, Node, SlurmClient
-from hpcrun.slurm.ssh import SSHRunner
-from hpcrun.state import ClusterRecord, StateStore
+from hpcrun.slurm.index import SlurmIndexDriver
+from hpcrun.slurm.scheduler import SlurmScheduler
+from hpcrun.state import ClusterRecord, ClusterState, StateStore
+from hpcrun.transport.ssh import SSHRunner
+from hpcrun.transport.workspace import RunnerWorkspace
 
 LAUNCHER = "hpcrun-nvindex-slurm"
 
 
 class SshBackend:
     name = "ssh"
-    unsupported = frozenset({Feature.CREATE})  # it attaches to a cluster; it makes none
+    unsupported: frozenset[Feature]  # declared in the registry (hpcrun.backends)
 
     def __init__(
         self, config: dict[str, Any], store: StateStore, *, trust_new_host: bool = False
     ) -> None:
         self.config = dict(config)
+        self.unsupported = backend_entry(self.name).unsupported(self.config)
         self.store = store
         self.cluster_name: str = self.config["name"]
         self.trust_new_host = trust_new_host
@@ -54,12 +61,16 @@ class SshBackend:
     def runner(self) -> SSHRunner:
         if self._runner is None:
             conf = self.config.get("slurm_conf")
+            known_hosts = self.config.get("known_hosts_path")
             self._runner = SSHRunner(
                 self.host,
                 port=int(self.config.get("port") or 22),
                 user=self.config.get("user"),
                 key_path=self.config.get("private_key_path"),
-                known_hosts_path=self.config.get("known_hosts_path"),
+                # hpcrun's own file unless the cluster file names one; with hpcrun's own,
+                # the user's ~/.ssh/known_hosts is read too (never written).
+                known_hosts_path=known_hosts or self.store.home / "known_hosts",
+                read_system_known_hosts=known_hosts is None,
                 trust_new_host=self.trust_new_host,
                 env={"SLURM_CONF": conf} if conf else None,
             )
@@ -67,6 +78,15 @@ class SshBackend:
 
     def slurm(self) -> SlurmClient:
         return SlurmClient(self.runner)
+
+    def scheduler(self) -> Scheduler:
+        return SlurmScheduler(self.slurm())
+
+    def workspace(self) -> Workspace:
+        return RunnerWorkspace(self.runner, self.site().workspace)
+
+    def index_driver(self) -> IndexDriver:
+        return SlurmIndexDriver(self.slurm(), self.runner)
 
     def endpoint(self, host: str, port: int) -> str:
         return f"http://{host}:{port}"  # as seen inside the cluster's network (or DCV)
@@ -149,7 +169,7 @@ class SshBackend:
         resolved = {**self.config, **self._resolve()}
         unchanged = previous is not None and previous.config == resolved and previous.status == "up"
         self.config = resolved
-        self.store.put_cluster(self.cluster_name, self.name, resolved, "up")
+        self.store.put_cluster(self.cluster_name, self.name, resolved, ClusterState.UP)
         progress.step(f"{len(nodes)} Slurm nodes on {self.host}")
         return not unchanged
 
@@ -236,7 +256,7 @@ class SshBackend:
         if purge:
             self.store.delete_cluster(self.cluster_name)
         else:
-            self.store.set_cluster_status(self.cluster_name, "detached")
+            self.store.set_cluster_status(self.cluster_name, ClusterState.DETACHED)
         self.close()
 
     def close(self) -> None:

@@ -19,7 +19,7 @@ from hpcrun.errors import UnknownCluster
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from hpcrun.backends.base import Backend
+    from hpcrun.backends.base import Backend, Feature
     from hpcrun.state import ClusterRecord, StateStore
 
 S = TypeVar("S")
@@ -72,12 +72,28 @@ def resolve_cluster(name: str | None) -> Target:
     return Target(store, record, open_backend(record, store))
 
 
+def require(target: Target, feature: Feature, what: str) -> None:
+    """Refuse `what` (e.g. "hpcrun dcv") before any work starts when the cluster's backend
+    lacks `feature`: one line saying what is missing where, and a hint saying what to do."""
+    if feature not in target.backend.unsupported:
+        return
+    from hpcrun.backends import refusal
+
+    raise refusal(target.record.name, target.record.backend, feature, what, target.backend)
+
+
 def open_service(
     service: Callable[[StateStore, str, Backend, RichProgress], S], cluster: str | None, quiet: bool
 ) -> tuple[S, RichProgress]:
     """A service (IndeX sessions, render runs) of the chosen cluster, reporting progress
     on stderr unless `quiet` (--json)."""
-    target = resolve_cluster(cluster)
+    return service_of(service, resolve_cluster(cluster), quiet)
+
+
+def service_of(
+    service: Callable[[StateStore, str, Backend, RichProgress], S], target: Target, quiet: bool
+) -> tuple[S, RichProgress]:
+    """`open_service` for a cluster already resolved (and checked with `require`)."""
     progress = RichProgress(quiet=quiet)
     return service(target.store, target.record.name, target.backend, progress), progress
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
@@ -15,13 +15,10 @@ from hpcrun.cli._common import (
     console,
     open_store,
     print_json,
+    require,
     resolve_cluster,
 )
 from hpcrun.errors import HpcrunError, UnknownCluster, UsageError
-
-if TYPE_CHECKING:
-    from hpcrun.backends.base import Backend
-    from hpcrun.state import StateStore
 
 
 def create(
@@ -99,10 +96,13 @@ def create(
       hpcrun create --config configs/ssh.yaml --trust-new-host
       hpcrun create --config configs/index-aws.yaml --trust-new-host
     """
-    from hpcrun.config.models import load_cluster_file, validate_cluster_config
+    from hpcrun.backends import backend_entry, refusal
+    from hpcrun.backends.base import Feature
+    from hpcrun.config.models import load_cluster_file, validate_cluster_data
 
     loaded = load_cluster_file(config) if config else None
     chosen = loaded.backend if loaded is not None else backend
+    entry = backend_entry(chosen)
     flags = {
         "name": name,
         "nodes": nodes,
@@ -112,35 +112,31 @@ def create(
         "port_base": port_base,
     }
     given = {k: v for k, v in flags.items() if v is not None}
-    store = open_store()
-    target: Backend
-    if chosen == "local":
-        from hpcrun.backends.local import LocalBackend
-
-        base: dict[str, Any] = loaded.model_dump() if loaded is not None else {}
-        cluster_config = validate_cluster_config(
-            {**base, **given}, str(config) if config else "flags"
-        )
-        target = LocalBackend(cluster_config.model_dump(), store)
-    elif loaded is None:
+    if loaded is None and entry.needs_file:
         raise UsageError(
             f"--backend {chosen}: describe the cluster in a file",
             "start from `hpcrun config init --preset index-aws` (or configs/ssh.yaml) "
             "and pass it with --config",
         )
-    else:
-        local_only = sorted(set(given) - {"name"})
-        if local_only:
-            raise UsageError(
-                f"--{local_only[0].replace('_', '-')} applies to local clusters only",
-                f"set the cluster's shape in {config}",
-            )
-        target = _remote_backend(
-            {**loaded.model_dump(), **given},
-            store,
-            trust_new_host=trust_new_host,
-            suppress_validators=suppress_validators or [],
+    local_only = sorted(set(given) - entry.flag_keys)
+    if local_only:
+        raise UsageError(
+            f"--{local_only[0].replace('_', '-')} applies to local clusters only",
+            f"set the cluster's shape in {config}",
         )
+    base: dict[str, Any] = loaded.model_dump() if loaded is not None else {}
+    cluster_config = validate_cluster_data(
+        {**base, **given, "backend": chosen}, str(config) if config else "flags"
+    ).model_dump()
+    if Feature.CREATE in entry.unsupported(cluster_config):
+        raise refusal(cluster_config["name"], chosen, Feature.CREATE, "hpcrun create")
+    store = open_store()
+    target = entry.new(
+        cluster_config,
+        store,
+        trust_new_host=trust_new_host,
+        suppress_validators=suppress_validators or [],
+    )
     progress = RichProgress(quiet=json_out)
     started = time.monotonic()
     try:
@@ -156,7 +152,7 @@ def create(
     out = console()
     if not changed:
         out.print(f"Cluster [bold]{status.name}[/bold] is already up; nothing changed.")
-    elif status.backend == "local":
+    elif entry.on_this_machine:
         out.print(
             f"Cluster [bold]{status.name}[/bold] is up: {len(status.nodes)} nodes idle "
             f"in {elapsed:.1f} s."
@@ -167,29 +163,10 @@ def create(
             f"Cluster [bold]{status.name}[/bold] ({status.backend}, {status.detail}) is up: "
             f"{len(status.nodes)} nodes, {idle} idle, in {elapsed:.1f} s."
         )
-    if status.backend == "local":
+    if entry.on_this_machine:
         out.print(f"Slurm commands work after: export SLURM_CONF={status.slurm_conf}")
     else:
         out.print("A shell on its head node: hpcrun ssh")
-
-
-def _remote_backend(
-    config: dict[str, Any],
-    store: StateStore,
-    *,
-    trust_new_host: bool,
-    suppress_validators: list[str],
-) -> Backend:
-    """The backend of a cluster file that is not local (imported only when used)."""
-    if config["backend"] == "ssh":
-        from hpcrun.backends.remote import SshBackend
-
-        return SshBackend(config, store, trust_new_host=trust_new_host)
-    from hpcrun.backends.parallelcluster import ParallelClusterBackend
-
-    return ParallelClusterBackend(
-        config, store, trust_new_host=trust_new_host, suppress_validators=suppress_validators
-    )
 
 
 def status(cluster: ClusterOption = None, json_out: JsonOption = False) -> None:
@@ -244,9 +221,11 @@ def down(
     """Take the cluster down: a local one stops every daemon (by PID; job output is left
     alone), a ParallelCluster one is deleted with its AWS resources, an ssh one is
     detached (hpcrun's IndeX jobs end; the cluster keeps running)."""
+    from hpcrun.backends import backend_entry
+
     target = resolve_cluster(cluster)
     name = target.record.name
-    verb, done_verb = _DOWN_VERBS.get(target.record.backend, ("stop", "stopped"))
+    verb, done_verb = backend_entry(target.record.backend).down_verbs
     if not yes:
         import sys
 
@@ -266,13 +245,6 @@ def down(
         f"Cluster [bold]{name}[/bold] {done_verb} in {time.monotonic() - started:.1f} s"
         + (" and removed." if purge else ".")
     )
-
-
-# What `down` does to each kind of cluster: hpcrun only deletes what it created.
-_DOWN_VERBS = {
-    "ssh": ("detach from", "detached"),
-    "parallelcluster": ("delete (every AWS resource of)", "deleted"),
-}
 
 
 def clusters(json_out: JsonOption = False) -> None:
@@ -334,13 +306,7 @@ def dcv(
     from hpcrun.backends.dcv import URL_LIFETIME_S
 
     target = resolve_cluster(cluster)
-    if Feature.DESKTOP in target.backend.unsupported:
-        raise HpcrunError(
-            f"cluster {target.record.name} ({target.record.backend}) has no remote desktop",
-            "DCV runs on the head node of an AWS ParallelCluster cluster "
-            "(`hpcrun create --config configs/index-aws.yaml`); here, open the URLs "
-            "hpcrun prints in a local browser",
-        )
+    require(target, Feature.DESKTOP, "hpcrun dcv")
     url = target.backend.desktop_url()
     if url is None:
         raise HpcrunError(f"cluster {target.record.name} has no DCV session to offer")
@@ -375,8 +341,7 @@ def ssh(
     from hpcrun.backends.base import Feature
 
     target = resolve_cluster(cluster)
-    if Feature.SHELL in target.backend.unsupported:
-        target.backend.shell_argv()  # raises the backend's own explanation
+    require(target, Feature.SHELL, "hpcrun ssh")
     argv = target.backend.shell_argv(command or [])
     if shutil.which(argv[0]) is None:
         raise HpcrunError(

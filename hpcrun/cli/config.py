@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from hpcrun.cli._common import JsonOption, print_json
 from hpcrun.errors import UsageError
+
+if TYPE_CHECKING:
+    from hpcrun.config.pcluster import ValidationReport
 
 app = typer.Typer(
     name="config",
@@ -83,28 +86,26 @@ def validate(
     ParallelCluster files get hpcrun's checks and then ParallelCluster's own schema (run
     here, AWS is not contacted); its findings name the key of this file that caused them.
     """
+    from hpcrun.backends import REGISTRY
     from hpcrun.config.models import load_cluster_file
 
     data = _load(file)
     backend = data.get("backend", "local")
+    entry = REGISTRY.get(backend) if isinstance(backend, str) else None
+    report: ValidationReport | None = (
+        entry.report(data, source=str(file), thorough=not no_pcluster) if entry else None
+    )
     problems: list[dict[str, Any]] = []
     placeholders: list[str] = []
     summary = ""
-    if backend == "parallelcluster":
-        from hpcrun.config.pcluster import validate_data
-
-        report = validate_data(data, source=str(file), with_pcluster=not no_pcluster)
+    if report is not None:
         problems = [
             {"key": p.path, "message": p.message, "pcluster_path": p.pcluster_path}
             for p in report.problems
         ]
         placeholders = report.placeholders
         if report.config is not None:
-            c = report.config
-            summary = (
-                f"{c.name}: {c.compute_instance_type} x {c.min_count}-{c.max_count}, "
-                f"head {c.head_node_instance_type}, {c.format}"
-            )
+            summary = report.config.summary()
     else:
         try:
             config = load_cluster_file(file)
@@ -114,11 +115,7 @@ def validate(
                 key, _, message = line.strip().partition(": ")
                 problems.append({"key": key, "message": message, "pcluster_path": None})
         else:
-            summary = (
-                f"{config.name}: ssh to {getattr(config, 'host', '?')}"
-                if config.backend == "ssh"
-                else f"{config.name}: local, {getattr(config, 'nodes', '?')} nodes"
-            )
+            summary = config.summary()
     ok = not problems
     if json_out:
         print_json(

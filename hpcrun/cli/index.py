@@ -14,6 +14,9 @@ from hpcrun.cli._common import (
     console,
     open_service,
     print_json,
+    require,
+    resolve_cluster,
+    service_of,
 )
 
 if TYPE_CHECKING:
@@ -336,7 +339,13 @@ def scale(
     attach to the viewer. Shrinking ends whole attached jobs where that fits, otherwise
     `scontrol update JobId=<id> NumNodes=<n>`.
     """
-    sessions, progress = _sessions(cluster, quiet=json_out)
+    from hpcrun.backends.base import Feature
+    from hpcrun.services.index import IndexSessions
+
+    target = resolve_cluster(cluster)
+    if merge:
+        require(target, Feature.JOB_EXPANSION, "hpcrun scale --merge")
+    sessions, progress = service_of(IndexSessions, target, quiet=json_out)
     started = time.monotonic()
     try:
         view = sessions.scale(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
@@ -13,17 +12,22 @@ import typer
 from hpcrun.cli._common import (
     ClusterOption,
     JsonOption,
-    Target,
     console,
     print_json,
+    require,
     resolve_cluster,
 )
-from hpcrun.errors import HpcrunError, UnknownJob, UsageError
 
 if TYPE_CHECKING:
+    from hpcrun.cli._common import Target
+    from hpcrun.services.jobs import JobsService
     from hpcrun.slurm import Job
-    from hpcrun.slurm.runner import Runner
-    from hpcrun.state import JobRecord
+
+
+def _service(target: Target) -> JobsService:
+    from hpcrun.services.jobs import JobsService
+
+    return JobsService(target.store, target.record.name, target.backend)
 
 
 def submit(
@@ -93,8 +97,8 @@ def submit(
       hpcrun submit -N 4 --wait -- srun hostname
       hpcrun submit --array 0-99 -- python score.py
     """
-    import dataclasses
-
+    from hpcrun.backends.base import Feature
+    from hpcrun.services.jobs import exit_status
     from hpcrun.slurm import JobSpec
 
     workdir = str((chdir or Path.cwd()).resolve())
@@ -113,27 +117,17 @@ def submit(
         error=error,
     )  # bad flags fail here, before any cluster is looked up
     target = resolve_cluster(cluster)
-    remote_home = target.backend.default_workdir()
-    if remote_home is not None:  # a path on the cluster, relative ones to the login home
-        workdir = str(chdir) if chdir is not None else remote_home
-        spec = dataclasses.replace(spec, workdir=workdir)
-    stdout_pattern = spec.output or spec.default_output
-    row = target.store.record_submit_intent(
-        target.record.name, spec.name, spec.to_json(), workdir, stdout_pattern, spec.error
-    )
-    try:
-        job_id = target.backend.slurm().submit(spec)
-    except HpcrunError as exc:
-        target.store.record_submit_failed(row, exc.message)
-        raise
-    target.store.record_submitted(row, job_id)
+    require(target, Feature.SLURM, "hpcrun submit")
+    jobs_service = _service(target)
+    # On a cluster that does not see this machine's files, --chdir is a path there.
+    job_id = jobs_service.submit(spec, str(chdir) if chdir is not None else None)
     if not wait:
         print_json({"job_id": job_id, "cluster": target.record.name}) if json_out else print(job_id)
         return
     if not json_out:
         print(job_id, flush=True)
-    final = _wait(target, job_id, timeout, quiet=json_out)
-    code = _exit_status(final)
+    final = _wait(jobs_service, job_id, timeout, quiet=json_out)
+    code = exit_status(final)
     if json_out:
         print_json(
             {
@@ -149,7 +143,7 @@ def submit(
     raise typer.Exit(code)
 
 
-def _wait(target: Target, job_id: str, timeout: float | None, quiet: bool) -> list[Job]:
+def _wait(service: JobsService, job_id: str, timeout: float | None, quiet: bool) -> list[Job]:
     out = console(stderr=True)
     status = None if quiet or not out.is_terminal else out.status(f"job {job_id}: submitted")
     if status is not None:
@@ -166,18 +160,10 @@ def _wait(target: Target, job_id: str, timeout: float | None, quiet: bool) -> li
         )
 
     try:
-        return target.backend.slurm().wait(job_id, timeout_s=timeout, on_poll=show)
+        return service.wait(job_id, timeout_s=timeout, on_poll=show)
     finally:
         if status is not None:
             status.stop()
-
-
-def _exit_status(jobs: list[Job]) -> int:
-    """0 when every task completed; else the first failure's status (1 if it had none)."""
-    for job in jobs:
-        if str(job.state) != "COMPLETED" or job.exit_code:
-            return job.exit_code or 1
-    return 0
 
 
 def jobs(
@@ -189,8 +175,11 @@ def jobs(
     json_out: JsonOption = False,
 ) -> None:
     """List jobs in the queue and recently ended ones (one Slurm call, any number of tasks)."""
+    from hpcrun.backends.base import Feature
+
     target = resolve_cluster(cluster)
-    found = target.backend.slurm().jobs(job_ids or None)
+    require(target, Feature.SLURM, "hpcrun jobs")
+    found = _service(target).jobs(job_ids)
     if json_out:
         print_json([j.to_json() for j in found])
         return
@@ -246,74 +235,29 @@ def logs(
     cluster: ClusterOption = None,
 ) -> None:
     """Print a job's output (stdout, then stderr when it has its own file)."""
+    from hpcrun.backends.base import Feature
+
     target = resolve_cluster(cluster)
-    client = target.backend.slurm()
-    record = target.store.job(target.record.name, job_id)
-    known = client.jobs([job_id]) if record is None or "_" in job_id or follow else []
-    if record is None and not known:
-        recent = [r.slurm_job_id for r in target.store.jobs(target.record.name) if r.slurm_job_id]
-        raise UnknownJob(job_id, target.record.name, recent)
-    files = _log_files(target, job_id, record, known)
+    require(target, Feature.SLURM, "hpcrun logs")
+    service = _service(target)
+    files = service.log_files(job_id, follow=follow)
     offsets = dict.fromkeys(files, 0)
     while True:
         for path in files:
-            offsets[path] = _print_new(client.runner, path, offsets[path])
+            offsets[path] = _print_new(service, path, offsets[path])
         if not follow:
             return
-        current = client.jobs([job_id])
-        if current and all(j.state.is_terminal for j in current):
+        if service.ended(job_id):
             time.sleep(0.2)  # the last writes may land just after the state changes
             for path in files:
-                offsets[path] = _print_new(client.runner, path, offsets[path])
+                offsets[path] = _print_new(service, path, offsets[path])
             return
         time.sleep(0.5)
 
 
-def _log_files(
-    target: Target, job_id: str, record: JobRecord | None, known: list[Job]
-) -> list[Path]:
-    import getpass
-
-    from hpcrun.slurm.output import resolve_output_path
-
-    base, _, task = job_id.partition("_")
-    if record is not None:
-        patterns = [record.output, *([record.error] if record.error else [])]
-        workdir, name = record.workdir, record.name
-        if record.spec.get("array") and not task:
-            tasks = sorted({j.array_task_id for j in known if j.array_task_id})[:5]
-            raise UsageError(
-                f"job {job_id} is an array: name one task",
-                f"e.g. `hpcrun logs {base}_{tasks[0] if tasks else 0}`",
-            )
-    else:
-        done = target.backend.slurm().runner.run(["scontrol", "-o", "show", "job", job_id])
-        from hpcrun.slurm.parse import parse_scontrol_records
-
-        info = (parse_scontrol_records(done.stdout) or [{}])[0] if done.ok else {}
-        patterns = [p for p in {info.get("StdOut", ""), info.get("StdErr", "")} if p]
-        workdir, name = info.get("WorkDir", os.getcwd()), info.get("JobName", "")
-    raw = next((j.raw_id for j in known if j.job_id == job_id), base)
-    return [
-        resolve_output_path(
-            p,
-            job_id=raw,
-            array_job_id=base if task else None,
-            array_task_id=task or None,
-            name=name,
-            user=getpass.getuser(),
-            workdir=workdir,
-        )
-        for p in patterns
-    ]
-
-
-def _print_new(runner: Runner, path: Path, offset: int) -> int:
+def _print_new(service: JobsService, path: Path, offset: int) -> int:
     """Print what `path` (on the cluster) gained since `offset`; return the new offset."""
-    try:
-        data = runner.get(str(path), offset)
-    except OSError:  # not written yet (SFTP reports a missing file as an OSError too)
-        return offset
+    data = service.read_log(path, offset)
     sys.stdout.write(data.decode(errors="replace"))
     sys.stdout.flush()
     return offset + len(data)
@@ -324,6 +268,9 @@ def cancel(
     cluster: ClusterOption = None,
 ) -> None:
     """Cancel jobs (an array id cancels every task)."""
+    from hpcrun.backends.base import Feature
+
     target = resolve_cluster(cluster)
-    target.backend.slurm().cancel(job_ids)
+    require(target, Feature.SLURM, "hpcrun cancel")
+    _service(target).cancel(job_ids)
     console(stderr=True).print(f"cancelled {', '.join(job_ids)}")

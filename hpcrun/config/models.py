@@ -2,25 +2,37 @@
 
 A cluster file is YAML (see configs/); `load_cluster_file` reports every problem with its
 key path (`nodes: must be at most 16`) rather than the first one only, as
-ParallelCluster's own validators do. Only `create` and `config` commands import this
+ParallelCluster's own validators do. Which model a file is checked against is a pydantic
+discriminated union on its `backend:` key, made of the models the backend registry
+(`hpcrun.backends.REGISTRY`) names. Only `create` and `config` commands import this
 module: pydantic costs start-up time that `hpcrun jobs` should not pay.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping, Sequence
+from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from hpcrun.errors import UsageError
 
 if TYPE_CHECKING:
-    from hpcrun.config.pcluster import ParallelClusterConfig
+    from pydantic_core import ErrorDetails
+
+    from hpcrun.config.pcluster.model import ParallelClusterConfig
 
 MAX_LOCAL_NODES = 16
+
+
+def problem_lines(errors: Sequence[ErrorDetails]) -> list[str]:
+    """`key.path: message` for each validation error, in pydantic's order."""
+    return [
+        f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}" for err in errors
+    ]
 
 
 class LocalClusterConfig(BaseModel):
@@ -50,6 +62,10 @@ class LocalClusterConfig(BaseModel):
         description="first of the nodes+3 TCP ports (default: a free block)",
     )
     partition: str = Field("batch", pattern=r"^[A-Za-z0-9_-]+$")
+
+    def summary(self) -> str:
+        """One line for `config validate`: the cluster's name and shape."""
+        return f"{self.name}: local, {self.nodes} nodes"
 
 
 class SshClusterConfig(BaseModel):
@@ -89,16 +105,17 @@ class SshClusterConfig(BaseModel):
         description="prints a DCV session's port, id and token (ParallelCluster's script)",
     )
 
+    def summary(self) -> str:
+        return f"{self.name}: ssh to {self.host}"
+
 
 ClusterConfig = LocalClusterConfig
+# Any backend's cluster file; the union pydantic validates is built from the registry.
+AnyClusterConfig: TypeAlias = "LocalClusterConfig | SshClusterConfig | ParallelClusterConfig"
 
 
 def _problems(exc: ValidationError) -> str:
-    lines = []
-    for err in exc.errors():
-        path = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        lines.append(f"  {path}: {err['msg']}")
-    return "\n".join(lines)
+    return "\n".join(f"  {line}" for line in problem_lines(exc.errors()))
 
 
 def validate_ssh_config(data: dict[str, Any], source: str = "<flags>") -> SshClusterConfig:
@@ -140,33 +157,60 @@ def load_yaml_mapping(path: Path) -> dict[str, Any]:
     return data
 
 
-CLUSTER_BACKENDS = ("local", "ssh", "parallelcluster")
+@cache
+def _cluster_file_adapter() -> TypeAdapter[Any]:
+    """A discriminated union on `backend` of every registered backend's model."""
+    from hpcrun.backends import REGISTRY
+
+    models = tuple(entry.model() for entry in REGISTRY.values())
+    union: Any = Annotated[Union[models], Field(discriminator="backend")]  # noqa: UP007
+    return TypeAdapter(union)
 
 
-def load_cluster_file(
-    path: Path, *, backends: Collection[str] = CLUSTER_BACKENDS
-) -> ClusterConfig | SshClusterConfig | ParallelClusterConfig:
+def validate_cluster_data(data: Mapping[str, Any], source: str = "<flags>") -> AnyClusterConfig:
+    """Validate a cluster file's keys against the model of its `backend:` (default local);
+    on failure raise one error listing every bad key path, as that backend words them."""
+    from hpcrun.backends import backend_entry
+
+    backend = data.get("backend", "local")
+    entry = backend_entry(backend)
+    try:
+        config: AnyClusterConfig = _cluster_file_adapter().validate_python(
+            {**data, "backend": backend}
+        )
+    except ValidationError as exc:
+        # The union puts the backend's tag first in every error's key path: drop it.
+        errors = [
+            {**err, "loc": err["loc"][1:] if err["loc"][:1] == (backend,) else err["loc"]}
+            for err in exc.errors()
+        ]
+        lines = entry.problems(errors)  # type: ignore[arg-type]
+        raise UsageError(
+            f"{source} is not a valid {entry.config_noun}:\n"
+            + "\n".join(f"  {line}" for line in lines),
+            f"see {entry.example} for a commented example",
+        ) from None
+    return config
+
+
+def load_cluster_file(path: Path, *, backends: Collection[str] | None = None) -> AnyClusterConfig:
     """Load and validate a cluster file, dispatching on its `backend:` key.
 
-    Callers name the backends they can act on (`hpcrun config render` only makes sense
-    for ParallelCluster files).
+    Callers may name the backends they can act on (`hpcrun config render` only makes
+    sense for ParallelCluster files); by default every registered one.
     """
+    from hpcrun.backends import REGISTRY, known_backends
+
     data = load_yaml_mapping(path)
     backend = data.get("backend", "local")
-    if backend not in CLUSTER_BACKENDS:
+    if not isinstance(backend, str) or backend not in REGISTRY:
         raise UsageError(
             f"{path}: backend: {backend!r} is not one hpcrun knows",
-            f"use one of: {', '.join(CLUSTER_BACKENDS)}",
+            f"use one of: {known_backends()}",
         )
-    if backend not in backends:
+    if backends is not None and backend not in backends:
         raise UsageError(
             f"{path}: this command does not act on backend: {backend!r}",
             f"it takes files with backend: {' or '.join(backends)}",
         )
-    if backend == "parallelcluster":
-        from hpcrun.config.pcluster import validate_parallelcluster_config
-
-        return validate_parallelcluster_config(data, str(path))
-    if backend == "ssh":
-        return validate_ssh_config(data, str(path))
-    return validate_cluster_config(data, str(path))
+    return validate_cluster_data(data, str(path))

@@ -1,7 +1,7 @@
 """Starting points for cluster files: `hpcrun config init --preset NAME` prints one.
 
-Presets are commented YAML, kept as package data beside the pcluster templates (named
-`*.j2` so the package's data glob ships them; they hold no template syntax and are read
+Presets are commented YAML, kept as package data in templates/ here (named `*.j2` so
+the package's data glob ships them; they hold no template syntax and are read
 as they are). configs/<name>.yaml in the repository are copies that tests keep equal, so
 what the README shows is what `config init` writes.
 """

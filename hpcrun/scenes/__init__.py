@@ -25,11 +25,12 @@ from hpcrun.scenes.model import (
     Colormap,
     Generator,
     Scene,
+    SceneError,
     Skipped,
     Volume,
     VolumeRecipe,
 )
-from hpcrun.scenes.prj import SceneError, load_scene
+from hpcrun.scenes.prj import load_scene
 
 __all__ = [
     "SHORT_NAMES",

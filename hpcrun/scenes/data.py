@@ -18,8 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hpcrun.scenes.model import GENERATOR_FORMATS, VOXEL_FORMATS, Scene, Volume
-from hpcrun.scenes.prj import SceneError
+from hpcrun.scenes.model import GENERATOR_FORMATS, VOXEL_FORMATS, Scene, SceneError, Volume
 
 if TYPE_CHECKING:
     import numpy as np

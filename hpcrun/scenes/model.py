@@ -4,13 +4,17 @@ The parser (`prj.py`) turns a `scene.prj` into these objects once; everything do
 (the `hpcrun scenes` commands, the viewer, the render agents) reads them and never goes
 back to the text. Only elements the open renderer can draw become `Volume`/`Colormap`;
 every other IndeX element is kept as a `Skipped` with the reason, so users learn what a
-real IndeX installation would show that ours does not.
+real IndeX installation would show that ours does not. `SceneError` (a scene that cannot
+be used) lives here too, so the parser and these objects share it without importing
+each other.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+
+from hpcrun.errors import HpcrunError
 
 # (x0, y0, z0, x1, y1, z1): IndeX's bbox / region_of_interest order, in voxel space.
 Box = tuple[float, float, float, float, float, float]
@@ -26,6 +30,18 @@ GENERATOR_FORMATS: dict[str, str] = {
 }
 """Generator name (as written in generate.json) -> the voxel format it produces. Kept
 here, not in generators.py, so checking a generate.json does not import NumPy."""
+
+
+class SceneError(HpcrunError):
+    """A scene file that cannot be used; the message starts with `file:line:` if known."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(
+            message,
+            hint
+            or "the format is IndeX's project file: `#! index_app_project 0`, then "
+            "`key = value` lines (see scenes/00-supernova_ncsa_small/scene/scene.prj)",
+        )
 
 
 @dataclass(frozen=True)
@@ -123,8 +139,6 @@ class Scene:
 
     def volume(self, name: str | None = None) -> Volume:
         """The named volume, or the first one (most scenes have exactly one)."""
-        from hpcrun.scenes.prj import SceneError
-
         for volume in self.volumes:
             if name is None or volume.name == name:
                 return volume

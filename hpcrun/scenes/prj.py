@@ -24,7 +24,6 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from hpcrun.errors import HpcrunError
 from hpcrun.scenes.model import (
     GENERATOR_FORMATS,
     RGBA,
@@ -33,6 +32,7 @@ from hpcrun.scenes.model import (
     Colormap,
     Generator,
     Scene,
+    SceneError,
     Skipped,
     Volume,
     VolumeRecipe,
@@ -79,18 +79,6 @@ SKIP_REASONS: dict[str, str] = {
     "clip_region": "clip regions are not applied; use the viewer's region of interest",
     "transformed_group": "transformed groups are not supported (volumes must be in voxel space)",
 }
-
-
-class SceneError(HpcrunError):
-    """A scene file that cannot be used; the message starts with `file:line:` if known."""
-
-    def __init__(self, message: str, hint: str | None = None) -> None:
-        super().__init__(
-            message,
-            hint
-            or "the format is IndeX's project file: `#! index_app_project 0`, then "
-            "`key = value` lines (see scenes/00-supernova_ncsa_small/scene/scene.prj)",
-        )
 
 
 @dataclass(frozen=True)

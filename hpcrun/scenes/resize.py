@@ -13,8 +13,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from hpcrun.scenes.model import Scene
-from hpcrun.scenes.prj import SCENE_PREFIX, SceneError, parse_project, rewrite_values
+from hpcrun.scenes.model import Scene, SceneError
+from hpcrun.scenes.prj import SCENE_PREFIX, parse_project, rewrite_values
 
 
 def _numbers(values: tuple[float, ...]) -> str:

@@ -1,12 +1,13 @@
-"""What render runs and score runs share: a Slurm job array of tasks, then one final job.
+"""What render runs and score runs share: a job array of tasks, then one final job.
 
 A render run is frame chunks then an ffmpeg encode; a score run is table shards then a
-merge. To Slurm and to the state store they are the same thing, so the bookkeeping lives
-here once: finding a run, reading the array's state with one `squeue` call, counting a
-task's attempts from its log once it ends, failing the run when a task failed every
-attempt (and cancelling the final job, whose `afterok` can then never be met), watching,
-cancelling, and undoing a half-done submission. Subclasses say what a task is called,
-where its log is, and what "done" looks like on disk.
+merge. To the scheduler and to the state store they are the same thing, so the
+bookkeeping lives here once: finding a run, reading the array's state with one
+`Scheduler.states` call, counting a task's attempts from its log once it ends, failing
+the run when a task failed every attempt (and cancelling the final job, whose dependency
+can then never be met), watching, cancelling, and undoing a half-done submission.
+Subclasses say what a task is called, where its log is, and what "done" looks like on
+disk. Nothing here knows which scheduler runs the tasks.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from hpcrun.errors import HpcrunError
+from hpcrun.scheduler import JobRef, TaskState, TaskStatus
 from hpcrun.services.base import ClusterService
-from hpcrun.slurm.parse import Job
-from hpcrun.state import ArrayRunRecord, ArrayTaskRecord
+from hpcrun.state import ArrayRunRecord, ArrayTaskRecord, RunState, TaskRecordState
 
 TERMINAL = {"done", "failed", "cancelled"}
 
@@ -42,8 +43,8 @@ class ArrayRuns(ClusterService, Generic[V]):
     KIND: ClassVar[str]  # the state store's kind: render | score
     TASK: ClassVar[str]  # what one array task is called: chunk | shard
     FINAL: ClassVar[str]  # what the final job does: encode | merge
-    WORKING: ClassVar[str]  # the run's status while tasks run: rendering | scoring
-    FINISHING: ClassVar[str]  # ... while the final job runs: encoding | merging
+    WORKING: ClassVar[RunState]  # the run's status while tasks run: rendering | scoring
+    FINISHING: ClassVar[RunState]  # ... while the final job runs: encoding | merging
     START_HINT: ClassVar[str]  # how to start a run, for "no runs yet"
 
     # Subclass hooks --------------------------------------------------------------------
@@ -84,25 +85,22 @@ class ArrayRuns(ClusterService, Generic[V]):
         assert fresh is not None
         return fresh
 
-    # Following Slurm -------------------------------------------------------------------
+    # Following the scheduler -----------------------------------------------------------
 
     def refresh_state(self, run: ArrayRunRecord) -> ArrayRunRecord:
-        """The run as Slurm sees it now (one squeue call); task rows and the run's status
-        are updated to match."""
+        """The run as the scheduler sees it now (one `states` call); task rows and the
+        run's status are updated to match."""
         if run.status in TERMINAL or run.status == "submitting":
             return run
-        ids = [i for i in (run.array_job_id, run.final_job_id) if i]
-        jobs = self.slurm.jobs(ids)
+        found = self.scheduler.states(_refs(run))
         tasks = {
-            int(j.array_task_id): j
-            for j in jobs
-            if j.array_task_id is not None and j.job_id.split("_")[0] == run.array_job_id
+            t.index: t for t in found if t.index is not None and t.ref.id == run.array_job_id
         }
         updates = self._task_updates(run, tasks)
         if updates:
             self.store.set_array_tasks(run.id, updates)
             run = self.reload(run.id)
-        final = next((j for j in jobs if j.job_id == run.final_job_id), None)
+        final = next((t for t in found if t.ref.id == run.final_job_id), None)
         status, detail = self._run_status(run, final)
         if (status, detail) != (run.status, run.detail):
             self.store.set_array_run(run.id, status, detail=detail)
@@ -110,24 +108,16 @@ class ArrayRuns(ClusterService, Generic[V]):
         return run
 
     def _task_updates(
-        self, run: ArrayRunRecord, tasks: dict[int, Job]
-    ) -> list[tuple[int, str, int]]:
+        self, run: ArrayRunRecord, tasks: dict[int, TaskStatus]
+    ) -> list[tuple[int, TaskRecordState, int]]:
         """(index, status, attempts) of the tasks whose array task changed state; the
         attempts are counted from the task's log once it has ended."""
-        updates: list[tuple[int, str, int]] = []
+        updates: list[tuple[int, TaskRecordState, int]] = []
         for task in run.tasks:
             job = tasks.get(task.index)
             if job is None:
                 continue  # not listed (yet, or aged out): keep what was recorded
-            state = str(job.state)
-            if state == "COMPLETED":
-                status = "done"
-            elif state in {"RUNNING", "COMPLETING"}:
-                status = "running"
-            elif job.state.is_terminal:
-                status = "failed"
-            else:
-                status = "pending"
+            status = _TASK_STATUS[job.state]
             attempts = task.attempts
             if status != task.status and status in {"done", "failed"}:
                 attempts = self.read_text(self.task_log(run, task.index)).count(" attempt ")
@@ -135,25 +125,27 @@ class ArrayRuns(ClusterService, Generic[V]):
                 updates.append((task.index, status, attempts))
         return updates
 
-    def _run_status(self, run: ArrayRunRecord, final: Job | None) -> tuple[str, str]:
+    def _run_status(
+        self, run: ArrayRunRecord, final: TaskStatus | None
+    ) -> tuple[RunState, str]:
         failed = [t for t in run.tasks if t.status == "failed"]
         if failed:
             if final is not None and not final.state.is_terminal:
                 with contextlib.suppress(HpcrunError):
-                    self.slurm.cancel([final.job_id])  # its afterok can never be met
+                    self.scheduler.cancel([final.ref])  # its dependency can never be met
             names = ", ".join(self._task_name(t) for t in failed)
-            return "failed", f"{names} failed every attempt"
+            return RunState.FAILED, f"{names} failed every attempt"
         tasks_done = all(t.status == "done" for t in run.tasks)
         if run.final_job_id is None:
-            return ("done", "") if tasks_done else (self.WORKING, "")
+            return (RunState.DONE, "") if tasks_done else (self.WORKING, "")
         if final is None:
             return run.status, run.detail
-        if str(final.state) == "COMPLETED":
-            return "done", ""
+        if final.state == TaskState.SUCCEEDED:
+            return RunState.DONE, ""
         if final.state.is_terminal:
             text = self.read_text(self.final_log(run))
             tail = " / ".join(text.strip().splitlines()[-3:]) or "(no log)"
-            return "failed", f"the {self.FINAL} job {final.job_id} ended {final.state}: {tail}"
+            return RunState.FAILED, f"the {self.FINAL} job {final.ref} ended {final.native}: {tail}"
         return (self.FINISHING, "") if tasks_done else (self.WORKING, "")
 
     def _task_name(self, task: ArrayTaskRecord) -> str:
@@ -198,36 +190,53 @@ class ArrayRuns(ClusterService, Generic[V]):
     # Changing runs ---------------------------------------------------------------------
 
     def cancel(self, run: ArrayRunRecord) -> ArrayRunRecord:
-        ids = [i for i in (run.array_job_id, run.final_job_id) if i]
-        if ids:
-            self.slurm.cancel(ids)
-        self.store.set_array_run(run.id, "cancelled", detail="cancelled by the user")
+        refs = _refs(run)
+        if refs:
+            self.scheduler.cancel(refs)
+        self.store.set_array_run(run.id, RunState.CANCELLED, detail="cancelled by the user")
         return self.reload(run.id)
 
     def undo_submit(self, run_id: int, exc: BaseException) -> None:
-        """A submission that failed half-way: cancel what reached Slurm, record why."""
+        """A submission that failed half-way: cancel what reached the scheduler, record
+        why."""
         record = self.store.array_run(run_id)
-        ids = [i for i in (record.array_job_id, record.final_job_id) if i] if record else []
+        refs = _refs(record) if record else []
         with contextlib.suppress(HpcrunError):
-            self.slurm.cancel(ids)
+            if refs:
+                self.scheduler.cancel(refs)
         reason = getattr(exc, "message", None) or str(exc) or type(exc).__name__
-        self.store.set_array_run(run_id, "failed", detail=reason)
+        self.store.set_array_run(run_id, RunState.FAILED, detail=reason)
 
     def submit_jobs(
         self,
         run_id: int,
-        submit: Callable[[], tuple[str | None, str | None]],
+        submit: Callable[[], tuple[JobRef | None, JobRef | None]],
     ) -> ArrayRunRecord:
-        """Run `submit` (returns the array's and the final job's ids) and record the run as
-        started; anything that fails on the way undoes the submission."""
+        """Run `submit` (returns the array's and the final job's refs) and record the run
+        as started; anything that fails on the way undoes the submission."""
         try:
-            array_id, final_id = submit()
-            status = self.WORKING if array_id else self.FINISHING if final_id else "done"
+            array_ref, final_ref = submit()
+            array_id = array_ref.id if array_ref else None
+            final_id = final_ref.id if final_ref else None
+            status = self.WORKING if array_id else self.FINISHING if final_id else RunState.DONE
             self.store.set_array_run(run_id, status, array_job_id=array_id, final_job_id=final_id)
         except BaseException as exc:
             self.undo_submit(run_id, exc)
             raise
         return self.reload(run_id)
+
+
+_TASK_STATUS = {
+    TaskState.SUCCEEDED: TaskRecordState.DONE,
+    TaskState.RUNNING: TaskRecordState.RUNNING,
+    TaskState.FAILED: TaskRecordState.FAILED,
+    TaskState.CANCELLED: TaskRecordState.FAILED,
+    TaskState.PENDING: TaskRecordState.PENDING,
+}
+
+
+def _refs(run: ArrayRunRecord) -> list[JobRef]:
+    return [JobRef(i) for i in (run.array_job_id, run.final_job_id) if i]
 
 
 def task_counts(tasks: Sequence[ArrayTaskRecord]) -> dict[str, int]:

@@ -1,17 +1,15 @@
-"""What every service holds: one cluster's state, backend, Slurm client and site.
+"""What every service holds: one cluster's state, backend, scheduler, workspace and site.
 
-The Slurm client and the site (where hpcrun's files live on the cluster) are asked of the
-backend once, on first use: on a remote cluster each costs an SSH connection or a round
-trip, and a command such as `render status` may need neither.
+Each is asked of the backend once, on first use: on a remote cluster each costs an SSH
+connection or a round trip, and a command such as `render status` may need only some.
+Services reach the cluster only through these: the neutral `Scheduler` and `Workspace`
+(and, for IndeX sessions, the backend's `IndexDriver`), never a scheduler's syntax.
 """
 
 from __future__ import annotations
 
-import posixpath
-
 from hpcrun.backends.base import Backend, ClusterSite, NullProgress, Progress
-from hpcrun.errors import HpcrunError, UsageError
-from hpcrun.slurm.client import SlurmClient
+from hpcrun.scheduler import Scheduler, Workspace
 from hpcrun.state import StateStore
 
 
@@ -27,14 +25,21 @@ class ClusterService:
         self.cluster = cluster
         self.backend = backend
         self.progress = progress or NullProgress()
-        self._slurm: SlurmClient | None = None
+        self._scheduler: Scheduler | None = None
+        self._workspace: Workspace | None = None
         self._site: ClusterSite | None = None
 
     @property
-    def slurm(self) -> SlurmClient:
-        if self._slurm is None:
-            self._slurm = self.backend.slurm()
-        return self._slurm
+    def scheduler(self) -> Scheduler:
+        if self._scheduler is None:
+            self._scheduler = self.backend.scheduler()
+        return self._scheduler
+
+    @property
+    def workspace(self) -> Workspace:
+        if self._workspace is None:
+            self._workspace = self.backend.workspace()
+        return self._workspace
 
     @property
     def site(self) -> ClusterSite:
@@ -45,27 +50,4 @@ class ClusterService:
     def read_text(self, path: str) -> str:
         """A file on the cluster (a step's or a task's log) as text; "" while it does not
         exist yet, which is normal for a log of a job that has not started."""
-        try:
-            return self.slurm.runner.get(path).decode(errors="replace")
-        except OSError:
-            return ""
-
-    def sh(self, script: str, *args: str, timeout_s: float = 60.0) -> str:
-        """stdout of `sh -c script` on the cluster, `args` as $1, $2...; failing is an error."""
-        done = self.slurm.runner.run(["sh", "-c", script, "sh", *args], timeout_s=timeout_s)
-        if not done.ok:
-            raise HpcrunError(f"`{script[:60]}` failed: {(done.stderr or done.stdout).strip()}")
-        return done.stdout
-
-    def make_writable_dir(self, path: str, named: str) -> None:
-        """Create `path` on the cluster and prove a file can be written there, before any
-        job is submitted to write into it; `named` is how the user gave it (--output X)."""
-        probe = posixpath.join(path, ".hpcrun-write-test")
-        done = self.slurm.runner.run(
-            ["sh", "-c", 'mkdir -p "$1" && : > "$2" && rm -f "$2"', "sh", path, probe]
-        )
-        if not done.ok:
-            raise UsageError(
-                f"{named} is not writable: {done.stderr.strip()}",
-                "pick a place you can write to (on storage every node sees)",
-            )
+        return self.workspace.read_text(path)

@@ -1,32 +1,33 @@
-"""Render runs: Blender frame chunks as a Slurm job array, then one ffmpeg job.
+"""Render runs: Blender frame chunks as a job array, then one ffmpeg job.
 
-`submit` checks everything a user can get wrong before Slurm sees anything (the file,
-the frame range against the scene's own, the engine, Blender and ffmpeg on the cluster,
-a writable output), finds the frames that already exist and are complete (so re-running
-the same command resumes), records the run and its chunks, writes the two job scripts
-and submits the array and the dependent encode job. `refresh` reads the run's state
-with one `squeue` call and one directory listing, and keeps the per-chunk rows current;
-a chunk that failed every attempt fails the run with its log tail, and the encode job
-that can then never start is cancelled.
+`submit` checks everything a user can get wrong before the scheduler sees anything (the
+file, the frame range against the scene's own, the engine, Blender and ffmpeg on the
+cluster, a writable output), finds the frames that already exist and are complete (so
+re-running the same command resumes), records the run and its chunks, writes the two job
+scripts and submits the array and the dependent encode job. `refresh` reads the run's
+state with one scheduler call (`Scheduler.states`) and one directory listing, and keeps
+the per-chunk rows current; a chunk that failed every attempt fails the run with its log
+tail, and the encode job that can then never start is cancelled.
 """
 
 from __future__ import annotations
 
 import json
 import posixpath
-import shlex
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from hpcrun.backends.base import Backend, Progress
 from hpcrun.errors import HpcrunError, UsageError
+from hpcrun.scheduler import JobRef
 from hpcrun.services.array import ArrayRuns
-from hpcrun.state import ArrayRunRecord, ArrayTaskRecord, StateStore
+from hpcrun.state import ArrayRunRecord, ArrayTaskRecord, RunState, StateStore
 from hpcrun.storage.s3 import S3Url, Uploader, is_s3_url, parse_s3_url
 from hpcrun.workloads.blender import (
-    COMPLETE_PNG_SH,
     DEFAULT_CHUNK,
+    FRAME_GLOB,
+    PNG_END,
     Chunk,
     FrameRange,
     RenderPlan,
@@ -122,8 +123,8 @@ class RenderRuns(ArrayRuns["RenderView"]):
     KIND = "render"
     TASK = "chunk"
     FINAL = "encode"
-    WORKING = "rendering"
-    FINISHING = "encoding"
+    WORKING = RunState.RENDERING
+    FINISHING = RunState.ENCODING
     START_HINT = "start one with `hpcrun render FILE.blend --frames 1-24`"
 
     def __init__(
@@ -214,22 +215,22 @@ class RenderRuns(ArrayRuns["RenderView"]):
         )
         plan = replace(plan, run_dir=posixpath.join(self.site.workspace, "render", str(run_id)))
 
-        def submit() -> tuple[str | None, str | None]:
+        def submit() -> tuple[JobRef | None, JobRef | None]:
             self._save_plan(run_id, plan, s3_output)
             self._write_files(plan, chunks)
-            array_id = None
+            array = None
             if chunks:
-                array_id = self.slurm.submit(array_spec(plan, chunks))
-                self.store.set_array_run(run_id, "submitting", array_job_id=array_id)
+                array = self.scheduler.submit(array_spec(plan, chunks))
+                self.store.set_array_run(run_id, RunState.SUBMITTING, array_job_id=array.id)
                 self.progress.step(
-                    f"job array {array_id}: {len(chunks)} chunk(s) of up to {plan.chunk} "
+                    f"job array {array}: {len(chunks)} chunk(s) of up to {plan.chunk} "
                     f"frame(s), {len(missing)} frames"
                 )
-            encode_id = None
+            encode = None
             if plan.video is not None:
-                encode_id = self.slurm.submit(encode_spec(plan, array_id))
-                self.progress.step(f"job {encode_id}: encodes {name}.mp4 when every frame exists")
-            return array_id, encode_id
+                encode = self.scheduler.submit(encode_spec(plan, array))
+                self.progress.step(f"job {encode}: encodes {name}.mp4 when every frame exists")
+            return array, encode
 
         return self.submit_jobs(run_id, submit)
 
@@ -254,26 +255,22 @@ class RenderRuns(ArrayRuns["RenderView"]):
         if not blend.endswith(".blend"):
             raise UsageError(f"{blend} is not a .blend file", "pass a Blender file (*.blend)")
         path = str(Path(blend).expanduser().resolve()) if self.site.shares_local_files else blend
-        # One round trip: the magic bytes, then size and mtime (the probe cache's key).
-        header = self.slurm.runner.run(
-            ["sh", "-c", 'head -c 7 "$1" && echo && stat -c "%s %Y" "$1"', "sh", path]
-        )
-        lines = header.stdout.splitlines()
-        if not header.ok or len(lines) < 2:
+        # One round trip: size and mtime (the probe cache's key), then the magic bytes.
+        info = self.workspace.stat(path, head_bytes=7)
+        if info is None:
             raise UsageError(
                 f"{blend} does not exist or cannot be read"
                 + ("" if self.site.shares_local_files else " on the cluster"),
                 "check the path; on a remote cluster the file must be on the cluster",
             )
-        if lines[0] != "BLENDER":
+        if info.head != b"BLENDER":
             raise UsageError(f"{blend} is not a Blender file (no BLENDER header)")
-        self._blend_stamp = f"{path}:{lines[1].strip()}"
+        self._blend_stamp = f"{path}:{info.size} {info.mtime_s}"
         return path
 
     def _check_programs(self, plan: RenderPlan) -> None:
         wanted = [plan.blender] + ([plan.ffmpeg] if plan.encode == "mp4" else [])
-        script = "; ".join(f"command -v {shlex.quote(p)} >/dev/null || echo {p}" for p in wanted)
-        absent = self.sh(script).split()
+        absent = [p for p, where in self.workspace.which(wanted).items() if where is None]
         if absent:
             raise HpcrunError(
                 f"{' and '.join(absent)} not found on the cluster's nodes",
@@ -294,7 +291,7 @@ class RenderRuns(ArrayRuns["RenderView"]):
         return found
 
     def _run_probe(self, plan: RenderPlan) -> tuple[int, int, float]:
-        done = self.slurm.runner.run(
+        done = self.workspace.run(
             [plan.blender, "-b", plan.blend, "--python-exit-code", "1", "--python-expr", _PROBE],
             timeout_s=120.0,
         )
@@ -311,30 +308,26 @@ class RenderRuns(ArrayRuns["RenderView"]):
             output = f"{name}-frames" if base is None else posixpath.join(base, f"{name}-frames")
         if self.site.shares_local_files:
             output = str(Path(output).expanduser().resolve())
-        self.make_writable_dir(output, f"--output {output}")
+        self.workspace.make_writable_dir(output, f"--output {output}")
         return output
 
     def _complete_frames(self, frames_dir: str, frames: FrameRange) -> set[int]:
         """Frames already there and complete (a resumed run renders only the others)."""
-        script = (
-            f"{COMPLETE_PNG_SH}; cd {shlex.quote(frames_dir)} || exit 0; "
-            "for png in frame_[0-9][0-9][0-9][0-9].png; do "
-            'if complete_png "$png"; then echo "$png"; fi; done'
-        )
+        tails = self.workspace.tails(frames_dir, FRAME_GLOB, len(PNG_END))
         found = set()
-        for name in self.sh(script, timeout_s=300.0).split():
+        for name, tail in tails.items():
             frame = int(name[6:10])
-            if frame in frames.frames():
+            if tail == PNG_END and frame in frames.frames():
                 found.add(frame)
         return found
 
     def _write_files(self, plan: RenderPlan, chunks: list[Chunk]) -> None:
-        runner = self.slurm.runner
-        runner.put(plan.chunk_table, chunk_table(chunks).encode())
-        runner.put(f"{plan.run_dir}/render-chunk.sh", chunk_script(plan).encode())
+        workspace = self.workspace
+        workspace.put(plan.chunk_table, chunk_table(chunks).encode())
+        workspace.put(f"{plan.run_dir}/render-chunk.sh", chunk_script(plan).encode())
         if plan.video is not None:
-            runner.put(f"{plan.run_dir}/encode.sh", encode_script(plan).encode())
-        runner.run(["mkdir", "-p", f"{plan.run_dir}/logs"]).check()
+            workspace.put(f"{plan.run_dir}/encode.sh", encode_script(plan).encode())
+        workspace.make_dirs(f"{plan.run_dir}/logs")
 
     # status ------------------------------------------------------------------------------
 
@@ -342,7 +335,7 @@ class RenderRuns(ArrayRuns["RenderView"]):
         return {"chunk": task.index, "frames": f"{task.first}-{task.last}"}
 
     def refresh(self, run: ArrayRunRecord) -> RenderView:
-        """The run's state from Slurm (one squeue call) and its frames directory (one
+        """The run's state from the scheduler (one call) and its frames directory (one
         listing); chunk rows and the run's status are updated to match."""
         run = self.refresh_state(run)
         plan = run.plan
@@ -362,7 +355,7 @@ class RenderRuns(ArrayRuns["RenderView"]):
             uploader = Uploader(
                 plan["frames_dir"],
                 plan["s3_output"],
-                pattern="frame_[0-9][0-9][0-9][0-9].png",
+                pattern=FRAME_GLOB,
                 is_complete=png_is_complete,
             )
             self._uploaders[run.id] = uploader
@@ -383,8 +376,7 @@ class RenderRuns(ArrayRuns["RenderView"]):
         return count
 
     def _count_frames(self, frames_dir: str, first: int, last: int) -> int:
-        listing = self.slurm.runner.run(["ls", frames_dir])
-        names = listing.stdout.split() if listing.ok else []
+        names = self.workspace.list(frames_dir)
         return sum(
             1
             for n in names
@@ -401,7 +393,7 @@ def png_is_complete(path: Path) -> bool:
     check the chunk script makes in shell)."""
     try:
         with path.open("rb") as handle:
-            handle.seek(-8, 2)
-            return handle.read() == b"IEND\xaeB`\x82"
+            handle.seek(-len(PNG_END), 2)
+            return handle.read() == PNG_END
     except OSError:
         return False

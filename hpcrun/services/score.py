@@ -1,14 +1,15 @@
-"""Score runs: a table's shards as a Slurm job array, each task serving the model through
+"""Score runs: a table's shards as a job array, each task serving the model through
 Triton (or calling it in-process), then one merge job.
 
-`submit` ships `score_task.py` to the cluster and has it *inspect* the table and the model
+`submit` ships `score_task.pyz` to the cluster and has it *inspect* the table and the model
 there (row groups or CSV blocks, column types, the model's feature count), so every
-mistake a user can make is named before Slurm sees anything: a model that does not load,
+mistake a user can make is named before the scheduler sees anything: a model that does not load,
 a feature count that differs from the table's columns, a non-numeric column, an empty
 table, an output that already exists. It then cuts the rows into shards, records the run,
 writes plan.json and the shard script, and submits the array and the dependent merge.
 Re-running with `--resume` keeps the first run's shards and scores only those whose part
-file is missing. `refresh` costs one `squeue` and one listing of the parts directory.
+file is missing. `refresh` costs one scheduler call and one listing of the parts
+directory.
 """
 
 from __future__ import annotations
@@ -16,16 +17,23 @@ from __future__ import annotations
 import hashlib
 import json
 import posixpath
+import re
 import sys
 from dataclasses import dataclass, field, replace
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from hpcrun.backends.base import Backend, Progress
 from hpcrun.errors import HpcrunError, UsageError
+from hpcrun.scheduler import JobRef
 from hpcrun.services.array import ArrayRuns
-from hpcrun.state import ArrayRunRecord, ArrayTaskRecord, StateStore
+from hpcrun.state import (
+    ArrayRunRecord,
+    ArrayTaskRecord,
+    RunState,
+    StateStore,
+    TaskRecordState,
+)
 from hpcrun.storage.s3 import S3Url, Uploader, is_s3_url, parse_s3_url
 from hpcrun.workloads.score import (
     DEFAULT_BATCH_ROWS,
@@ -35,6 +43,7 @@ from hpcrun.workloads.score import (
     WORKER,
     XGBOOST_FORMATS,
     ScorePlan,
+    Shard,
     Unit,
     array_spec,
     check_table,
@@ -46,10 +55,10 @@ from hpcrun.workloads.score import (
     output_width,
     part_file,
     plan_shards,
-    shard_json,
     shard_script,
 )
 
+_PART_RE = re.compile(r"part-[0-9]{5}\.parquet")
 # What a resumed run must share with the run that wrote the parts.
 _RESUME_KEYS = ("files", "features", "id_column", "model", "predict", "threshold", "rows")
 _TABLE_SUFFIXES = (".parquet", ".csv")
@@ -140,8 +149,11 @@ class ScoreView:
 
 
 def worker_source() -> bytes:
-    """score_task.py as shipped to the cluster (it imports nothing from hpcrun)."""
-    return resources.files("hpcrun.workloads").joinpath(WORKER).read_bytes()
+    """The score task as shipped to the cluster: one deterministic zipapp of
+    `hpcrun.node.score`, which imports nothing from hpcrun (not installed there)."""
+    from hpcrun.node.zipapp import score_task
+
+    return score_task()
 
 
 class ScoreRuns(ArrayRuns["ScoreView"]):
@@ -150,8 +162,8 @@ class ScoreRuns(ArrayRuns["ScoreView"]):
     KIND = "score"
     TASK = "shard"
     FINAL = "merge"
-    WORKING = "scoring"
-    FINISHING = "merging"
+    WORKING = RunState.SCORING
+    FINISHING = RunState.MERGING
     START_HINT = (
         "start one with `hpcrun score --model model.json --input table.parquet "
         "--output scores.parquet`"
@@ -225,7 +237,7 @@ class ScoreRuns(ArrayRuns["ScoreView"]):
             gpus_per_task=request.gpus_per_task,
         )
         plan, done = self._prepare_output(plan, request, inspected)
-        missing = [s for s in plan.shards if s["index"] not in done]
+        missing = [s for s in plan.shards if s.index not in done]
         if done:
             self.progress.step(
                 f"{len(done)} of {len(plan.shards)} shards already scored: "
@@ -237,27 +249,27 @@ class ScoreRuns(ArrayRuns["ScoreView"]):
             plan.name,
             {},
             request.output,
-            [(s["index"], s["first_row"], s["first_row"] + s["rows"] - 1) for s in plan.shards],
+            [(s.index, s.first_row, s.last_row) for s in plan.shards],
         )
         plan = replace(plan, run_dir=posixpath.join(self.site.workspace, "score", str(run_id)))
         if done:
-            self.store.set_array_tasks(run_id, [(i, "done", 0) for i in sorted(done)])
+            self.store.set_array_tasks(run_id, [(i, TaskRecordState.DONE, 0) for i in sorted(done)])
 
-        def submit() -> tuple[str | None, str | None]:
+        def submit() -> tuple[JobRef | None, JobRef | None]:
             self._save_plan(run_id, plan, s3_output)
             self._write_files(plan)
-            array_id = None
+            array = None
             if missing:
-                array_id = self.slurm.submit(array_spec(plan, [s["index"] for s in missing]))
-                self.store.set_array_run(run_id, "submitting", array_job_id=array_id)
-                rows = sum(s["rows"] for s in missing)
+                array = self.scheduler.submit(array_spec(plan, [s.index for s in missing]))
+                self.store.set_array_run(run_id, RunState.SUBMITTING, array_job_id=array.id)
+                rows = sum(s.rows for s in missing)
                 self.progress.step(
-                    f"job array {array_id}: {len(missing)} shard(s), {rows:,} rows, "
+                    f"job array {array}: {len(missing)} shard(s), {rows:,} rows, "
                     f"server {plan.server}"
                 )
-            merge_id = self.slurm.submit(merge_spec(plan, array_id))
-            self.progress.step(f"job {merge_id}: merges the parts into {plan.merged}")
-            return array_id, merge_id
+            merge = self.scheduler.submit(merge_spec(plan, array))
+            self.progress.step(f"job {merge}: merges the parts into {plan.merged}")
+            return array, merge
 
         return self.submit_jobs(run_id, submit)
 
@@ -306,12 +318,12 @@ class ScoreRuns(ArrayRuns["ScoreView"]):
         return paths
 
     def _install_worker(self) -> str:
-        """score_task.py under the workspace, in a directory named by its content: written
+        """score_task.pyz under the workspace, in a directory named by its content: written
         once per version, and a run in flight never sees it change."""
         source = worker_source()
         digest = hashlib.sha256(source).hexdigest()[:12]
         path = posixpath.join(self.site.workspace, "score", "bin", digest, WORKER)
-        self.slurm.runner.put(path, source)
+        self.workspace.put(path, source)
         return path
 
     def _inspect(
@@ -329,7 +341,7 @@ class ScoreRuns(ArrayRuns["ScoreView"]):
         if request.id_column:
             argv += ["--id-column", request.id_column]
         self.progress.step("reading the table's layout and the model on the cluster")
-        done = self.slurm.runner.run(argv, timeout_s=900.0)
+        done = self.workspace.run(argv, timeout_s=900.0)
         if done.returncode == 127 or "No such file or directory" in done.stderr[:300]:
             raise HpcrunError(
                 f"{python} is not there on the cluster",
@@ -384,11 +396,12 @@ class ScoreRuns(ArrayRuns["ScoreView"]):
         run's shards, minus those with a part file); make sure the output is writable.
         Returns the plan with its shards and the shards already done."""
         parts, merged = plan.parts_dir, plan.merged
-        script = (
-            'test -e "$2" && echo merged; test -f "$1/plan.json" && echo plan; '
-            'cd "$1" 2>/dev/null && ls -1 | grep -E "^part-[0-9]{5}\\.parquet$"; true'
-        )
-        lines = self.sh(script, parts, merged).split()
+        names = self.workspace.list(parts)
+        lines = [n for n in names if _PART_RE.fullmatch(n)]
+        if "plan.json" in names:
+            lines.append("plan")
+        if self.workspace.exists(merged):
+            lines.append("merged")
         exists = bool(lines)
         if exists and not (request.overwrite or request.resume):
             raise UsageError(
@@ -398,9 +411,9 @@ class ScoreRuns(ArrayRuns["ScoreView"]):
             )
         if exists and request.overwrite:
             self.progress.step(f"removing the earlier output {parts}, {merged}")
-            self.sh('rm -rf "$1" "$2" "$3"', parts, merged, plan.summary)
+            self.workspace.remove(parts, merged, plan.summary)
             exists = False
-        self.make_writable_dir(parts, f"--output {request.output}")
+        self.workspace.make_writable_dir(parts, f"--output {request.output}")
         if exists and "plan" in lines:
             previous = json.loads(self.read_text(f"{parts}/plan.json") or "{}")
             current = plan.to_json()
@@ -411,9 +424,10 @@ class ScoreRuns(ArrayRuns["ScoreView"]):
                     "score to another --output, or --overwrite to start again",
                 )
             done = {int(n[5:10]) for n in lines if n.startswith("part-")}
-            return replace(plan, shards=previous["shards"]), done
+            shards = tuple(Shard.from_json(s) for s in previous["shards"])
+            return replace(plan, shards=shards), done
         units = [Unit.from_json(u) for u in inspected["units"]]
-        shards = [shard_json(s) for s in plan_shards(units, request.tasks)]
+        shards = tuple(plan_shards(units, request.tasks))
         if len(shards) < request.tasks:
             unit = "rows" if plan.format == "parquet" else "CSV blocks of 16 MiB"
             self.progress.step(
@@ -427,12 +441,12 @@ class ScoreRuns(ArrayRuns["ScoreView"]):
         self.store.set_array_run_plan(run_id, data)
 
     def _write_files(self, plan: ScorePlan) -> None:
-        runner = self.slurm.runner
+        workspace = self.workspace
         text = json.dumps(plan.to_json(), indent=1).encode()
-        runner.put(plan.plan_file, text)
-        runner.put(f"{plan.parts_dir}/plan.json", text)  # what --resume compares with
-        runner.put(f"{plan.run_dir}/score-shard.sh", shard_script(plan).encode())
-        runner.run(["mkdir", "-p", f"{plan.run_dir}/logs"]).check()
+        workspace.put(plan.plan_file, text)
+        workspace.put(f"{plan.parts_dir}/plan.json", text)  # what --resume compares with
+        workspace.put(f"{plan.run_dir}/score-shard.sh", shard_script(plan).encode())
+        workspace.make_dirs(f"{plan.run_dir}/logs")
         if plan.server == "triton":
             repository = fil_model_repository(
                 model_format=plan.model_format,
@@ -444,9 +458,9 @@ class ScoreRuns(ArrayRuns["ScoreView"]):
                 gpus=bool(plan.gpus_per_task),
             )
             for relative, content in repository.items():
-                runner.put(f"{plan.model_repository}/{relative}", content.encode())
+                workspace.put(f"{plan.model_repository}/{relative}", content.encode())
             target = f"{plan.model_repository}/{model_path_in_repository(plan.model_format)}"
-            self.sh('mkdir -p "$(dirname "$2")" && cp "$1" "$2"', plan.model, target)
+            workspace.copy(plan.model, target)
 
     # status ------------------------------------------------------------------------------
 
@@ -454,12 +468,11 @@ class ScoreRuns(ArrayRuns["ScoreView"]):
         return {"shard": task.index, "rows": f"{task.first}-{task.last}"}
 
     def refresh(self, run: ArrayRunRecord) -> ScoreView:
-        """The run's state from Slurm (one squeue call) and its parts directory (one
+        """The run's state from the scheduler (one call) and its parts directory (one
         listing); shard rows and the run's status are updated to match."""
         run = self.refresh_state(run)
         plan = run.plan
-        listing = self.slurm.runner.run(["ls", "-1", plan["parts_dir"]])
-        names = set(listing.stdout.split()) if listing.ok else set()
+        names = set(self.workspace.list(plan["parts_dir"]))
         done = sum(
             s["rows"]
             for s in plan["shards"]
@@ -516,7 +529,8 @@ def export_model_repository(
     feature count and classes are read from the model unless given."""
     import shutil
 
-    from hpcrun.workloads.score_task import TaskError, inspect_model
+    from hpcrun.node.score.errors import TaskError
+    from hpcrun.node.score.model import inspect_model
 
     fmt = model_format_of(str(model), model_format)
     if predict not in PREDICTIONS:

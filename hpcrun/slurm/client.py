@@ -12,7 +12,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 
-from hpcrun.errors import HpcrunError, UsageError
+from hpcrun.errors import HpcrunError, SlurmCommandError, UsageError
 from hpcrun.slurm.parse import (
     SACCT_FIELDS,
     SINFO_FORMAT,
@@ -25,8 +25,8 @@ from hpcrun.slurm.parse import (
     parse_sinfo,
     parse_squeue,
 )
-from hpcrun.slurm.runner import Runner
 from hpcrun.slurm.spec import JobSpec
+from hpcrun.transport.runner import Completed, Runner
 
 _GRANTED_RE = re.compile(r"Granted job allocation (\d+)")
 _QUEUED_RE = re.compile(r"(?:Pending job allocation|job) (\d+)")
@@ -49,7 +49,7 @@ class SlurmClient:
 
     def submit(self, spec: JobSpec) -> str:
         """Submit a batch job (script on stdin, nothing written to disk); return its id."""
-        done = self.runner.run(["sbatch", "--parsable"], input=spec.to_sbatch_script()).check()
+        done = _ok(self.runner.run(["sbatch", "--parsable"], input=spec.to_sbatch_script()))
         # --parsable prints "<id>" or "<id>;<cluster>".
         return done.stdout.strip().split(";", 1)[0]
 
@@ -72,20 +72,20 @@ class SlurmClient:
             queued = _QUEUED_RE.search(done.stderr)
             if queued is not None:
                 self.cancel([queued.group(1)])
-            done.check()
+            _ok(done)
             raise HpcrunError(f"salloc granted nothing: {done.stderr.strip()}")
         return granted.group(1)
 
     def job_details(self, job_id: str) -> dict[str, str]:
         """`scontrol -o -d show job` as Key=Value pairs (GRES, node list, resize state)."""
-        done = self.runner.run(["scontrol", "-o", "-d", "show", "job", job_id]).check()
+        done = _ok(self.runner.run(["scontrol", "-o", "-d", "show", "job", job_id]))
         records = parse_scontrol_records(done.stdout)
         return records[0] if records else {}
 
     def has_accounting_database(self) -> bool:
         """Whether slurmctld stores accounting in slurmdbd; without it Slurm 22.05 refuses
         to update a job a second time once it was resized."""
-        done = self.runner.run(["scontrol", "show", "config"]).check()
+        done = _ok(self.runner.run(["scontrol", "show", "config"]))
         for line in done.stdout.splitlines():
             key, _, value = line.partition("=")
             if key.strip() == "AccountingStorageType":
@@ -105,7 +105,7 @@ class SlurmClient:
         elif "Invalid job id" in done.stderr:
             found = []  # every id has left the controller; accounting may still know them
         else:
-            done.check()
+            _ok(done)
             found = []
         if not wanted:
             return found
@@ -131,7 +131,7 @@ class SlurmClient:
         if not ids:
             return
         argv = ["scancel", *([f"--signal={signal}"] if signal else []), *ids]
-        self.runner.run(argv).check()
+        _ok(self.runner.run(argv))
 
     def resize(self, job_id: str, nodes: int | str) -> None:
         """Grow or shrink a running job: `scontrol update JobId=<id> NumNodes=<n>`.
@@ -140,22 +140,22 @@ class SlurmClient:
         """
         if isinstance(nodes, int) and nodes < 0:
             raise UsageError(f"cannot resize job {job_id} to {nodes} nodes")
-        self.runner.run(["scontrol", "update", f"JobId={job_id}", f"NumNodes={nodes}"]).check()
+        _ok(self.runner.run(["scontrol", "update", f"JobId={job_id}", f"NumNodes={nodes}"]))
 
     def nodes(self) -> list[Node]:
-        done = self.runner.run(["sinfo", "-h", "-N", "-o", SINFO_FORMAT]).check()
+        done = _ok(self.runner.run(["sinfo", "-h", "-N", "-o", SINFO_FORMAT]))
         return parse_sinfo(done.stdout)
 
     def hostnames(self, nodelist: str) -> list[str]:
         """Expand a Slurm nodelist (`n[1-3],n7`) to node names, as Slurm itself does."""
         if not nodelist:
             return []
-        done = self.runner.run(["scontrol", "show", "hostnames", nodelist]).check()
+        done = _ok(self.runner.run(["scontrol", "show", "hostnames", nodelist]))
         return done.stdout.split()
 
     def version(self) -> str:
         """Slurm's version as `major.minor.patch`, from the client commands."""
-        done = self.runner.run(["sinfo", "--version"]).check()
+        done = _ok(self.runner.run(["sinfo", "--version"]))
         return done.stdout.split()[-1]
 
     def wait(
@@ -197,6 +197,13 @@ class SlurmClient:
         return [
             j if j.exit_code is not None else _with_exit_code(j, codes.get(j.job_id)) for j in jobs
         ]
+
+
+def _ok(done: Completed) -> Completed:
+    """`done`, or a `SlurmCommandError` with what the Slurm command said."""
+    if not done.ok:
+        raise SlurmCommandError(done.argv, done.returncode, done.stderr or done.stdout)
+    return done
 
 
 def _covers(found: Sequence[Job], wanted_id: str) -> bool:

@@ -16,6 +16,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from hpcrun.errors import UsageError
+from hpcrun.scheduler import JOB_ID_ENV, NODE_NAME_ENV, TASK_INDEX_ENV
 from hpcrun.templates import template
 
 if TYPE_CHECKING:
@@ -26,6 +27,12 @@ _ARRAY_RE = re.compile(r"^\d+(-\d+(:\d+)?)?(,\d+(-\d+(:\d+)?)?)*(%\d+)?$")
 # --time: minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS, or UNLIMITED.
 _TIME_RE = re.compile(r"^(\d+|\d+:\d{2}|\d+:\d{2}:\d{2}|\d+-\d+(:\d{2}){0,2}|UNLIMITED|INFINITE)$")
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# What a task of the neutral Scheduler reads instead of Slurm's own variables.
+NEUTRAL_ENV = [
+    (TASK_INDEX_ENV, '"${SLURM_ARRAY_TASK_ID:-0}"'),
+    (JOB_ID_ENV, '"$SLURM_JOB_ID"'),
+    (NODE_NAME_ENV, '"${SLURMD_NODENAME:-$(hostname)}"'),
+]
 
 
 @dataclass(frozen=True)
@@ -44,6 +51,7 @@ class JobSpec:
     exclusive: bool = False
     gpus_per_node: int | None = None
     gpus: int | None = None
+    gpus_per_task: int | None = None
     array: str | None = None
     dependency: str | None = None
     time_limit: str | None = None
@@ -53,6 +61,9 @@ class JobSpec:
     workdir: str | None = None
     output: str | None = None
     error: str | None = None
+    # Export HPCRUN_TASK_INDEX / HPCRUN_JOB_ID / HPCRUN_NODE_NAME from Slurm's variables
+    # (jobs the neutral Scheduler submits; their scripts read no SLURM_*).
+    neutral_env: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.command, list):  # accept lists, keep the dataclass hashable
@@ -77,6 +88,7 @@ class JobSpec:
             ("cpus-per-task", self.cpus_per_task),
             ("gpus-per-node", self.gpus_per_node),
             ("gpus", self.gpus),
+            ("gpus-per-task", self.gpus_per_task),
         ):
             if value is not None and value < 1:
                 raise UsageError(f"{label} must be at least 1 (got {value})")
@@ -125,6 +137,8 @@ class JobSpec:
             opts.append(f"--gpus-per-node={self.gpus_per_node}")
         if self.gpus is not None:
             opts.append(f"--gpus={self.gpus}")
+        if self.gpus_per_task is not None:
+            opts.append(f"--gpus-per-task={self.gpus_per_task}")
         if self.dependency:
             opts.append(f"--dependency={self.dependency}")
         if self.time_limit:
@@ -155,6 +169,7 @@ class JobSpec:
         return _template("sbatch.sh.j2").render(
             options=[_directive(option) for option in self.sbatch_options()],
             env=sorted(self.env.items()),
+            neutral_env=NEUTRAL_ENV if self.neutral_env else [],
             command=shlex.join(self.command),
             quote=shlex.quote,
         )

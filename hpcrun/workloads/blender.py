@@ -1,16 +1,17 @@
-"""A Blender render farm as Slurm sees it: one job array of frame chunks, one encode job.
+"""A Blender render farm as any scheduler sees it: one array of frame chunks, one encode job.
 
 Pure planning, no I/O: a `RenderPlan` says what to render where; `plan_chunks` cuts the
 frames still missing into contiguous chunks (one Blender process each: Blender's start-up
 costs more than a small frame, so one process per frame wastes most of the farm);
-`array_spec`/`chunk_script` and `encode_spec`/`encode_script` are the jobs, golden-tested.
+`array_spec`/`chunk_script` and `encode_spec`/`encode_script` are the jobs (`WorkSpec`s and
+the scripts they run), golden-tested; task N reads `HPCRUN_TASK_INDEX`.
 
 Retries live in the chunk script: a task renders its chunk, checks every PNG is complete
 (the file ends with PNG's IEND chunk), and renders what is still missing again, up to
 `retries` more times, so only failed frames of failed chunks are ever rendered twice and
 a `--detach`ed run retries with no client watching. Blender is told not to overwrite
 (`use_overwrite = False`) and incomplete PNGs are removed first, which is also what makes
-a resumed run skip finished frames. The encode job depends on the array (`afterok`) and
+a resumed run skip finished frames. The encode job waits for every chunk to succeed and
 refuses to run on a frame set with holes.
 """
 
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from hpcrun.errors import UsageError
-from hpcrun.slurm.spec import JobSpec, array_range
+from hpcrun.scheduler import JobRef, WorkSpec, parse_duration
 from hpcrun.templates import template
 
 if TYPE_CHECKING:
@@ -37,7 +38,9 @@ FRAME_GLOB = "frame_[0-9][0-9][0-9][0-9].png"
 _FRAMES_RE = re.compile(r"^\s*(-?\d+)\s*(?:-\s*(-?\d+)\s*)?$")
 _RESOLUTION_RE = re.compile(r"^(\d+)x(\d+)$")
 
-# A shell test that a PNG was written to the end: its last 8 bytes are IEND's type and CRC.
+# The last bytes of a PNG written to the end (IEND's type and CRC), and the same test in
+# shell for the job scripts.
+PNG_END = b"IEND\xaeB`\x82"
 COMPLETE_PNG_SH = (
     'complete_png() { [ -s "$1" ] && '
     '[ "$(tail -c 8 "$1" | od -An -tx1 | tr -d " \\n")" = "49454e44ae426082" ]; }'
@@ -189,29 +192,31 @@ def chunk_table(chunks: Sequence[Chunk]) -> str:
     return "".join(f"{c.index} {c.start} {c.end}\n" for c in chunks)
 
 
-def array_spec(plan: RenderPlan, chunks: Sequence[Chunk]) -> JobSpec:
-    return JobSpec(
-        command=("bash", f"{plan.run_dir}/render-chunk.sh"),
+def array_spec(plan: RenderPlan, chunks: Sequence[Chunk]) -> WorkSpec:
+    """One task per chunk; task N reads line N+1 of the chunk table."""
+    return WorkSpec(
+        argv=("bash", f"{plan.run_dir}/render-chunk.sh"),
         name=f"render-{plan.name}",
-        array=array_range([c.index for c in chunks], plan.max_parallel),
-        gpus=plan.gpus_per_task,
-        partition=plan.partition,
-        time_limit=plan.time_limit,
+        array=tuple(c.index for c in chunks),
+        max_parallel=plan.max_parallel,
+        gpus_per_task=plan.gpus_per_task,
+        queue=plan.partition,
+        time_limit_s=parse_duration(plan.time_limit) if plan.time_limit else None,
         workdir=plan.run_dir,
-        output=f"{plan.run_dir}/logs/chunk-%a.out",
+        log_path=f"{plan.run_dir}/logs/chunk-{{index}}.out",
     )
 
 
-def encode_spec(plan: RenderPlan, after: str | None) -> JobSpec:
-    """The ffmpeg job; runs once every array task succeeded (`afterok`)."""
-    return JobSpec(
-        command=("bash", f"{plan.run_dir}/encode.sh"),
+def encode_spec(plan: RenderPlan, after: JobRef | None) -> WorkSpec:
+    """The ffmpeg job; runs once every array task succeeded."""
+    return WorkSpec(
+        argv=("bash", f"{plan.run_dir}/encode.sh"),
         name=f"encode-{plan.name}",
-        dependency=f"afterok:{after}" if after else None,
-        partition=plan.partition,
-        time_limit=plan.time_limit,
+        after=(after,) if after else (),
+        queue=plan.partition,
+        time_limit_s=parse_duration(plan.time_limit) if plan.time_limit else None,
         workdir=plan.run_dir,
-        output=f"{plan.run_dir}/logs/encode.out",
+        log_path=f"{plan.run_dir}/logs/encode.out",
     )
 
 

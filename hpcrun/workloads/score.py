@@ -1,12 +1,14 @@
-"""Batch scoring as Slurm sees it: table shards as one job array, then one merge job.
+"""Batch scoring as any scheduler sees it: table shards as one job array, then one merge job.
 
-Pure planning, no I/O. `score_task.py inspect` (run on the cluster, where the data is)
+Pure planning, no I/O. The score task's `inspect` (run on the cluster, where the data is)
 describes the table as *units* (Parquet row groups, line-aligned CSV byte ranges) with
 their row counts; `plan_shards` cuts the table's rows into N contiguous shards of nearly
 equal size (splitting a row group where needed, never a CSV block, whose lines are only
 found by reading it); `check_table` turns what inspect saw into the errors a user can fix
 before anything is submitted; `fil_model_repository` is the Triton model repository for
-the FIL backend (`--server triton` and `--export-model-repo`), golden-tested.
+the FIL backend (`--server triton` and `--export-model-repo`), golden-tested. The plan
+itself (`ScorePlan`, `Shard`, `Segment`) is `hpcrun.node.score.plan`, the one module the
+task reads it with.
 
 Retries live in the shard script, as for render chunks: a shard's part file exists only
 once it is complete (written under a temporary name, then renamed), so a retried or
@@ -20,11 +22,16 @@ import itertools
 import posixpath
 import shlex
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from hpcrun.errors import UsageError
-from hpcrun.slurm.spec import JobSpec, array_range
+from hpcrun.node.score.plan import MODEL_NAME as MODEL_NAME
+from hpcrun.node.score.plan import ScorePlan as ScorePlan
+from hpcrun.node.score.plan import Segment as Segment
+from hpcrun.node.score.plan import Shard as Shard
+from hpcrun.node.score.plan import part_file as part_file
+from hpcrun.scheduler import JobRef, WorkSpec, parse_duration
 from hpcrun.templates import template
 
 SERVERS = ("auto", "triton", "pytriton", "none")
@@ -44,8 +51,7 @@ _SUFFIX_FORMATS = {
     ".tl": "treelite_checkpoint",
 }
 DEFAULT_BATCH_ROWS = 65536
-MODEL_NAME = "hpcrun_model"
-WORKER = "score_task.py"  # the task-side script, shipped to the cluster with each run
+WORKER = "score_task.pyz"  # the task's zipapp (hpcrun.node.zipapp), shipped with each run
 
 
 def model_format_of(model: str, given: str | None) -> str:
@@ -87,10 +93,6 @@ def output_layout(output: str) -> OutputLayout:
     )
 
 
-def part_file(parts_dir: str, index: int) -> str:
-    return f"{parts_dir}/part-{index:05d}.parquet"
-
-
 @dataclass(frozen=True)
 class Unit:
     """A piece of the table inspect found: a Parquet row group or a CSV byte range."""
@@ -114,18 +116,6 @@ class Unit:
             start=data.get("start"),
             end=data.get("end"),
         )
-
-
-@dataclass(frozen=True)
-class Shard:
-    index: int  # the array task that scores it
-    first_row: int  # 0-based row number in the whole table
-    rows: int
-    segments: tuple[dict[str, int], ...]  # what score_task.py reads, in order
-
-    @property
-    def last_row(self) -> int:
-        return self.first_row + self.rows - 1
 
 
 def plan_shards(units: Sequence[Unit], tasks: int) -> list[Shard]:
@@ -162,8 +152,8 @@ def plan_shards(units: Sequence[Unit], tasks: int) -> list[Shard]:
 
 def _segments(
     units: Sequence[Unit], starts: Sequence[int], first: int, stop: int
-) -> tuple[dict[str, int], ...]:
-    found: list[dict[str, int]] = []
+) -> tuple[Segment, ...]:
+    found: list[Segment] = []
     at = max(bisect.bisect_right(starts, first) - 1, 0)
     while at < len(units) and starts[at] < stop:
         unit, begin = units[at], starts[at]
@@ -250,89 +240,31 @@ def output_width(num_class: int, objective: str, predict: str) -> int:
     return 1
 
 
-@dataclass(frozen=True)
-class ScorePlan:
-    """Everything the jobs need (written as plan.json beside the scripts); every path is
-    a path on the cluster."""
-
-    name: str
-    run_dir: str
-    python: str  # the cluster's Python that runs score_task.py
-    worker: str  # score_task.py on the cluster (beside the model.py Triton imports it from)
-    format: str  # parquet | csv
-    files: list[str]
-    column_types: dict[str, str]
-    csv_header: list[str] | None
-    features: list[str]
-    id_column: str | None
-    model: str
-    model_format: str
-    predict: str
-    threshold: float
-    num_class: int
-    objective: str
-    server: str  # none | pytriton | triton (auto is resolved before the plan)
-    batch_rows: int
-    parts_dir: str
-    merged: str
-    summary: str
-    rows: int
-    shards: list[dict[str, Any]] = field(default_factory=list)
-    tritonserver: str = "tritonserver"
-    model_name: str = MODEL_NAME
-    retries: int = 2
-    max_parallel: int | None = None
-    gpus_per_task: int | None = None
-    partition: str | None = None
-    time_limit: str | None = None
-
-    @property
-    def plan_file(self) -> str:
-        return f"{self.run_dir}/plan.json"
-
-    @property
-    def model_repository(self) -> str:
-        return f"{self.run_dir}/model_repository"
-
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["version"] = 1
-        data["model_repository"] = self.model_repository
-        return data
-
-
-def shard_json(shard: Shard) -> dict[str, Any]:
-    return {
-        "index": shard.index,
-        "first_row": shard.first_row,
-        "rows": shard.rows,
-        "segments": list(shard.segments),
-    }
-
-
-def array_spec(plan: ScorePlan, indices: Sequence[int]) -> JobSpec:
-    return JobSpec(
-        command=("bash", f"{plan.run_dir}/score-shard.sh"),
+def array_spec(plan: ScorePlan, indices: Sequence[int]) -> WorkSpec:
+    """One task per shard still to score; task N scores shard N."""
+    return WorkSpec(
+        argv=("bash", f"{plan.run_dir}/score-shard.sh"),
         name=f"score-{plan.name}",
-        array=array_range(indices, plan.max_parallel),
-        gpus=plan.gpus_per_task,
-        partition=plan.partition,
-        time_limit=plan.time_limit,
+        array=tuple(indices),
+        max_parallel=plan.max_parallel,
+        gpus_per_task=plan.gpus_per_task,
+        queue=plan.partition,
+        time_limit_s=parse_duration(plan.time_limit) if plan.time_limit else None,
         workdir=plan.run_dir,
-        output=f"{plan.run_dir}/logs/shard-%a.out",
+        log_path=f"{plan.run_dir}/logs/shard-{{index}}.out",
     )
 
 
-def merge_spec(plan: ScorePlan, after: str | None) -> JobSpec:
-    """The merge job; runs once every shard succeeded (`afterok`)."""
-    return JobSpec(
-        command=(plan.python, plan.worker, "merge", "--plan", plan.plan_file),
+def merge_spec(plan: ScorePlan, after: JobRef | None) -> WorkSpec:
+    """The merge job; runs once every shard succeeded."""
+    return WorkSpec(
+        argv=(plan.python, plan.worker, "merge", "--plan", plan.plan_file),
         name=f"merge-{plan.name}",
-        dependency=f"afterok:{after}" if after else None,
-        partition=plan.partition,
-        time_limit=plan.time_limit,
+        after=(after,) if after else (),
+        queue=plan.partition,
+        time_limit_s=parse_duration(plan.time_limit) if plan.time_limit else None,
         workdir=plan.run_dir,
-        output=f"{plan.run_dir}/logs/merge.out",
+        log_path=f"{plan.run_dir}/logs/merge.out",
     )
 
 

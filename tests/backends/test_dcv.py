@@ -10,7 +10,7 @@ import pytest
 
 from hpcrun.backends.dcv import DcvSession, connect, parse_connect_output
 from hpcrun.errors import HpcrunError
-from hpcrun.slurm.runner import LocalRunner
+from hpcrun.transport.runner import LocalRunner
 
 LINE = "PclusterDcvServerPort=8443 PclusterDcvSessionId=a1b2c3 PclusterDcvSessionToken=Tok-123_x"
 

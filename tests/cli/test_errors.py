@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import run_cli
+from tests.conftest import clean_environ, run_cli
 
 
 def test_unknown_cluster_lists_known_ones(tmp_path: Path) -> None:
@@ -46,7 +45,7 @@ def test_debug_shows_the_traceback(tmp_path: Path) -> None:
 
 
 def test_missing_slurm_says_how_to_install_it(tmp_path: Path) -> None:
-    env = {**os.environ, "HPCRUN_HOME": str(tmp_path), "PATH": str(Path(sys.executable).parent)}
+    env = clean_environ(HPCRUN_HOME=str(tmp_path), PATH=str(Path(sys.executable).parent))
     done = subprocess.run(
         [sys.executable, "-m", "hpcrun", "create"],
         env=env,

@@ -80,7 +80,6 @@ def aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Aws]:
             "HOME": str(home),  # pcluster writes its log under $HOME
             "HPCRUN_HOME": str(home / "hpcrun"),
         }
-        env.pop("HPCRUN_CLUSTER", None)
         yield Aws(env, home, seeded, server)
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import (
+    clean_environ,
     free_port,
     processes_mentioning,
     run_cli,
@@ -68,13 +69,11 @@ def test_readme_examples_run_as_documented() -> None:
     home = short_tempdir("hrr")
     workdir = home / "work"
     workdir.mkdir()
-    env = {
-        **os.environ,
-        "HPCRUN_HOME": str(home),
-        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}:/usr/sbin",
-        "COLUMNS": "120",
-    }
-    env.pop("HPCRUN_CLUSTER", None)
+    env = clean_environ(
+        HPCRUN_HOME=str(home),
+        PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}:/usr/sbin",
+        COLUMNS="120",
+    )
     # The README shows IndeX's default port; the test serves on a free one, so a demo
     # session on 8080 on the same machine does not make the docs look broken.
     port = free_port()

@@ -10,7 +10,6 @@ cluster has its own HPCRUN_HOME, so nothing here sees the local cluster's record
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
@@ -23,7 +22,14 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import HPCRUN, Cluster, free_port, run_cli, short_tempdir
+from tests.conftest import (
+    HPCRUN,
+    Cluster,
+    clean_environ,
+    free_port,
+    run_cli,
+    short_tempdir,
+)
 from tests.sshd import SshServer, sshd_server  # noqa: F401
 
 pytestmark = [pytest.mark.slurm, pytest.mark.ssh, pytest.mark.slow]
@@ -132,8 +138,7 @@ def test_a_missing_launcher_is_named_at_attach_time(
 def tunnelled(attached: Attached) -> Iterator[tuple[subprocess.Popen[str], str, int]]:
     """`hpcrun index --nodes 2 --tunnel` held open in the background, as a user runs it."""
     port = free_port()
-    env = {**os.environ, "HPCRUN_HOME": str(attached.home)}
-    env.pop("HPCRUN_CLUSTER", None)
+    env = clean_environ(HPCRUN_HOME=str(attached.home))
     process = subprocess.Popen(
         [*HPCRUN, "index", "--nodes", "2", "--scene", "supernova", "--port", str(port), "--tunnel"],
         env=env,

@@ -3,7 +3,7 @@
 # (line N+1 of /home/u/.hpcrun/render/7/chunks.tsv: index first last), retrying what is missing.
 set -u
 complete_png() { [ -s "$1" ] && [ "$(tail -c 8 "$1" | od -An -tx1 | tr -d " \n")" = "49454e44ae426082" ]; }
-read -r index first last < <(sed -n "$((SLURM_ARRAY_TASK_ID + 1))p" /home/u/.hpcrun/render/7/chunks.tsv)
+read -r index first last < <(sed -n "$((HPCRUN_TASK_INDEX + 1))p" /home/u/.hpcrun/render/7/chunks.tsv)
 frames_dir='/projects/out/rolling ball-frames'
 attempts=3
 missing() {

@@ -3,7 +3,7 @@
 # /out/day 1.parts/part-NNNNN.parquet (written under a temporary name, then renamed),
 # trying again while the part is missing, 3 attempts in all.
 set -u
-index=$SLURM_ARRAY_TASK_ID
+index=$HPCRUN_TASK_INDEX
 part=$(printf '%s/part-%05d.parquet' '/out/day 1.parts' "$index")
 attempts=3
 for attempt in $(seq 1 "$attempts"); do
@@ -12,7 +12,7 @@ for attempt in $(seq 1 "$attempts"); do
     exit 0
   fi
   echo "hpcrun: shard $index attempt $attempt/$attempts on $(hostname)"
-  /opt/venv/bin/python /home/u/.hpcrun/score/bin/0123456789ab/score_task.py shard --plan /home/u/.hpcrun/score/5/plan.json --index "$index"
+  /opt/venv/bin/python /home/u/.hpcrun/score/bin/0123456789ab/score_task.pyz shard --plan /home/u/.hpcrun/score/5/plan.json --index "$index"
   echo "hpcrun: score_task exited $?"
 done
 if [ -s "$part" ]; then

@@ -9,12 +9,14 @@ from pathlib import Path
 import pytest
 
 from hpcrun.errors import UsageError
+from hpcrun.scheduler import JobRef
+from hpcrun.slurm.scheduler import to_job_spec
+from hpcrun.slurm.spec import array_range
 from hpcrun.workloads.blender import (
     COMPLETE_PNG_SH,
     Chunk,
     FrameRange,
     RenderPlan,
-    array_range,
     array_spec,
     chunk_script,
     chunk_table,
@@ -107,8 +109,8 @@ def test_bad_settings_are_refused_before_anything_runs() -> None:
 
 def test_array_and_encode_jobs_golden() -> None:
     chunks = plan_chunks(range(1, 13), 3)
-    array = array_spec(PLAN, chunks)
-    encode = encode_spec(PLAN, "41")
+    array = to_job_spec(array_spec(PLAN, chunks))
+    encode = to_job_spec(encode_spec(PLAN, JobRef("41")))
     text = (
         "# chunks.tsv\n"
         + chunk_table(chunks)

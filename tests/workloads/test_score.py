@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 
 from hpcrun.errors import UsageError
+from hpcrun.scheduler import JobRef
+from hpcrun.slurm.scheduler import to_job_spec
 from hpcrun.workloads.score import (
     ScorePlan,
     Shard,
@@ -26,7 +28,6 @@ from hpcrun.workloads.score import (
     output_layout,
     output_width,
     plan_shards,
-    shard_json,
     shard_script,
 )
 from tests.golden_util import assert_golden
@@ -169,7 +170,7 @@ PLAN = ScorePlan(
     name="day 1",
     run_dir="/home/u/.hpcrun/score/5",
     python="/opt/venv/bin/python",
-    worker="/home/u/.hpcrun/score/bin/0123456789ab/score_task.py",
+    worker="/home/u/.hpcrun/score/bin/0123456789ab/score_task.pyz",
     format="parquet",
     files=["/data/day 1.parquet"],
     column_types={},
@@ -188,15 +189,15 @@ PLAN = ScorePlan(
     merged="/out/day 1.parquet",
     summary="/out/day 1.parts/summary.json",
     rows=100,
-    shards=[shard_json(s) for s in plan_shards([Unit(0, 100, row_group=0)], 3)],
+    shards=tuple(plan_shards([Unit(0, 100, row_group=0)], 3)),
     retries=2,
     max_parallel=2,
 )
 
 
 def test_jobs_and_shard_script_golden() -> None:
-    array = array_spec(PLAN, [0, 2])
-    merge = merge_spec(PLAN, "41")
+    array = to_job_spec(array_spec(PLAN, [0, 2]))
+    merge = to_job_spec(merge_spec(PLAN, JobRef("41")))
     text = "# array job\n" + array.to_sbatch_script() + "# merge job\n" + merge.to_sbatch_script()
     assert_golden("score_jobs.txt", text)
     assert_golden("score_shard.sh", shard_script(PLAN))
@@ -220,7 +221,7 @@ def test_shard_script_retries_until_the_part_exists(tmp_path: Path) -> None:
     script.write_text(shard_script(plan))
     done = subprocess.run(
         ["bash", str(script)],
-        env={"SLURM_ARRAY_TASK_ID": "1", "PATH": "/usr/bin:/bin"},
+        env={"HPCRUN_TASK_INDEX": "1", "PATH": "/usr/bin:/bin"},
         capture_output=True,
         text=True,
         check=False,
@@ -233,7 +234,7 @@ def test_shard_script_retries_until_the_part_exists(tmp_path: Path) -> None:
     script.write_text(shard_script(plan))
     done = subprocess.run(
         ["bash", str(script)],
-        env={"SLURM_ARRAY_TASK_ID": "2", "PATH": "/usr/bin:/bin"},
+        env={"HPCRUN_TASK_INDEX": "2", "PATH": "/usr/bin:/bin"},
         capture_output=True,
         text=True,
         check=False,

@@ -1,0 +1,257 @@
+"""An existing ParallelCluster config (v2 INI or v3 YAML) brought over as an hpcrun file.
+
+Everything the source says that hpcrun does not carry over is listed, so the user sees
+exactly what was left behind.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from hpcrun.config.pcluster.model import PLACEHOLDERS
+from hpcrun.config.pcluster.problems import check_config, placeholders
+from hpcrun.errors import UsageError
+
+
+@dataclass
+class ImportResult:
+    """An hpcrun file made from a pcluster config, and what the user must still look at."""
+
+    data: dict[str, Any]
+    placeholders: list[str]
+    unmapped: list[str]
+    notes: list[str]
+
+    def to_yaml(self, source: str) -> str:
+        """The hpcrun file, headed by comments listing placeholders and unmapped settings."""
+        import yaml
+
+        lines = [f"# Imported by `hpcrun config import` from {source}."]
+        if self.placeholders:
+            lines.append("# Still placeholders (replace them): " + ", ".join(self.placeholders))
+        if self.unmapped:
+            lines.append("# Settings of the source that hpcrun does not carry over:")
+            lines += [f"#   {item}" for item in self.unmapped]
+        lines += [f"# Note: {note}" for note in self.notes]
+        body = yaml.safe_dump(self.data, sort_keys=False, default_flow_style=False)
+        return "\n".join(lines) + "\n" + body
+
+
+def _v2_to_v3(text: str) -> tuple[dict[str, Any], list[str]]:
+    """Convert a v2 INI with ParallelCluster's own pcluster3-config-converter, offline."""
+    import contextlib
+    import io
+
+    from pcluster3_config_converter.pcluster3_config_converter import (  # type: ignore[import-untyped]
+        Pcluster3ConfigConverter,
+    )
+
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(captured):
+            converter = Pcluster3ConfigConverter(
+                text, None, None, input_as_string=True, force_convert=True
+            )
+            converter.validate()
+            converter.convert_to_pcluster3_config()
+    except SystemExit as exc:  # the converter reports errors with sys.exit("ERROR: ...")
+        raise UsageError(
+            f"ParallelCluster's converter refused this v2 config: {exc.code}",
+            "fix the INI (pcluster3-config-converter gives the same message)",
+        ) from None
+    # The converter's own remarks, minus those about settings hpcrun maps itself.
+    handled = ("vpc_id", "post_install", "update_check", "sanity_check", "ssh = ", "/shared")
+    warnings = [
+        line.split(":", 1)[1].strip()
+        for line in captured.getvalue().splitlines()
+        if line.startswith(("Warning:", "Note:")) and not any(h in line for h in handled)
+    ]
+    return dict(converter.pcluster3_configuration), warnings
+
+
+def import_pcluster_config(text: str, *, name: str = "imported") -> ImportResult:
+    """Map a ParallelCluster v2 INI or v3 YAML onto an hpcrun file, saying what was left out.
+
+    A v2 INI goes through ParallelCluster's own converter to v3 first, so both formats share
+    one mapping; a v2 INI also sets `format: pcluster-v2` and keeps its post_install URL
+    (NVIDIA's IndeX template enables job expansion there).
+    """
+    import configparser
+
+    import yaml
+
+    is_v2 = bool(re.search(r"^\s*\[(cluster|global|aws)\b", text, re.MULTILINE))
+    notes: list[str] = []
+    v2: configparser.ConfigParser | None = None
+    if is_v2:
+        v3, notes = _v2_to_v3(text)
+        v2 = configparser.ConfigParser(inline_comment_prefixes=("#", ";"))
+        v2.read_string(text)
+    else:
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise UsageError(f"not a ParallelCluster v2 INI nor valid v3 YAML: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise UsageError("not a ParallelCluster config: expected a v2 INI or a v3 YAML mapping")
+        v3 = loaded
+
+    rest: dict[str, Any] = yaml.safe_load(yaml.safe_dump(v3))  # a deep copy to consume
+    data: dict[str, Any] = {"backend": "parallelcluster", "name": name}
+
+    def take(*path: str | int) -> Any:
+        """Pop a value at `path` from `rest` (None when absent), pruning emptied parents."""
+        node: Any = rest
+        parents: list[tuple[Any, str | int]] = []
+        for key in path:
+            in_dict = isinstance(node, dict) and key in node
+            if in_dict or (isinstance(node, list) and isinstance(key, int) and key < len(node)):
+                parents.append((node, key))
+                node = node[key]
+            else:
+                return None
+        container, last = parents[-1]
+        if isinstance(container, dict):
+            container.pop(last)
+        else:
+            container[last] = None  # keep later indexes stable
+        for parent, key in reversed(parents[:-1]):
+            child = parent[key]
+            emptied = child in ({}, []) or (
+                isinstance(child, list) and all(item is None for item in child)
+            )
+            if emptied and isinstance(parent, dict):
+                parent.pop(key)
+            elif emptied:
+                parent[key] = None
+        return node
+
+    region = take("Region")
+    data["region"] = region or "us-east-1"
+    if not region:
+        notes.append("region: not in the source; us-east-1 assumed")
+    data["format"] = "pcluster-v2" if is_v2 else "pcluster-v3"
+    data["custom_ami"] = take("Image", "CustomAmi") or PLACEHOLDERS["custom_ami"]
+    os_name = take("Image", "Os")
+    if os_name:
+        data["os"] = os_name
+    data["key_name"] = take("HeadNode", "Ssh", "KeyName") or PLACEHOLDERS["key_name"]
+    data["private_key_path"] = f"~/.ssh/{data['key_name']}.pem"
+    head_type = take("HeadNode", "InstanceType")
+    if head_type:
+        data["head_node_instance_type"] = head_type
+    subnet = take("HeadNode", "Networking", "SubnetId")
+    data["subnet_id"] = subnet or PLACEHOLDERS["subnet_id"]
+    if v2 is not None and v2.has_option("vpc default", "vpc_id"):
+        data["vpc_id"] = v2.get("vpc default", "vpc_id")
+    else:
+        vpc_sections = [s for s in (v2.sections() if v2 else []) if s.startswith("vpc ")]
+        if v2 is not None and vpc_sections and v2.has_option(vpc_sections[0], "vpc_id"):
+            data["vpc_id"] = v2.get(vpc_sections[0], "vpc_id")
+    dcv_enabled = take("HeadNode", "Dcv", "Enabled")
+    dcv: dict[str, Any] = {"enabled": bool(dcv_enabled)}
+    port = take("HeadNode", "Dcv", "Port")
+    if port is not None:
+        dcv["port"] = port
+    allowed = take("HeadNode", "Dcv", "AllowedIps")
+    if allowed is not None:
+        dcv["allowed_cidr"] = allowed
+    data["dcv"] = dcv
+
+    # Post-install scripts: one that enables job expansion is what hpcrun does itself.
+    post_install: str | None = None
+    for where in (("HeadNode",), ("Scheduling", "SlurmQueues", 0)):
+        script = take(*where, "CustomActions", "OnNodeConfigured", "Script")
+        post_install = post_install or script
+    if post_install and re.search(r"expan", post_install, re.IGNORECASE):
+        data["job_expansion"] = True
+        if is_v2:
+            data["post_install_url"] = post_install
+    elif post_install:
+        notes.append(
+            f"post_install {post_install}: hpcrun does not run custom scripts; "
+            "check what it does (job expansion hpcrun enables itself)"
+        )
+
+    custom = take("Scheduling", "SlurmSettings", "CustomSlurmSettings") or []
+    expansion = is_v2 and data.get("job_expansion") is True
+    for entry in custom:
+        for key, value in dict(entry).items():
+            if key.lower() == "schedulerparameters" and "permit_job_expansion" in str(value):
+                expansion = True
+            else:
+                notes.append(f"CustomSlurmSettings {key}={value}: not mapped")
+    if not expansion:
+        notes.append("job_expansion: the source does not enable it; hpcrun turns it on")
+    data["job_expansion"] = True
+    if take("Scheduling", "SlurmSettings", "Dns", "UseEc2Hostnames"):
+        data["use_ec2_hostnames"] = True
+    take("Scheduling", "Scheduler")
+
+    queue_name = take("Scheduling", "SlurmQueues", 0, "Name")
+    if queue_name and queue_name != "default-queue":
+        data["queue_name"] = queue_name
+    cr = ("Scheduling", "SlurmQueues", 0, "ComputeResources", 0)
+    compute_type = take(*cr, "InstanceType") or take(*cr, "Instances", 0, "InstanceType")
+    if compute_type:
+        data["compute_instance_type"] = compute_type
+    take(*cr, "Name")
+    for key, ours in (("MinCount", "min_count"), ("MaxCount", "max_count")):
+        value = take(*cr, key)
+        if value is not None:
+            data[ours] = value
+    q_net = ("Scheduling", "SlurmQueues", 0, "Networking")
+    take(*q_net, "SubnetIds", 0)
+    if take(*q_net, "PlacementGroup", "Enabled"):
+        data["placement_group"] = True
+    else:
+        group = take(*q_net, "PlacementGroup", "Name") or take(*q_net, "PlacementGroup", "Id")
+        data["placement_group"] = group or False
+    if take("Scheduling", "SlurmQueues", 0, "CapacityType") not in (None, "ONDEMAND"):
+        notes.append("CapacityType: only on-demand nodes are mapped")
+
+    storage = take("SharedStorage", 0)
+    if isinstance(storage, dict) and storage.get("StorageType") == "Ebs":
+        settings = storage.get("EbsSettings") or {}
+        shared: dict[str, Any] = {"mount_dir": storage.get("MountDir", "/shared")}
+        if "Size" in settings:
+            shared["size_gib"] = settings["Size"]
+        if "VolumeType" in settings:
+            shared["volume_type"] = settings["VolumeType"]
+        data["shared_storage"] = shared
+        leftover = {k: v for k, v in settings.items() if k not in ("Size", "VolumeType")}
+        if leftover:
+            notes.append(f"SharedStorage EbsSettings {leftover}: not mapped")
+    elif storage is not None:
+        notes.append(f"SharedStorage {storage.get('StorageType')}: only EBS is mapped")
+    else:
+        data["shared_storage"] = None
+    tags = take("Tags")
+    if tags:
+        data["tags"] = {str(t["Key"]): str(t["Value"]) for t in tags}
+
+    unmapped = [f"{path}: {value}" for path, value in _leaves(rest)]
+    config, problems = check_config(data)
+    holders = (
+        placeholders(config)
+        if config is not None
+        else [k for k, v in PLACEHOLDERS.items() if data.get(k) == v]
+    )
+    notes += [f"{p}" for p in problems]
+    return ImportResult(data, holders, unmapped, notes)
+
+
+def _leaves(node: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """Every leaf left in a partly consumed config, as (`HeadNode.Imds.Secured`, value)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _leaves(value, f"{prefix}.{key}" if prefix else str(key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            if value is not None:
+                yield from _leaves(value, f"{prefix}.{index}")
+    elif node is not None and node != {} and node != []:
+        yield prefix, node

@@ -1,0 +1,213 @@
+"""The ParallelCluster cluster file as a pydantic model, and the values it is checked against.
+
+An hpcrun file with `backend: parallelcluster` says what the user cares about (AMI, node
+types and counts, DCV, job expansion); `ParallelClusterConfig` holds it, validated by key
+path. Rendering it for ParallelCluster is `render.py`'s job, reporting its problems
+`problems.py`'s and `schema.py`'s.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# ParallelCluster 3.16 `pcluster.constants.SUPPORTED_OSES` (alinux2 was dropped in 3.x).
+PCLUSTER3_OSES = ("alinux2023", "ubuntu2204", "ubuntu2404", "rhel8", "rocky8", "rhel9", "rocky9")
+# ParallelCluster 2.8.0 `base_os` values; accepted so a v2-only file can still be written.
+PCLUSTER2_OSES = ("alinux2", "alinux", "centos7", "centos6", "ubuntu1804", "ubuntu1604")
+# The nearest OS ParallelCluster 2.8.0 knows for each version-3 OS. With a custom AMI the
+# AMI decides what really runs; base_os only tells pcluster 2 which user and packages to use.
+PCLUSTER2_OS_FOR = {
+    "alinux2023": "alinux2",
+    "ubuntu2204": "ubuntu1804",
+    "ubuntu2404": "ubuntu1804",
+    "rhel8": "centos7",
+    "rocky8": "centos7",
+    "rhel9": "centos7",
+    "rocky9": "centos7",
+}
+OsName = Literal[
+    "alinux2023",
+    "ubuntu2204",
+    "ubuntu2404",
+    "rhel8",
+    "rocky8",
+    "rhel9",
+    "rocky9",
+    "alinux2",
+    "alinux",
+    "centos7",
+    "centos6",
+    "ubuntu1804",
+    "ubuntu1604",
+]
+
+# GPUs per instance for the types IndeX clusters use; `gpus_per_node` defaults from here.
+GPUS_BY_INSTANCE_TYPE = {
+    "g4dn.xlarge": 1,
+    "g4dn.2xlarge": 1,
+    "g4dn.4xlarge": 1,
+    "g4dn.8xlarge": 1,
+    "g4dn.16xlarge": 1,
+    "g4dn.12xlarge": 4,
+    "g4dn.metal": 8,
+    "g5.xlarge": 1,
+    "g5.12xlarge": 4,
+    "g5.48xlarge": 8,
+    "p3.2xlarge": 1,
+    "p3.8xlarge": 4,
+    "p3.16xlarge": 8,
+    "p3dn.24xlarge": 8,
+    "p4d.24xlarge": 8,
+}
+
+# family+generation, optional attributes, then a size: g4dn.12xlarge, p3.8xlarge, m5.large.
+INSTANCE_TYPE_RE = (
+    r"^[a-z]+[0-9][a-z0-9-]*\.(nano|micro|small|medium|large|[0-9]*xlarge|metal(-[0-9]+xl)?)$"
+)
+AMI_RE = r"^ami-([0-9a-f]{8}|[0-9a-f]{17})$"
+SUBNET_RE = r"^(create|subnet-([0-9a-f]{8}|[0-9a-f]{17}))$"
+VPC_RE = r"^vpc-([0-9a-f]{8}|[0-9a-f]{17})$"
+REGION_RE = r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$"
+
+# Values the presets ship with that the user must replace; `placeholders()` finds them.
+PLACEHOLDERS: dict[str, str] = {
+    "custom_ami": "ami-0123456789abcdef0",
+    "key_name": "my-key-pair",
+    "private_key_path": "~/.ssh/my-key-pair.pem",
+    "subnet_id": "subnet-0123456789abcdef0",
+    "vpc_id": "vpc-0123456789abcdef0",
+    "post_install_url": "s3://my-bucket/hpcrun/pcluster-post-install-job-expansion.sh",
+}
+
+Format = Literal["pcluster-v3", "pcluster-v2"]
+FORMATS: tuple[Format, ...] = ("pcluster-v3", "pcluster-v2")
+
+
+class DcvSettings(BaseModel):
+    """NICE DCV on the head node: the remote desktop where the IndeX viewer is opened."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = Field(True, description="run a DCV server on the head node")
+    port: int = Field(
+        8443, ge=1024, le=65535, description="HTTPS port of the DCV server (1024-65535)"
+    )
+    allowed_cidr: str = Field(
+        "0.0.0.0/0", description="who may reach the DCV port; narrow it to your address (/32)"
+    )
+
+    @field_validator("allowed_cidr")
+    @classmethod
+    def _cidr(cls, value: str) -> str:
+        try:
+            ipaddress.ip_network(value, strict=True)
+        except ValueError as exc:
+            raise ValueError(f"not a CIDR block like 198.51.100.7/32 ({exc})") from None
+        return value
+
+
+class SharedStorage(BaseModel):
+    """One EBS volume exported from the head node to every compute node (scenes, results)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mount_dir: str = Field("/shared", pattern=r"^/[A-Za-z0-9_./-]*$", description="mount point")
+    size_gib: int = Field(100, ge=1, le=16384, description="EBS volume size")
+    volume_type: Literal["gp3", "gp2", "io1", "io2", "st1", "sc1"] = Field(
+        "gp3", description="EBS type; ParallelCluster 2.8.0 predates gp3 and gets gp2"
+    )
+
+
+class ParallelClusterConfig(BaseModel):
+    """An AWS ParallelCluster GPU cluster: one queue of identical compute nodes + DCV."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    backend: Literal["parallelcluster"] = "parallelcluster"
+    name: str = Field(
+        ...,
+        pattern=r"^[a-zA-Z][a-zA-Z0-9-]{0,59}$",
+        description="cluster (and CloudFormation stack) name, as ParallelCluster allows",
+    )
+    region: str = Field(..., pattern=REGION_RE, description="AWS region, e.g. us-east-1")
+    format: Literal["pcluster-v3", "pcluster-v2"] = Field(
+        "pcluster-v3",
+        description="which ParallelCluster creates the cluster: v2 for AMIs pinned to 2.8.0",
+    )
+    custom_ami: str = Field(..., pattern=AMI_RE, description="AMI id, e.g. NVIDIA's IndeX AMI")
+    os: OsName = Field("alinux2023", description="the OS of custom_ami (ParallelCluster 3 names)")
+    key_name: str = Field(..., min_length=1, max_length=255, description="EC2 key pair name")
+    private_key_path: str | None = Field(
+        None, description="local .pem file of key_name, for SSH and DCV (never copied)"
+    )
+    head_node_instance_type: str = Field("g4dn.4xlarge", pattern=INSTANCE_TYPE_RE)
+    compute_instance_type: str = Field("g4dn.12xlarge", pattern=INSTANCE_TYPE_RE)
+    queue_name: str = Field("gpu", pattern=r"^[a-z][a-z0-9-]{0,24}$", description="Slurm partition")
+    min_count: int = Field(0, ge=0, le=1000, description="compute nodes kept running")
+    max_count: int = Field(4, ge=1, le=1000, description="compute nodes at most")
+    gpus_per_node: int | None = Field(
+        None, ge=0, le=16, description="GPUs of one compute node (default: known for the type)"
+    )
+    subnet_id: str = Field(
+        "create",
+        pattern=SUBNET_RE,
+        description="subnet of head and compute nodes, or `create` (hpcrun makes the VPC)",
+    )
+    vpc_id: str | None = Field(None, pattern=VPC_RE, description="VPC of subnet_id (v2 needs it)")
+    placement_group: bool | str = Field(
+        True, description="true: a new cluster placement group; a string: an existing one's name"
+    )
+    dcv: DcvSettings = Field(default_factory=DcvSettings)  # type: ignore[arg-type]
+    job_expansion: bool = Field(
+        True, description="add permit_job_expansion to SchedulerParameters (hpcrun scale +N)"
+    )
+    use_ec2_hostnames: bool = Field(
+        False, description="Dns.UseEc2Hostnames; ParallelCluster then sets nohold_on_prolog_fail"
+    )
+    post_install_url: str | None = Field(
+        None,
+        pattern=r"^(s3|https?)://\S+$",
+        description="v2 only: where scripts/pcluster-post-install-job-expansion.sh was uploaded",
+    )
+    shared_storage: SharedStorage | None = Field(default_factory=SharedStorage)  # type: ignore[arg-type]
+    tags: dict[str, str] = Field(default_factory=dict, description="tags on every resource")
+
+    @field_validator("placement_group")
+    @classmethod
+    def _placement_group(cls, value: bool | str) -> bool | str:
+        if isinstance(value, str) and not re.match(r"^[A-Za-z0-9_.+=@-]{1,255}$", value):
+            raise ValueError("a placement group name (letters, digits, _.+=@-) or true/false")
+        return value
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if not 1 <= len(key) <= 128 or key.lower().startswith("aws:"):
+                raise ValueError(f"tag key {key!r}: 1-128 characters, not starting with aws:")
+        return value
+
+    @model_validator(mode="after")
+    def _counts(self) -> ParallelClusterConfig:
+        if self.max_count < self.min_count:
+            raise ValueError(
+                f"max_count ({self.max_count}) must be at least min_count ({self.min_count})"
+            )
+        return self
+
+    def gpus(self) -> int | None:
+        """GPUs per compute node: the file's value, else what the instance type is known to have."""
+        if self.gpus_per_node is not None:
+            return self.gpus_per_node
+        return GPUS_BY_INSTANCE_TYPE.get(self.compute_instance_type)
+
+    def summary(self) -> str:
+        """One line for `config validate`: the cluster's name and shape."""
+        return (
+            f"{self.name}: {self.compute_instance_type} x {self.min_count}-{self.max_count}, "
+            f"head {self.head_node_instance_type}, {self.format}"
+        )

@@ -1,0 +1,183 @@
+"""A ParallelCluster cluster file rendered to the file ParallelCluster reads: version 3
+YAML, or version 2 INI for AMIs pinned to ParallelCluster 2.8.0 (NVIDIA's older IndeX
+AMI), from the jinja2 templates beside this module (golden-tested).
+
+What ParallelCluster's own slurm.conf says about SchedulerParameters (aws-parallelcluster-
+cookbook, `templates/default/slurm/slurm.conf.erb`, 3.x): it sets
+`SchedulerParameters=nohold_on_prolog_fail` only when the cluster writes node names into
+/etc/hosts (`use_private_hostname`, i.e. `Scheduling.SlurmSettings.Dns.UseEc2Hostnames:
+true`); otherwise it sets none. CustomSlurmSettings are appended after that file is
+included, and for slurm.conf a later `SchedulerParameters=` line replaces the earlier one
+rather than adding to it. So `scheduler_parameters()` repeats ParallelCluster's value
+whenever it would be set, and adds `permit_job_expansion` to it (extend, never replace).
+SchedulerParameters is not on ParallelCluster's CustomSlurmSettings deny list
+(`pcluster/validators/slurm_settings_validator.py`). ParallelCluster 2.8.0 has no
+CustomSlurmSettings: there, scripts/pcluster-post-install-job-expansion.sh edits
+slurm.conf on the head node the same way (append to an existing value, else add the line).
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from hpcrun.config.pcluster.model import (
+    PCLUSTER2_OS_FOR,
+    PCLUSTER2_OSES,
+    PCLUSTER3_OSES,
+    Format,
+    ParallelClusterConfig,
+)
+from hpcrun.errors import UsageError
+
+if TYPE_CHECKING:
+    import jinja2
+
+
+class RenderError(UsageError):
+    """The file is valid but cannot become this pcluster format (e.g. `subnet_id: create`)."""
+
+
+@lru_cache(maxsize=1)
+def _environment() -> jinja2.Environment:
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "templates")),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+    env.filters["yaml"] = yaml_scalar
+    return env
+
+
+def yaml_scalar(value: object) -> str:
+    """A YAML scalar that reads back as the same value: plain when safe, else JSON-quoted."""
+    import json
+
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    text = str(value)
+    if re.fullmatch(r"[A-Za-z0-9_./@+-]+(:[A-Za-z0-9_./@+-]+)*", text) and not re.fullmatch(
+        r"(?i)(true|false|yes|no|on|off|null|~|[-+0-9.eE_:]+)", text
+    ):
+        return text
+    return json.dumps(text)
+
+
+def scheduler_parameters(config: ParallelClusterConfig) -> str | None:
+    """SchedulerParameters for CustomSlurmSettings, extending ParallelCluster's own value.
+
+    See the module docstring: ParallelCluster's slurm.conf sets `nohold_on_prolog_fail`
+    when UseEc2Hostnames is on, and a later line would drop it, so it is repeated here.
+    """
+    if not config.job_expansion:
+        return None
+    ours = ["nohold_on_prolog_fail"] if config.use_ec2_hostnames else []
+    return ",".join([*ours, "permit_job_expansion"])
+
+
+def compute_resource_name(instance_type: str) -> str:
+    """ParallelCluster names compute resources `[a-z][a-z0-9-]*`: g4dn.12xlarge -> g4dn-12xlarge."""
+    return re.sub(r"[^a-z0-9-]", "-", instance_type.lower())
+
+
+def _subnet(config: ParallelClusterConfig, subnet_id: str | None) -> str:
+    resolved = subnet_id or config.subnet_id
+    if resolved == "create":
+        raise RenderError(
+            "subnet_id: 'create' is resolved when `hpcrun create` makes the VPC; "
+            "a pcluster config needs an existing subnet",
+            "set subnet_id (and vpc_id) to an existing subnet-... to render this file",
+        )
+    return resolved
+
+
+def render_v3(
+    config: ParallelClusterConfig, *, source: str = "", subnet_id: str | None = None
+) -> str:
+    """ParallelCluster 3 YAML for `pcluster create-cluster --cluster-configuration`."""
+    if config.os not in PCLUSTER3_OSES:
+        raise RenderError(
+            f"os: {config.os!r} is not supported by ParallelCluster 3 "
+            f"(it supports {', '.join(PCLUSTER3_OSES)})",
+            "use format: pcluster-v2 for a ParallelCluster 2 AMI, or the AMI's OS",
+        )
+    placement: dict[str, object] = {}
+    if config.placement_group is True:
+        placement = {"Enabled": True}
+    elif isinstance(config.placement_group, str):
+        placement = {"Name": config.placement_group}
+    return (
+        _environment()
+        .get_template("pcluster-v3.yaml.j2")
+        .render(
+            c=config,
+            source=source,
+            subnet_id=_subnet(config, subnet_id),
+            scheduler_parameters=scheduler_parameters(config),
+            compute_resource=compute_resource_name(config.compute_instance_type),
+            placement=placement,
+        )
+    )
+
+
+def render_v2(
+    config: ParallelClusterConfig, *, source: str = "", subnet_id: str | None = None
+) -> str:
+    """ParallelCluster 2.8.0 INI: `pcluster create -c FILE NAME` on the 2.x CLI."""
+    if config.vpc_id is None:
+        raise RenderError(
+            "vpc_id: required for ParallelCluster 2 ([vpc] vpc_id), and missing",
+            "set vpc_id to the VPC of subnet_id",
+        )
+    if config.job_expansion and config.post_install_url is None:
+        raise RenderError(
+            "post_install_url: ParallelCluster 2 enables job expansion with a post_install "
+            "script fetched from S3 or HTTPS, and none is set",
+            "upload scripts/pcluster-post-install-job-expansion.sh (aws s3 cp ...) and set "
+            "post_install_url, or set job_expansion: false",
+        )
+    base_os = config.os if config.os in PCLUSTER2_OSES else PCLUSTER2_OS_FOR[config.os]
+    storage = config.shared_storage
+    volume_type = None
+    if storage is not None:
+        volume_type = "gp2" if storage.volume_type == "gp3" else storage.volume_type
+    import json
+
+    placement = "DYNAMIC" if config.placement_group is True else config.placement_group or None
+    return (
+        _environment()
+        .get_template("pcluster-v2.ini.j2")
+        .render(
+            c=config,
+            source=source,
+            subnet_id=_subnet(config, subnet_id),
+            base_os=base_os,
+            os_mapped=base_os != config.os,
+            volume_type=volume_type,
+            placement=placement,
+            tags_json=json.dumps(config.tags, sort_keys=True) if config.tags else None,
+        )
+    )
+
+
+def render(
+    config: ParallelClusterConfig,
+    fmt: Format | None = None,
+    *,
+    source: str = "",
+    subnet_id: str | None = None,
+) -> str:
+    """Render in `fmt`, by default the file's own `format`."""
+    chosen = fmt or config.format
+    if chosen == "pcluster-v2":
+        return render_v2(config, source=source, subnet_id=subnet_id)
+    return render_v3(config, source=source, subnet_id=subnet_id)

@@ -1,0 +1,135 @@
+"""ParallelCluster's own schema, run in-process and offline on the v3 rendering.
+
+Its findings carry ParallelCluster's key paths (`HeadNode.Dcv.Port`); they are mapped
+back to the hpcrun key that produced them (`dcv.port`). aws-parallelcluster is imported
+lazily: it costs about half a second, which only `config validate` pays.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from hpcrun.config.pcluster.model import PCLUSTER3_OSES, PLACEHOLDERS
+from hpcrun.config.pcluster.problems import (
+    Problem,
+    ValidationReport,
+    check_config,
+    placeholders,
+)
+from hpcrun.config.pcluster.render import RenderError, render_v2, render_v3
+
+# ParallelCluster 3 key paths (list indexes as `0`) -> the hpcrun key that produced them.
+# Longest prefix wins, so `HeadNode.Dcv.Port` beats `HeadNode.Dcv`.
+PCLUSTER_PATH_TO_KEY = {
+    "Region": "region",
+    "Image.Os": "os",
+    "Image.CustomAmi": "custom_ami",
+    "Image": "custom_ami",
+    "HeadNode.InstanceType": "head_node_instance_type",
+    "HeadNode.Networking.SubnetId": "subnet_id",
+    "HeadNode.Ssh.KeyName": "key_name",
+    "HeadNode.Dcv.Port": "dcv.port",
+    "HeadNode.Dcv.AllowedIps": "dcv.allowed_cidr",
+    "HeadNode.Dcv": "dcv",
+    "HeadNode": "head_node_instance_type",
+    "Scheduling.SlurmSettings.CustomSlurmSettings": "job_expansion",
+    "Scheduling.SlurmSettings.Dns": "use_ec2_hostnames",
+    "Scheduling.SlurmQueues.0.Name": "queue_name",
+    "Scheduling.SlurmQueues.0.Networking.SubnetIds": "subnet_id",
+    "Scheduling.SlurmQueues.0.Networking.PlacementGroup": "placement_group",
+    "Scheduling.SlurmQueues.0.ComputeResources.0.Instances": "compute_instance_type",
+    "Scheduling.SlurmQueues.0.ComputeResources.0.InstanceType": "compute_instance_type",
+    "Scheduling.SlurmQueues.0.ComputeResources.0.Name": "compute_instance_type",
+    "Scheduling.SlurmQueues.0.ComputeResources.0.MinCount": "min_count",
+    "Scheduling.SlurmQueues.0.ComputeResources.0.MaxCount": "max_count",
+    "SharedStorage.0.MountDir": "shared_storage.mount_dir",
+    "SharedStorage.0.EbsSettings.Size": "shared_storage.size_gib",
+    "SharedStorage.0.EbsSettings.VolumeType": "shared_storage.volume_type",
+    "SharedStorage": "shared_storage",
+    "Tags": "tags",
+}
+
+
+def hpcrun_key_for(pcluster_path: str) -> str | None:
+    """The hpcrun key behind a ParallelCluster key path, or None when nothing maps."""
+    best: str | None = None
+    for prefix in PCLUSTER_PATH_TO_KEY:
+        if (pcluster_path == prefix or pcluster_path.startswith(prefix + ".")) and (
+            best is None or len(prefix) > len(best)
+        ):
+            best = prefix
+    return PCLUSTER_PATH_TO_KEY[best] if best is not None else None
+
+
+def _flatten(messages: object, prefix: str = "") -> Iterator[tuple[str, str]]:
+    """marshmallow's {'HeadNode': {'Dcv': {'Port': ['m']}}} -> ('HeadNode.Dcv.Port', 'm')."""
+    if isinstance(messages, dict):
+        for key, value in messages.items():
+            path = f"{prefix}.{key}" if prefix and key != "_schema" else (prefix or str(key))
+            yield from _flatten(value, path)
+    elif isinstance(messages, list):
+        for item in messages:
+            yield from _flatten(item, prefix)
+    else:
+        yield prefix or "(top level)", str(messages)
+
+
+def pcluster_schema_problems(rendered_v3: str, cluster_name: str, region: str) -> list[Problem]:
+    """Load rendered v3 YAML with ParallelCluster's ClusterSchema, offline and in-process."""
+    import yaml
+
+    os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
+    previous = os.environ.get("AWS_DEFAULT_REGION")
+    os.environ["AWS_DEFAULT_REGION"] = region
+    try:
+        from marshmallow import ValidationError as SchemaError
+        from pcluster.schemas.cluster_schema import ClusterSchema  # type: ignore[import-untyped]
+
+        try:
+            ClusterSchema(cluster_name=cluster_name).load(yaml.safe_load(rendered_v3))
+        except SchemaError as exc:
+            problems = []
+            for path, message in _flatten(exc.messages):
+                key = hpcrun_key_for(path)
+                problems.append(Problem(key or "(generated config)", message, path))
+            return problems
+        return []
+    finally:
+        if previous is None:
+            os.environ.pop("AWS_DEFAULT_REGION", None)
+        else:
+            os.environ["AWS_DEFAULT_REGION"] = previous
+
+
+def validate_data(
+    data: Mapping[str, Any], *, source: str = "", with_pcluster: bool = True
+) -> ValidationReport:
+    """Every problem of a parsed cluster file: hpcrun's checks, then ParallelCluster's schema.
+
+    The schema runs on the v3 rendering whatever `format` says: ParallelCluster 2 has no
+    in-process schema here, and the v3 schema still catches AMI, OS and type mistakes.
+    """
+    config, problems = check_config(data)
+    if config is None:
+        return ValidationReport(None, problems)
+    report = ValidationReport(config, [], placeholders(config))
+    subnet = PLACEHOLDERS["subnet_id"] if config.subnet_id == "create" else None
+    try:
+        if config.format == "pcluster-v2":
+            render_v2(config, source=source, subnet_id=subnet)
+        rendered = render_v3(
+            config.model_copy(update={"os": PCLUSTER3_OSES[0]})
+            if config.os not in PCLUSTER3_OSES and config.format == "pcluster-v2"
+            else config,
+            source=source,
+            subnet_id=subnet,
+        )
+    except RenderError as exc:
+        path, _, message = exc.message.partition(": ")
+        report.problems.append(Problem(path, message))
+        return report
+    if with_pcluster:
+        report.problems.extend(pcluster_schema_problems(rendered, config.name, config.region))
+    return report

@@ -1,0 +1,157 @@
+"""A render agent: one per node, rendering the bricks the viewer assigns to it.
+
+The agent finds its viewer through the rendezvous file, says hello with the viewer's
+token, and then does what it is told, one message at a time: `assign` (keep a
+`BrickRenderer` per brick it owns; bricks it loses are dropped, new ones loaded from the
+shared data file), `render` (ray-cast its bricks for the view and send the partial images
+back). It is deliberately a plain blocking loop: rendering is CPU-bound numba code that
+uses every core it is given, and there is nothing else to do meanwhile. It exits when the
+viewer says bye or goes away (connection closed, or TCP keepalive gives up on a vanished
+node), and on SIGTERM (scancel, or `scontrol update NumNodes=` shrinking the job).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import time
+from types import FrameType
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from hpcrun.errors import HpcrunError
+from hpcrun.node.viewer import protocol, rendezvous
+from hpcrun.node.viewer.bricks import Brick
+from hpcrun.node.viewer.camera import View
+from hpcrun.node.viewer.kernel import BrickRenderer, Partial
+from hpcrun.node.viewer.options import LaunchOptions, TaskIdentity
+
+log = logging.getLogger("hpcrun.node.viewer.agent")
+
+
+def cap_threads(cpus: int) -> int:
+    """Render with the node's CPUs as Slurm grants them (SLURM_CPUS_ON_NODE), never more
+    than the machine has: oversubscribed numba threads only fight each other."""
+    import numba
+
+    most = int(numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]
+    threads = max(1, min(cpus, os.cpu_count() or 1, most))
+    numba.set_num_threads(threads)
+    return threads
+
+
+class BrickWorker:
+    """The bricks this agent owns, ready to render (data copied out of the memmap once)."""
+
+    def __init__(self) -> None:
+        self._source: tuple[str, str, tuple[float, float]] | None = None
+        self._volume: npt.NDArray[Any] | None = None
+        self.renderers: dict[int, BrickRenderer] = {}
+
+    def assign(self, message: protocol.Assign) -> None:
+        from hpcrun.scenes import load_scene, load_volume
+
+        source = (message.scene, message.volume, message.value_range)
+        if source != self._source or self._volume is None:
+            started = time.perf_counter()
+            scene = load_scene(message.scene)
+            self._volume = load_volume(scene.volume(message.volume))
+            self._source = source
+            self.renderers = {}
+            log.info("opened %s (volume %s, %s) in %.2f s", message.scene, message.volume,
+                     "x".join(str(n) for n in reversed(self._volume.shape)),
+                     time.perf_counter() - started)
+        wanted = {spec.id: spec for spec in message.bricks}
+        for brick_id in list(self.renderers):
+            spec = wanted.get(brick_id)
+            brick = self.renderers[brick_id].brick
+            if spec is None or (spec.lo, spec.hi) != (brick.lo, brick.hi):
+                del self.renderers[brick_id]
+        started = time.perf_counter()
+        added = 0
+        for brick_id, spec in wanted.items():
+            if brick_id not in self.renderers:
+                brick = Brick(spec.id, spec.lo, spec.hi)
+                self.renderers[brick_id] = BrickRenderer(self._volume, brick,
+                                                         message.value_range)
+                added += 1
+        log.debug("assigned %d bricks (%d new, loaded in %.3f s)", len(self.renderers), added,
+                  time.perf_counter() - started)
+
+    def render(self, request: protocol.Render) -> list[Partial]:
+        view = View.from_json(request.view)
+        lut = np.frombuffer(request.lut, dtype=np.float32).reshape(-1, 4)
+        ids = sorted(self.renderers) if request.bricks is None else request.bricks
+        return [self.renderers[b].render(view, lut) for b in ids if b in self.renderers]
+
+
+class Terminated(Exception):
+    """SIGTERM arrived (scancel, or the job shrank away from this node)."""
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise Terminated()
+
+
+def serve(sock: socket.socket, worker: BrickWorker) -> str:
+    """Answer the viewer until it says bye or goes away; returns why it ended."""
+    while True:
+        try:
+            message = protocol.recv_message(sock)
+        except protocol.ConnectionClosed:
+            return "the viewer went away"
+        if message.type == "assign":
+            worker.assign(protocol.Assign.from_message(message))
+        elif message.type == "render":
+            request = protocol.Render.from_message(message)
+            started = time.perf_counter()
+            partials = worker.render(request)
+            answer = protocol.Partials(request.frame, tuple(p.to_bytes() for p in partials))
+            protocol.send_message(sock, answer.to_header(), answer.payload())
+            log.debug("frame %d: %d bricks in %.1f ms", request.frame, len(partials),
+                      (time.perf_counter() - started) * 1000.0)
+        elif message.type == "bye":
+            return f"the viewer said bye ({message.header.get('reason', '')})"
+        else:
+            log.debug("ignored a %r message", message.type)
+
+
+def run_agent(options: LaunchOptions, identity: TaskIdentity) -> int:
+    """Join the viewer of this job (or of -a<jobid>) and render until it is gone."""
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    job_id = options.attach_job or identity.job_id
+    directory = rendezvous.rendezvous_dir(options.rendezvous)
+    timeout_s = float(os.environ.get("NVINDEX_OPEN_RENDEZVOUS_TIMEOUT",
+                                     rendezvous.DEFAULT_WAIT_S))
+    try:
+        threads = cap_threads(identity.cpus)
+        info, sock = rendezvous.connect(directory, job_id, timeout_s)
+    except Terminated:
+        log.info("exiting: terminated (SIGTERM) before joining a viewer")
+        return 0
+    hello = protocol.Hello(info.token, identity.node, identity.rank, identity.job_id,
+                           os.getpid(), socket.gethostname(), threads)
+    try:
+        protocol.send_message(sock, hello.to_header())
+        log.info("joined the viewer of job %s at %s:%d (%d threads)", job_id, info.host,
+                 info.agent_port, threads)
+        reason = serve(sock, BrickWorker())
+    except protocol.ConnectionClosed:
+        reason = "the viewer went away"
+    except Terminated:
+        reason = "terminated (SIGTERM)"
+    except Exception as exc:  # anything else: tell the viewer why, so its log says it
+        text = exc.message if isinstance(exc, HpcrunError) else f"{type(exc).__name__}: {exc}"
+        log.error("cannot render: %s", text, exc_info=not isinstance(exc, HpcrunError))
+        with contextlib.suppress(protocol.ConnectionClosed):
+            protocol.send_message(sock, protocol.error(text))
+        return 1
+    finally:
+        sock.close()
+    log.info("exiting: %s", reason)
+    return 0
