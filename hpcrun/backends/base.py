@@ -107,10 +107,11 @@ class ClusterStatus:
 class ClusterSite:
     """Where hpcrun's own files and programs are on the cluster, as paths there.
 
-    Services write session files (step logs, the open renderer's rendezvous) under
-    `workspace`, which every node must see (the local cluster's directory; the shared
-    home on ParallelCluster). `launcher` and `scenes_dir` are the open renderer's
-    `hpcrun-nvindex-slurm` and scene catalogue there, None where hpcrun is not installed.
+    `workspace` is where services write session files (step logs, the open renderer's
+    rendezvous): every node must see it (the local cluster's directory; the shared home on
+    ParallelCluster). Services read it as their `Workspace`'s root. `launcher` and
+    `scenes_dir` are the open renderer's `hpcrun-nvindex-slurm` and scene catalogue there,
+    None where hpcrun is not installed.
     """
 
     workspace: str

@@ -152,12 +152,6 @@ class WorkSpec:
         if self.time_limit_s is not None and self.time_limit_s < 1:
             raise UsageError(f"time limit {self.time_limit_s} s: must be at least 1 s")
 
-    def log_of(self, index: int | None) -> str | None:
-        """The log path of task `index` (of the job itself outside arrays)."""
-        if self.log_path is None:
-            return None
-        return self.log_path.replace(INDEX_PLACEHOLDER, str(index if index is not None else 0))
-
 
 class Scheduler(Protocol):
     """Submits work and reports on it; one backend call per method, whatever the count."""

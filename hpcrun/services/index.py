@@ -171,7 +171,7 @@ class IndexSessions(ClusterService):
             "",
         )
         # Session files live on the cluster, in a directory every node sees.
-        workdir = posixpath.join(self.site.workspace, "index", str(session_id))
+        workdir = posixpath.join(self.workspace.root, "index", str(session_id))
         self.workspace.make_dirs(workdir)
         if install.open_renderer:
             plan = replace(

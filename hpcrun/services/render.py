@@ -187,7 +187,7 @@ class RenderRuns(ArrayRuns["RenderView"]):
             # Frames are staged in the workspace (the same place for a resumed run) and
             # uploaded as they finish.
             staging = ["render", "s3", s3_output.bucket, *s3_output.folder.split("/")]
-            output = self._output_dir(posixpath.join(self.site.workspace, *staging), name)
+            output = self._output_dir(posixpath.join(self.workspace.root, *staging), name)
         else:
             output = self._output_dir(request.output, name)
         plan = replace(
@@ -213,7 +213,7 @@ class RenderRuns(ArrayRuns["RenderView"]):
             str(s3_output) if s3_output is not None else output,
             [(c.index, c.start, c.end) for c in chunks],
         )
-        plan = replace(plan, run_dir=posixpath.join(self.site.workspace, "render", str(run_id)))
+        plan = replace(plan, run_dir=posixpath.join(self.workspace.root, "render", str(run_id)))
 
         def submit() -> tuple[JobRef | None, JobRef | None]:
             self._save_plan(run_id, plan, s3_output)
@@ -246,7 +246,7 @@ class RenderRuns(ArrayRuns["RenderView"]):
 
         if not url.key.endswith(".blend"):
             raise UsageError(f"{url} is not a .blend file", "pass a Blender file (*.blend)")
-        target = Path(self.site.workspace, "render", "inputs", url.bucket, url.key)
+        target = Path(self.workspace.root, "render", "inputs", url.bucket, url.key)
         self.progress.step(f"downloading {url}")
         target.parent.mkdir(parents=True, exist_ok=True)
         return str(download(url, target))

@@ -194,7 +194,7 @@ class ScoreRuns(ArrayRuns["ScoreView"]):
             from hpcrun.storage.s3 import check_writable
 
             check_writable(s3_output)  # before anything is scored for nothing
-            staged = posixpath.join(self.site.workspace, "score", "s3", s3_output.bucket)
+            staged = posixpath.join(self.workspace.root, "score", "s3", s3_output.bucket)
             output = posixpath.join(staged, s3_output.key.rstrip("/") or "scores")
         else:
             output = self._path(request.output)
@@ -251,7 +251,7 @@ class ScoreRuns(ArrayRuns["ScoreView"]):
             request.output,
             [(s.index, s.first_row, s.last_row) for s in plan.shards],
         )
-        plan = replace(plan, run_dir=posixpath.join(self.site.workspace, "score", str(run_id)))
+        plan = replace(plan, run_dir=posixpath.join(self.workspace.root, "score", str(run_id)))
         if done:
             self.store.set_array_tasks(run_id, [(i, TaskRecordState.DONE, 0) for i in sorted(done)])
 
@@ -285,7 +285,7 @@ class ScoreRuns(ArrayRuns["ScoreView"]):
         from hpcrun.storage.s3 import download
 
         url = parse_s3_url(model)
-        target = Path(self.site.workspace, "score", "inputs", url.bucket, url.key)
+        target = Path(self.workspace.root, "score", "inputs", url.bucket, url.key)
         self.progress.step(f"downloading {url}")
         target.parent.mkdir(parents=True, exist_ok=True)
         return str(download(url, target))
@@ -306,7 +306,7 @@ class ScoreRuns(ArrayRuns["ScoreView"]):
                 f"no .parquet or .csv objects under {url}",
                 "point --input at a table file or a prefix holding them",
             )
-        root = Path(self.site.workspace, "score", "inputs", url.bucket)
+        root = Path(self.workspace.root, "score", "inputs", url.bucket)
         self.progress.step(f"downloading {len(keys)} object(s) from {url}")
         paths = []
         for key, size in sorted(keys.items()):
@@ -322,7 +322,7 @@ class ScoreRuns(ArrayRuns["ScoreView"]):
         once per version, and a run in flight never sees it change."""
         source = worker_source()
         digest = hashlib.sha256(source).hexdigest()[:12]
-        path = posixpath.join(self.site.workspace, "score", "bin", digest, WORKER)
+        path = posixpath.join(self.workspace.root, "score", "bin", digest, WORKER)
         self.workspace.put(path, source)
         return path
 
