@@ -72,12 +72,14 @@ class UnknownCluster(HpcrunError):
 
 
 class UnknownJob(HpcrunError):
+    """`known` are the cluster's recent job ids, newest first; the ten newest are shown."""
+
     def __init__(self, job_id: str, cluster: str, known: Iterable[str]) -> None:
-        names = list(known)
-        shown = ", ".join(names[-10:]) if names else "none"
+        names = list(dict.fromkeys(known))[:10]
+        shown = ", ".join(names) if names else "none"
         super().__init__(
-            f"no job {job_id!r} on cluster {cluster!r} (recent jobs: {shown})",
-            "list jobs with `hpcrun jobs`",
+            f"no job {job_id} on cluster {cluster!r} (recent jobs, newest first: {shown})",
+            "`hpcrun jobs` lists them",
         )
 
 
@@ -106,6 +108,20 @@ class CommandError(HpcrunError):
 
 class SlurmCommandError(CommandError):
     """A Slurm command (sbatch, squeue, scontrol...) exited non-zero."""
+
+
+class ControllerDown(SlurmCommandError):
+    """A Slurm command could not reach slurmctld ("Unable to contact slurm controller"):
+    one clear message instead of each command's own wording of it."""
+
+    def __init__(self, argv: Sequence[str], returncode: int, stderr: str) -> None:
+        super().__init__(argv, returncode, stderr)
+        self.message = "Slurm's controller (slurmctld) is not answering"
+        self.hint = (
+            "`hpcrun create` restarts it on the local cluster; elsewhere ask the cluster's "
+            "admin / check `systemctl status slurmctld`"
+        )
+        self.args = (self.message,)
 
 
 class FeatureMissing(HpcrunError):

@@ -414,6 +414,11 @@ class StateStore:
             (slurm_job_id, JobState.SUBMITTED, row_id),
         )
 
+    def forget_submit(self, row_id: int) -> None:
+        """Drop the intent of a submission the scheduler refused outright: nothing ran,
+        and the refusal was already told to the user."""
+        self._db.execute("DELETE FROM jobs WHERE id=? AND slurm_job_id IS NULL", (row_id,))
+
     def record_submit_failed(self, row_id: int, detail: str) -> None:
         self._db.execute(
             "UPDATE jobs SET status=?, detail=? WHERE id=?", (JobState.FAILED, detail, row_id)

@@ -87,6 +87,9 @@ class ClusterStatus:
     daemons: list[DaemonStatus] = field(default_factory=list)
     nodes: list[NodeStatus] = field(default_factory=list)
     jobs: list[Job] = field(default_factory=list)
+    # Why `jobs` is not Slurm's answer (its controller is down or did not answer): then
+    # the empty list means "unknown", not "no jobs".
+    jobs_error: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -100,6 +103,7 @@ class ClusterStatus:
                 {**n.node.to_json(), "down": n.is_down, "summary": n.summary} for n in self.nodes
             ],
             "jobs": [j.to_json() for j in self.jobs],
+            "jobs_error": self.jobs_error,
         }
 
 

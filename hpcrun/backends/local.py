@@ -151,7 +151,6 @@ class LocalBackend:
             dead = [d for d in daemons if d.died]
             if not dead and self._all_started(daemons):
                 return False
-            progress.step(f"restarting {', '.join(d.name for d in dead) or 'missing daemons'}")
         else:
             self._recover_stale(progress)
             self._assign_ports()
@@ -226,44 +225,70 @@ class LocalBackend:
         self.paths.env_file.write_text(f"export SLURM_CONF={self.paths.slurm_conf}\n")
 
     def _start_all(self, progress: Progress) -> None:
-        if not self.supervisor.alive():
+        """Start every daemon that does not run; say only what this actually starts.
+
+        On a fresh cluster each start is announced before it happens; on a degraded one
+        (the supervisor is up) the daemons that were still running are left alone and
+        silent, and the ones brought back are named once they answer."""
+        healing = self.supervisor.alive()
+        if not healing:
             progress.step("writing configs under " + str(self.paths.root))
             self._write_files()
             self.supervisor.start_supervisor(self.paths.log / "supervisor.log")
+        known = {d.name: d for d in self._daemons()} if healing else {}
+        brought_back: list[str] = []
+
+        def needed(name: str) -> bool:
+            daemon = known.get(name)
+            if daemon is not None and daemon.running:
+                return False
+            if healing:
+                verb = "restarted" if daemon is not None else "started"
+                brought_back.append(f"{_label(name)} {verb}")
+            else:
+                progress.step(f"starting {_label(name)}")
+            return True
+
+        self._start_daemons(progress, needed)
+        for line in brought_back:
+            progress.step(line)
+
+    def _start_daemons(self, progress: Progress, needed: Callable[[str], bool]) -> None:
         p = self.paths
-        progress.step("starting munged")
-        self._start(
-            "munged",
-            [
+        if needed("munged"):
+            self._start(
                 "munged",
-                "-F",
-                "--force",
-                f"--socket={p.munge_socket}",
-                f"--key-file={p.munge_key}",
-                f"--pid-file={p.run}/munged.pid",
-                f"--seed-file={p.munge}/seed",
-                f"--log-file={p.log}/munged.log",
-            ],
-            ready=lambda: _unix_socket_answers(p.munge_socket),
-        )
+                [
+                    "munged",
+                    "-F",
+                    "--force",
+                    f"--socket={p.munge_socket}",
+                    f"--key-file={p.munge_key}",
+                    f"--pid-file={p.run}/munged.pid",
+                    f"--seed-file={p.munge}/seed",
+                    f"--log-file={p.log}/munged.log",
+                ],
+                ready=lambda: _unix_socket_answers(p.munge_socket),
+            )
         if self.config["accounting"]:
-            self._start_accounting(progress)
-        progress.step("starting slurmctld")
-        self._start(
-            "slurmctld",
-            ["slurmctld", "-D", "-i", "-f", str(p.slurm_conf)],
-            ready=lambda: _tcp_answers(self.ports.slurmctld),
-        )
+            self._start_accounting(progress, needed)
+        if needed("slurmctld"):
+            self._start(
+                "slurmctld",
+                ["slurmctld", "-D", "-i", "-f", str(p.slurm_conf)],
+                ready=lambda: _tcp_answers(self.ports.slurmctld),
+            )
         nodes = int(self.config["nodes"])
         for index in range(1, nodes + 1):
-            self._start(
-                f"slurmd-n{index}",
-                ["slurmd", "-D", "-N", f"n{index}", "-f", str(p.slurm_conf)],
-                ready=None,
-            )
+            if needed(f"slurmd-n{index}"):
+                self._start(
+                    f"slurmd-n{index}",
+                    ["slurmd", "-D", "-N", f"n{index}", "-f", str(p.slurm_conf)],
+                    ready=None,
+                )
         self._wait_nodes_idle(progress, nodes)
 
-    def _start_accounting(self, progress: Progress) -> None:
+    def _start_accounting(self, progress: Progress, needed: Callable[[str], bool]) -> None:
         p = self.paths
         runner = LocalRunner(self.env)
         if not (p.db / "mysql").exists():
@@ -280,25 +305,26 @@ class LocalBackend:
                 ],
                 timeout_s=120,
             ).check()
-        progress.step("starting MariaDB")
-        self._start(
-            "mariadb",
-            [
-                "mariadbd",
-                "--no-defaults",
-                f"--datadir={p.db}",
-                f"--socket={p.run}/mariadb.sock",
-                f"--port={self.ports.mariadb}",
-                "--bind-address=127.0.0.1",
-                "--user=root",
-                f"--pid-file={p.run}/mariadb.pid",
-                f"--log-error={p.log}/mariadb.log",
-                "--skip-name-resolve",
-                "--innodb-lock-wait-timeout=900",
-            ],
-            ready=lambda: _tcp_answers(self.ports.mariadb),
-        )
-        progress.step("starting slurmdbd")
+        if needed("mariadb"):
+            self._start(
+                "mariadb",
+                [
+                    "mariadbd",
+                    "--no-defaults",
+                    f"--datadir={p.db}",
+                    f"--socket={p.run}/mariadb.sock",
+                    f"--port={self.ports.mariadb}",
+                    "--bind-address=127.0.0.1",
+                    "--user=root",
+                    f"--pid-file={p.run}/mariadb.pid",
+                    f"--log-error={p.log}/mariadb.log",
+                    "--skip-name-resolve",
+                    "--innodb-lock-wait-timeout=900",
+                ],
+                ready=lambda: _tcp_answers(self.ports.mariadb),
+            )
+        if not needed("slurmdbd"):
+            return  # it ran all along: the cluster is registered with it already
         self._start(
             "slurmdbd",
             ["slurmdbd", "-D"],
@@ -411,13 +437,16 @@ class LocalBackend:
         nodes: list[Node] = []
         jobs = []
         detail = record.detail if record else ""
+        jobs_error: str | None = "slurmctld is not running"
         if "slurmctld" in running:
             client = self.slurm()
             try:
                 nodes = client.nodes()
                 jobs = client.jobs()
             except HpcrunError as exc:
-                detail = exc.message
+                detail = jobs_error = exc.message
+            else:
+                jobs_error = None
         by_name = {d.name: d for d in daemons}
         node_status = [NodeStatus(n, by_name.get(f"slurmd-{n.name}")) for n in nodes]
         if not supervised:
@@ -439,6 +468,7 @@ class LocalBackend:
             daemons=daemons,
             nodes=node_status,
             jobs=jobs,
+            jobs_error=jobs_error,
         )
 
     def destroy(self, progress: Progress, *, purge: bool = False) -> None:
@@ -484,6 +514,13 @@ class LocalBackend:
                     time.sleep(0.1)
         except HpcrunError as exc:  # a half-dead controller: the PID sweep below still runs
             logger.warning("could not cancel jobs before stopping: %s", exc)
+
+
+def _label(daemon: str) -> str:
+    """How a daemon is named to users: "slurmd of n2", "MariaDB", "slurmctld"."""
+    if daemon.startswith("slurmd-"):
+        return f"slurmd of {daemon.removeprefix('slurmd-')}"
+    return {"mariadb": "MariaDB"}.get(daemon, daemon)
 
 
 def _describe(config: dict[str, Any]) -> str:

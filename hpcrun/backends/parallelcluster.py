@@ -207,12 +207,14 @@ class ParallelClusterBackend(SshBackend):
         detail = f"{self.region}, head node {head}, stack {described.stack_status}"
         if described.failure_reason:
             detail += f": {described.failure_reason}"
+        jobs_error: str | None = None
         if state == "up" and self.config.get("host"):
             try:
                 client = self.slurm()
                 nodes, jobs = client.nodes(), client.jobs()
             except HpcrunError as exc:
                 state, detail = "degraded", f"{detail}; Slurm: {exc.message}"
+                jobs_error = exc.message
         return ClusterStatus(
             name=self.cluster_name,
             backend=self.name,
@@ -220,6 +222,7 @@ class ParallelClusterBackend(SshBackend):
             detail=detail,
             nodes=[NodeStatus(n) for n in nodes],
             jobs=jobs,
+            jobs_error=jobs_error,
         )
 
     def destroy(self, progress: Progress, *, purge: bool = False) -> None:

@@ -223,6 +223,7 @@ class SshBackend:
         jobs: list[Job] = []
         state = record.status if record else "detached"
         detail = f"ssh {self.runner.target}"
+        jobs_error: str | None = None
         if state == "up":
             try:
                 client = self.slurm()
@@ -230,6 +231,7 @@ class SshBackend:
                 jobs = client.jobs()
             except HpcrunError as exc:
                 state, detail = "unreachable", exc.message
+                jobs_error = exc.message
             else:
                 if nodes and all(not n.is_available for n in nodes):
                     state = "degraded"
@@ -241,6 +243,7 @@ class SshBackend:
             slurm_conf=self.config.get("slurm_conf"),
             nodes=[NodeStatus(n) for n in nodes],
             jobs=jobs,
+            jobs_error=jobs_error,
         )
 
     def destroy(self, progress: Progress, *, purge: bool = False) -> None:

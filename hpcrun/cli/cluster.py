@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -19,6 +19,10 @@ from hpcrun.cli._common import (
     resolve_cluster,
 )
 from hpcrun.errors import HpcrunError, UnknownCluster, UsageError
+
+if TYPE_CHECKING:
+    from hpcrun.backends.base import Backend
+    from hpcrun.state import StateStore
 
 
 def create(
@@ -146,10 +150,20 @@ def create(
     elapsed = time.monotonic() - started
     status = target.status()
     store.set_current_cluster(status.name)
+    recovered = _recover_runs(store, status.name, target) if changed else []
     if json_out:
-        print_json({**status.to_json(), "changed": changed, "seconds": round(elapsed, 2)})
+        print_json(
+            {
+                **status.to_json(),
+                "changed": changed,
+                "seconds": round(elapsed, 2),
+                "recovered": recovered,
+            }
+        )
         return
     out = console()
+    for line in recovered:
+        out.print(f"• {line}")
     if not changed:
         out.print(f"Cluster [bold]{status.name}[/bold] is already up; nothing changed.")
     elif entry.on_this_machine:
@@ -169,12 +183,20 @@ def create(
         out.print("A shell on its head node: hpcrun ssh")
 
 
+def _recover_runs(store: StateStore, cluster: str, target: Backend) -> list[str]:
+    """Unfinished runs of a cluster `create` just repaired, checked for lost jobs."""
+    from hpcrun.services.recovery import recover_runs
+
+    return recover_runs(store, cluster, target)
+
+
 def status(cluster: ClusterOption = None, json_out: JsonOption = False) -> None:
     """Show the cluster, its daemons, its nodes and their state, and its jobs."""
     target = resolve_cluster(cluster)
     current = target.backend.status()
+    recorded = _recorded_work(target.store, current.name) if current.jobs_error else None
     if json_out:
-        print_json(current.to_json())
+        print_json({**current.to_json(), **({"recorded": recorded} if recorded else {})})
         return
     from rich.table import Table
 
@@ -204,11 +226,40 @@ def status(cluster: ClusterOption = None, json_out: JsonOption = False) -> None:
         out.print(
             f"[red]{daemon.name} exited with status {daemon.returncode}[/red]; log: {daemon.log}"
         )
+    if recorded is not None:
+        # Slurm did not answer: "0 jobs" would be a guess; say so and show what hpcrun
+        # itself recorded of the work it started here.
+        out.print(f"Jobs: [red]unknown[/red], Slurm did not say: {current.jobs_error}")
+        counts = [
+            f"{what} {sum(by.values())} ({', '.join(f'{n} {s}' for s, n in by.items())})"
+            for what, by in recorded.items()
+            if by
+        ]
+        out.print(
+            "Last known from hpcrun's records: " + "; ".join(counts)
+            if counts
+            else "hpcrun has recorded no work on this cluster."
+        )
+        return
     active = [j for j in current.jobs if not j.state.is_terminal]
     out.print(
         f"Jobs: {len(active)} active, {len(current.jobs) - len(active)} recently ended"
         + (" (`hpcrun jobs` lists them)" if current.jobs else "")
     )
+
+
+def _recorded_work(store: StateStore, cluster: str) -> dict[str, dict[str, int]]:
+    """What the state store knows of the work hpcrun started on `cluster`, by kind and by
+    last recorded status: `{"jobs": {"submitted": 3, "failed": 1}, "render runs": ...}`."""
+    from collections import Counter
+
+    kinds: dict[str, list[str]] = {
+        "jobs": [str(j.status) for j in store.jobs(cluster, limit=1_000_000)],
+        "render runs": [str(r.status) for r in store.array_runs(cluster, "render")],
+        "score runs": [str(r.status) for r in store.array_runs(cluster, "score")],
+        "IndeX sessions": [str(s.status) for s in store.index_sessions(cluster)],
+    }
+    return {what: dict(Counter(states).most_common()) for what, states in kinds.items()}
 
 
 def down(

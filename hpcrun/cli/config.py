@@ -133,10 +133,16 @@ def validate(
         )
         sys.stdout.write(f"OK {file}: {summary}{note}\n")
     else:
-        sys.stderr.write(f"{file}: {len(problems)} problem{'s' if len(problems) > 1 else ''}\n")
-        for p in problems:
-            where = f" (ParallelCluster: {p['pcluster_path']})" if p["pcluster_path"] else ""
-            sys.stderr.write(f"  {p['key']}: {p['message']}{where}\n")
+        lines = [
+            f"{p['key']}: {p['message']}"
+            + (f" (ParallelCluster: {p['pcluster_path']})" if p["pcluster_path"] else "")
+            for p in problems
+        ]
+        if len(lines) == 1:  # the problem itself on the first line
+            sys.stderr.write(f"{file}: {lines[0]}\n")
+        else:
+            sys.stderr.write(f"{file}: {len(lines)} problems\n")
+            sys.stderr.writelines(f"  {line}\n" for line in lines)
     if not ok:
         raise typer.Exit(1)
 
@@ -185,11 +191,9 @@ def import_(
 ) -> None:
     """Make an hpcrun file from a ParallelCluster config, listing what it could not keep."""
     from hpcrun.config.pcluster import import_pcluster_config
+    from hpcrun.files import read_text_file
 
-    try:
-        text = source.read_text()
-    except OSError as exc:
-        raise UsageError(f"cannot read {source}: {exc.strerror}") from None
+    text = read_text_file(source, "ParallelCluster config")
     cluster_name = name or source.stem.replace("_", "-").replace(".", "-") or "imported"
     if not cluster_name[0].isalpha():
         cluster_name = "c-" + cluster_name

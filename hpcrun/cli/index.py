@@ -151,7 +151,7 @@ def index(
     if ctx.invoked_subcommand is not None:
         return
     from hpcrun.errors import UsageError
-    from hpcrun.services.index import StartRequest, plural
+    from hpcrun.services.index import StartInterrupted, StartRequest, plural
 
     if exclusive and gpus_per_node is not None:
         raise UsageError(
@@ -175,6 +175,10 @@ def index(
                 time_limit=time_limit,
             )
         )
+    except StartInterrupted as stopped:
+        progress.close()  # before the line, so a live counter does not overwrite it
+        console(stderr=True).print(stopped.summary)
+        raise typer.Exit(130) from None
     finally:
         progress.close()
     if json_out:

@@ -241,26 +241,31 @@ def logs(
     require(target, Feature.SLURM, "hpcrun logs")
     service = _service(target)
     files = service.log_files(job_id, follow=follow)
-    offsets = dict.fromkeys(files, 0)
+    offsets: dict[Path, int | None] = dict.fromkeys(files, None)  # None: not there (yet)
     while True:
         for path in files:
             offsets[path] = _print_new(service, path, offsets[path])
         if not follow:
-            return
+            break
         if service.ended(job_id):
             time.sleep(0.2)  # the last writes may land just after the state changes
             for path in files:
                 offsets[path] = _print_new(service, path, offsets[path])
-            return
+            break
         time.sleep(0.5)
+    if all(offset is None for offset in offsets.values()):
+        raise service.no_log(job_id, files)
 
 
-def _print_new(service: JobsService, path: Path, offset: int) -> int:
-    """Print what `path` (on the cluster) gained since `offset`; return the new offset."""
-    data = service.read_log(path, offset)
+def _print_new(service: JobsService, path: Path, offset: int | None) -> int | None:
+    """Print what `path` (on the cluster) gained since `offset`; return the new offset,
+    None while the file does not exist."""
+    data = service.read_log(path, offset or 0)
+    if data is None:
+        return offset
     sys.stdout.write(data.decode(errors="replace"))
     sys.stdout.flush()
-    return offset + len(data)
+    return (offset or 0) + len(data)
 
 
 def cancel(
@@ -269,8 +274,21 @@ def cancel(
 ) -> None:
     """Cancel jobs (an array id cancels every task)."""
     from hpcrun.backends.base import Feature
+    from hpcrun.errors import HpcrunError, UnknownJob
 
     target = resolve_cluster(cluster)
     require(target, Feature.SLURM, "hpcrun cancel")
-    _service(target).cancel(job_ids)
-    console(stderr=True).print(f"cancelled {', '.join(job_ids)}")
+    service = _service(target)
+    outcome = service.cancel(job_ids)
+    err = console(stderr=True)
+    if outcome.cancelled:
+        err.print(f"cancelled {', '.join(outcome.cancelled)}", markup=False)
+    ended = "; ".join(f"job {i} already ended ({states})" for i, states in outcome.ended.items())
+    if outcome.unknown:
+        if ended:
+            err.print(ended, markup=False)
+        raise UnknownJob(", ".join(outcome.unknown), target.record.name, service.recent_job_ids())
+    if not outcome.cancelled:
+        raise HpcrunError(ended, "`hpcrun jobs` lists the active ones")
+    if ended:
+        err.print(ended, markup=False)

@@ -86,6 +86,14 @@ def render(
             show_default=False,
         ),
     ] = None,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite",
+            help="Delete the frames and video already in the output and render every frame "
+            "(a run with other settings than the frames there is refused without it).",
+        ),
+    ] = False,
     detach: Annotated[
         bool, typer.Option("--detach", help="Return once submitted; print the run id.")
     ] = False,
@@ -101,7 +109,9 @@ def render(
     array running `blender -b FILE -E ENGINE -o DIR/frame_#### -F PNG -s A -e B -a`.
     A chunk's missing frames are rendered again up to --retries times; a dependent job
     (afterok) encodes the frames with ffmpeg once all exist. Running the same command
-    again resumes: complete frames are never rendered twice.
+    again resumes: complete frames are never rendered twice. A resumed run must use the
+    same .blend, --resolution, --engine, --samples and --fps as the frames already there
+    (recorded in OUTPUT/.hpcrun-render.json); --overwrite starts the output again.
 
     \b
     Examples:
@@ -144,6 +154,7 @@ def render(
         retries=retries,
         blender=os.environ.get("HPCRUN_BLENDER", "blender"),
         ffmpeg=os.environ.get("HPCRUN_FFMPEG", "ffmpeg"),
+        overwrite=overwrite,
     )
     runs, progress = _runs(cluster, quiet=json_out)
     try:

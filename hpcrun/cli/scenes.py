@@ -27,13 +27,14 @@ app = typer.Typer(
     help="IndeX scenes: list them, inspect a scene.prj, generate data at any size.\n\n"
     "A scene is an NVIDIA IndeX project file, <dir>/scene/scene.prj, with its volume data "
     "under <dir>/data/. The built-in scenes ship without data: each has a generate.json "
-    "recipe and its data is generated on first use (or with `hpcrun scenes generate`).\n\n"
+    "recipe and its data is generated on first use (or with `hpcrun scenes generate`) into "
+    "$HPCRUN_HOME/scenes/<dir>/data/, not into the install tree.\n\n"
     "Examples:\n\n"
     "\b\n"
     "  hpcrun scenes                      # the catalog; is the data there?\n"
     "  hpcrun scenes show supernova       # volumes, colormaps, what is skipped\n"
     "  hpcrun scenes show /opt/scenes/01-brain/scene/scene.prj\n"
-    "  hpcrun scenes generate supernova   # make its missing data in place\n"
+    "  hpcrun scenes generate supernova   # make its missing data (into the cache)\n"
     "  hpcrun scenes generate supernova --size 512 -o ~/scenes/supernova-512\n\n"
     "Scenes are looked up in $HPCRUN_SCENES, else the repository's scenes/ directory.",
     no_args_is_help=False,
@@ -225,7 +226,8 @@ def generate(
             "--output",
             "-o",
             help="Directory of the new scene (gets scene/scene.prj, scene/generate.json, "
-            "data/). Without it, the scene's own missing data is generated in place.",
+            "data/). Without it, the scene's own missing data is generated (for the built-in "
+            "scenes into $HPCRUN_HOME/scenes/<dir>/data/).",
             show_default=False,
         ),
     ] = None,

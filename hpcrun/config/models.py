@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from hpcrun.errors import UsageError
+from hpcrun.files import read_text_file
 
 if TYPE_CHECKING:
     from pydantic_core import ErrorDetails
@@ -114,8 +115,15 @@ ClusterConfig = LocalClusterConfig
 AnyClusterConfig: TypeAlias = "LocalClusterConfig | SshClusterConfig | ParallelClusterConfig"
 
 
-def _problems(exc: ValidationError) -> str:
-    return "\n".join(f"  {line}" for line in problem_lines(exc.errors()))
+def _invalid(source: str, what: str, exc: ValidationError) -> str:
+    """One problem on the first line itself (`flags: nodes: ...`), several listed below."""
+    return _listed(f"{source} is not a valid {what}", problem_lines(exc.errors()))
+
+
+def _listed(headline: str, lines: list[str]) -> str:
+    if len(lines) == 1:
+        return f"{headline}: {lines[0]}"
+    return f"{headline}:\n" + "\n".join(f"  {line}" for line in lines)
 
 
 def validate_ssh_config(data: dict[str, Any], source: str = "<flags>") -> SshClusterConfig:
@@ -123,7 +131,7 @@ def validate_ssh_config(data: dict[str, Any], source: str = "<flags>") -> SshClu
         return SshClusterConfig.model_validate(data)
     except ValidationError as exc:
         raise UsageError(
-            f"{source} is not a valid ssh cluster config:\n" + _problems(exc),
+            _invalid(source, "ssh cluster config", exc),
             "see configs/ssh.yaml for a commented example",
         ) from None
 
@@ -134,7 +142,7 @@ def validate_cluster_config(data: dict[str, Any], source: str = "<flags>") -> Cl
         return LocalClusterConfig.model_validate(data)
     except ValidationError as exc:
         raise UsageError(
-            f"{source} is not a valid cluster config:\n" + _problems(exc),
+            _invalid(source, "cluster config", exc),
             "see configs/local.yaml for a commented example",
         ) from None
 
@@ -142,10 +150,7 @@ def validate_cluster_config(data: dict[str, Any], source: str = "<flags>") -> Cl
 def load_yaml_mapping(path: Path) -> dict[str, Any]:
     """Read a cluster file as a mapping (an empty file is an empty one: every key takes its
     default); a usage error naming the file otherwise."""
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise UsageError(f"cannot read cluster file {path}: {exc.strerror}") from None
+    text = read_text_file(path, "cluster file")
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -186,8 +191,7 @@ def validate_cluster_data(data: Mapping[str, Any], source: str = "<flags>") -> A
         ]
         lines = entry.problems(errors)  # type: ignore[arg-type]
         raise UsageError(
-            f"{source} is not a valid {entry.config_noun}:\n"
-            + "\n".join(f"  {line}" for line in lines),
+            _listed(f"{source} is not a valid {entry.config_noun}", lines),
             f"see {entry.example} for a commented example",
         ) from None
     return config

@@ -4,6 +4,11 @@ Scenes follow NVIDIA's layout, `<root>/<dir>/scene/scene.prj` (as /opt/scenes on
 IndeX AMI), so a directory copied from there works here and ours work there. The root is
 `$HPCRUN_SCENES` or the repository's `scenes/`; any extra directory under it is listed
 by its directory name.
+
+The scenes that come with hpcrun (the `scenes/` beside the package) ship without their
+data: it is generated on first use into a cache, `$HPCRUN_HOME/scenes/<dir>/data`, never
+into the install tree (read-only and shared when installed from a wheel). Data that
+does ship in the tree is still read from there.
 """
 
 from __future__ import annotations
@@ -43,12 +48,46 @@ class CatalogEntry:
     prj: Path
 
 
+SCENE_DATA_ENV = "HPCRUN_SCENE_DATA"
+"""Overrides where generated scene data goes; the open renderer's `--scene-data` sets it
+on the nodes, so the viewer and every agent read one directory every node sees."""
+
+
+def bundled_scenes_root() -> Path:
+    """The scenes that come with hpcrun, beside the package (the install tree)."""
+    return Path(__file__).resolve().parents[2] / "scenes"
+
+
 def scenes_root() -> Path:
     """Where scene directories live: $HPCRUN_SCENES, else <repo>/scenes."""
     env = os.environ.get("HPCRUN_SCENES")
     if env:
         return Path(env).expanduser()
-    return Path(__file__).resolve().parents[2] / "scenes"
+    return bundled_scenes_root()
+
+
+def scene_data_root() -> Path:
+    """Where data generated for hpcrun's own scenes goes: $HPCRUN_SCENE_DATA, else
+    `$HPCRUN_HOME/scenes` (the state home, resolved as `hpcrun.state.hpcrun_home` does;
+    scenes/ may not import the state store)."""
+    env = os.environ.get(SCENE_DATA_ENV)
+    if env:
+        return Path(env).expanduser()
+    home = Path(os.environ.get("HPCRUN_HOME") or Path.home() / ".hpcrun").expanduser()
+    return home / "scenes"
+
+
+def cached_data_path(data_path: Path) -> Path | None:
+    """Where a data file of a bundled scene lives in the cache, None for other scenes.
+
+    `<tree>/scenes/01-marschner_lobb/data/x.raw` -> `<cache>/01-marschner_lobb/data/x.raw`.
+    Scenes elsewhere (a user's directory, $HPCRUN_SCENES, `scenes generate -o DIR`) keep
+    their data beside them."""
+    try:
+        relative = Path(os.path.realpath(data_path)).relative_to(bundled_scenes_root())
+    except ValueError:
+        return None
+    return scene_data_root() / relative
 
 
 def list_scenes() -> list[CatalogEntry]:

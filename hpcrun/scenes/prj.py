@@ -24,6 +24,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from hpcrun.scenes.catalog import cached_data_path
 from hpcrun.scenes.model import (
     GENERATOR_FORMATS,
     RGBA,
@@ -330,7 +331,7 @@ def _volume(
         # the .prj, so a scene directory can be copied or moved as one piece.
         folder = project.path.parent / folder
     # normpath, not resolve(): `scene/../data` reads better, and symlinks stay as given.
-    data_path = Path(os.path.normpath(folder / f"{base}{ext}"))
+    data_path = _data_location(Path(os.path.normpath(folder / f"{base}{ext}")))
     volume = Volume(
         name=name,
         size=(nx, ny, nz),
@@ -341,6 +342,15 @@ def _volume(
         present=False,
     )
     return replace(volume, present=_has_data(volume))
+
+
+def _data_location(in_tree: Path) -> Path:
+    """Where a volume's data is read and generated: for hpcrun's own scenes the cache
+    (first) or data shipped in the install tree, else the path the .prj names."""
+    cached = cached_data_path(in_tree)
+    if cached is None or cached.exists() or not in_tree.exists():
+        return cached or in_tree
+    return in_tree
 
 
 def _has_data(volume: Volume) -> bool:

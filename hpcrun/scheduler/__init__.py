@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Protocol
+from typing import Any, Protocol
 
 from hpcrun.errors import UsageError
 from hpcrun.transport.runner import Completed
@@ -95,6 +95,7 @@ class TaskStatus:
     native: str
     node: str | None = None
     exit_code: int | None = None
+    job_name: str | None = None  # the name the job was submitted with, where known
 
     @property
     def name(self) -> str:
@@ -151,6 +152,23 @@ class WorkSpec:
             raise UsageError(f"at most {self.max_parallel} tasks at a time: must be at least 1")
         if self.time_limit_s is not None and self.time_limit_s < 1:
             raise UsageError(f"time limit {self.time_limit_s} s: must be at least 1 s")
+
+    def to_json(self) -> dict[str, Any]:
+        """The spec as the state store keeps it, so a job the scheduler lost (a controller
+        restart that purged it) can be submitted again exactly as it was."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["env"] = dict(self.env)
+        data["after"] = [r.id for r in self.after]
+        data["after_condition"] = str(self.after_condition)
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> WorkSpec:
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values["after"] = tuple(JobRef(str(i)) for i in values.get("after", ()))
+        values["after_condition"] = After(values.get("after_condition", After.OK))
+        return cls(**values)
 
 
 class Scheduler(Protocol):

@@ -15,10 +15,11 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from hpcrun.errors import HpcrunError
-from hpcrun.scheduler import JobRef, TaskState, TaskStatus
+from hpcrun.scheduler import JobRef, TaskState, TaskStatus, WorkSpec
 from hpcrun.services.base import ClusterService
 from hpcrun.state import ArrayRunRecord, ArrayTaskRecord, RunState, TaskRecordState
 
@@ -89,23 +90,80 @@ class ArrayRuns(ClusterService, Generic[V]):
 
     def refresh_state(self, run: ArrayRunRecord) -> ArrayRunRecord:
         """The run as the scheduler sees it now (one `states` call); task rows and the
-        run's status are updated to match."""
+        run's status are updated to match. A final job the scheduler no longer knows, or
+        whose id now names another job, is submitted again (once; see `_reconcile_final`)."""
         if run.status in TERMINAL or run.status == "submitting":
             return run
-        found = self.scheduler.states(_refs(run))
-        tasks = {
-            t.index: t for t in found if t.index is not None and t.ref.id == run.array_job_id
-        }
+        found = self._own(run, self.scheduler.states(_refs(run)))
+        tasks = {t.index: t for t in found if t.index is not None and t.ref.id == run.array_job_id}
         updates = self._task_updates(run, tasks)
         if updates:
             self.store.set_array_tasks(run.id, updates)
             run = self.reload(run.id)
-        final = next((t for t in found if t.ref.id == run.final_job_id), None)
+        final = next((t for t in found if t.ref.id == run.final_job_id and t.index is None), None)
+        failed = any(t.status == "failed" for t in run.tasks)  # the run fails below
+        if final is None and run.final_job_id is not None and not failed:
+            run = self._reconcile_final(run, array_known=bool(tasks))
+            if run.status in TERMINAL:
+                return run
         status, detail = self._run_status(run, final)
         if (status, detail) != (run.status, run.detail):
             self.store.set_array_run(run.id, status, detail=detail)
             run = self.reload(run.id)
         return run
+
+    def _own(self, run: ArrayRunRecord, found: Sequence[TaskStatus]) -> list[TaskStatus]:
+        """What the scheduler reports of this run's jobs, less any job whose id is now
+        carried by a job of another name: Slurm reuses the ids of jobs a restarted
+        controller purged, and such a job is not ours to read or cancel."""
+        names = {
+            ref: self.job_names(run).get(role)
+            for role, ref in (("array", run.array_job_id), ("final", run.final_job_id))
+            if ref
+        }
+        return [t for t in found if t.job_name is None or names.get(t.ref.id) in (None, t.job_name)]
+
+    def job_names(self, run: ArrayRunRecord) -> dict[str, str]:
+        """The names this run's jobs were submitted with, by role (array, final)."""
+        jobs = run.plan.get("jobs") or {}
+        return {role: str(spec["name"]) for role, spec in jobs.items() if "name" in spec}
+
+    def _reconcile_final(self, run: ArrayRunRecord, *, array_known: bool) -> ArrayRunRecord:
+        """The final job is gone from the scheduler (a controller restart purged it, or
+        its id was reused): submit its recorded spec again, once, and record that.
+
+        Resubmitting is safe even where the job had in fact ended and aged out of a
+        scheduler that keeps no accounting: the encode and the merge write under a
+        temporary name and rename, so running one again rewrites the same output."""
+        lost = run.final_job_id
+        plan = dict(run.plan)
+        history: list[dict[str, Any]] = list(plan.get("resubmitted") or [])
+        spec_data = (plan.get("jobs") or {}).get("final")
+        tasks_done = all(t.status == "done" for t in run.tasks)
+        why = f"the {self.FINAL} job {lost} is no longer known to the scheduler"
+        if spec_data is None or history or not (tasks_done or array_known):
+            reason = (
+                "it was resubmitted once already"
+                if history
+                else "the job array is gone too"
+                if spec_data is not None
+                else "this run predates resubmission"
+            )
+            detail = f"{why} ({reason}): run the same command again to resume"
+            self.store.set_array_run(run.id, RunState.FAILED, detail=detail)
+            return self.reload(run.id)
+        fresh = self.reload(run.id)  # another hpcrun may have resubmitted it meanwhile
+        if fresh.final_job_id != lost:
+            return fresh
+        after = (JobRef(run.array_job_id),) if run.array_job_id and not tasks_done else ()
+        spec = replace(WorkSpec.from_json(spec_data), after=after)
+        ref = self.scheduler.submit(spec)
+        history.append({"lost": lost, "resubmitted": ref.id, "at": round(time.time(), 3)})
+        plan["resubmitted"] = history
+        self.store.set_array_run_plan(run.id, plan)
+        self.store.set_array_run(run.id, run.status, detail=run.detail, final_job_id=ref.id)
+        self.progress.step(f"{why}: resubmitted it as job {ref}")
+        return self.reload(run.id)
 
     def _task_updates(
         self, run: ArrayRunRecord, tasks: dict[int, TaskStatus]
@@ -125,9 +183,7 @@ class ArrayRuns(ClusterService, Generic[V]):
                 updates.append((task.index, status, attempts))
         return updates
 
-    def _run_status(
-        self, run: ArrayRunRecord, final: TaskStatus | None
-    ) -> tuple[RunState, str]:
+    def _run_status(self, run: ArrayRunRecord, final: TaskStatus | None) -> tuple[RunState, str]:
         failed = [t for t in run.tasks if t.status == "failed"]
         if failed:
             if final is not None and not final.state.is_terminal:
@@ -192,7 +248,11 @@ class ArrayRuns(ClusterService, Generic[V]):
     def cancel(self, run: ArrayRunRecord) -> ArrayRunRecord:
         refs = _refs(run)
         if refs:
-            self.scheduler.cancel(refs)
+            # Only jobs that are still this run's: an id Slurm reused names someone else's.
+            ours = {t.ref.id for t in self._own(run, self.scheduler.states(refs))}
+            live = [r for r in refs if r.id in ours]
+            if live:
+                self.scheduler.cancel(live)
         self.store.set_array_run(run.id, RunState.CANCELLED, detail="cancelled by the user")
         return self.reload(run.id)
 
@@ -206,6 +266,16 @@ class ArrayRuns(ClusterService, Generic[V]):
                 self.scheduler.cancel(refs)
         reason = getattr(exc, "message", None) or str(exc) or type(exc).__name__
         self.store.set_array_run(run_id, RunState.FAILED, detail=reason)
+
+    def submit_work(self, run_id: int, role: str, spec: WorkSpec) -> JobRef:
+        """Submit one of the run's jobs (role: array or final) and keep its spec in the
+        run's plan: the name tells the job from one that later reuses its id, and the
+        spec is what a lost final job is resubmitted from."""
+        ref = self.scheduler.submit(spec)
+        plan = dict(self.reload(run_id).plan)
+        plan["jobs"] = {**(plan.get("jobs") or {}), role: spec.to_json()}
+        self.store.set_array_run_plan(run_id, plan)
+        return ref
 
     def submit_jobs(
         self,

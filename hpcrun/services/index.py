@@ -41,6 +41,37 @@ from hpcrun.state import IndexJobState, IndexSessionRecord, SessionState
 _SCALE_RE = re.compile(r"^([+=-]?)(\d+)$")
 
 
+INTERRUPTED = "interrupted (Ctrl-C)"
+
+
+class StartInterrupted(KeyboardInterrupt):
+    """Ctrl-C during `start`, raised once the half-started session has been cleaned up;
+    still a KeyboardInterrupt for callers that only know that."""
+
+    def __init__(self, session_id: int, cancelled_job: str | None) -> None:
+        super().__init__(INTERRUPTED)
+        self.session_id = session_id
+        self.cancelled_job = cancelled_job
+
+    @property
+    def summary(self) -> str:
+        released = (
+            f"its job {self.cancelled_job} was cancelled"
+            if self.cancelled_job
+            else "no allocation had been granted yet"
+        )
+        return f"{INTERRUPTED}: IndeX session {self.session_id} stopped; {released}"
+
+
+def ended_by(exc: BaseException) -> tuple[SessionState, IndexJobState, str]:
+    """How a session that `exc` ended is recorded: state, its job's state and the detail.
+
+    Ctrl-C is the user's choice, not a failure of the session: it is recorded stopped."""
+    if isinstance(exc, KeyboardInterrupt):
+        return SessionState.STOPPED, IndexJobState.ENDED, INTERRUPTED
+    return SessionState.FAILED, IndexJobState.FAILED, str(exc) or type(exc).__name__
+
+
 @dataclass(frozen=True)
 class StartRequest:
     nodes: int
@@ -202,7 +233,10 @@ class IndexSessions(ClusterService):
             if install.open_renderer:
                 self._wait_agents(self.session(session_id), request.nodes, request.timeout_s)
         except BaseException as exc:
-            self._undo_start(session_id, job_row, next(iter(allocated), None), exc)
+            granted = next(iter(allocated), None)
+            self._undo_start(session_id, job_row, granted, exc)
+            if isinstance(exc, KeyboardInterrupt):
+                raise StartInterrupted(session_id, granted) from exc
             raise
         return self.view(self.session(session_id))
 
@@ -212,9 +246,9 @@ class IndexSessions(ClusterService):
         if job_id is not None:
             with contextlib.suppress(HpcrunError):
                 self.driver.cancel([job_id])
-        self.store.update_index_job(job_row, status=IndexJobState.FAILED)
-        reason = str(exc) or type(exc).__name__
-        self.store.set_index_session(session_id, SessionState.FAILED, detail=reason)
+        state, job_state, detail = ended_by(exc)
+        self.store.update_index_job(job_row, status=job_state)
+        self.store.set_index_session(session_id, state, detail=detail)
 
     def _install(self, renderer: str) -> IndexInstall:
         if renderer not in {"auto", "nvindex", "open"}:
@@ -278,10 +312,24 @@ class IndexSessions(ClusterService):
         return f"{install.scenes_dir}/{directory}/scene/scene.prj"
 
     def _open_options(self, workdir: str, auth: str | None) -> tuple[str, ...]:
-        """The open renderer's own flags: its rendezvous file, and basic auth from a
-        password file the viewer can read (a 0600 copy in the session directory when the
-        cluster does not see this machine's files)."""
-        options: tuple[str, ...] = ("--rendezvous", posixpath.join(workdir, "rendezvous"))
+        """The open renderer's own flags: its rendezvous file, where the data of hpcrun's
+        own scenes is generated and read (this machine's cache, where `_scene` made it, or
+        the cluster's workspace, which every node sees), and basic auth from a password
+        file the viewer can read (a 0600 copy in the session directory when the cluster
+        does not see this machine's files)."""
+        from hpcrun.scenes.catalog import scene_data_root
+
+        scene_data = (
+            str(scene_data_root())
+            if self.site.shares_local_files
+            else posixpath.join(self.workspace.root, "scenes")
+        )
+        options: tuple[str, ...] = (
+            "--rendezvous",
+            posixpath.join(workdir, "rendezvous"),
+            "--scene-data",
+            scene_data,
+        )
         if auth:
             user, _, password_file = auth.partition(":")
             path = str(Path(password_file).resolve())

@@ -14,14 +14,18 @@ from __future__ import annotations
 import dataclasses
 import getpass
 import os
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from hpcrun.errors import CommandError, HpcrunError, UnknownJob, UsageError
 from hpcrun.services.base import ClusterService
 from hpcrun.slurm import Job, JobSpec, SlurmClient
+from hpcrun.slurm.client import SbatchRefused
 from hpcrun.slurm.output import resolve_output_path
 from hpcrun.state import JobRecord
+
+_JOB_ID_RE = re.compile(r"\d+(_\d+)?")
 
 
 class JobsService(ClusterService):
@@ -45,6 +49,9 @@ class JobsService(ClusterService):
         if remote_home is not None:
             spec = dataclasses.replace(spec, workdir=chdir if chdir is not None else remote_home)
         workdir = spec.workdir or os.getcwd()
+        self._check_fits(spec)
+        if self.site.shares_local_files:
+            _check_paths(spec, workdir)
         row = self.store.record_submit_intent(
             self.cluster,
             spec.name,
@@ -55,11 +62,33 @@ class JobsService(ClusterService):
         )
         try:
             job_id = self.slurm.submit(spec)
+        except SbatchRefused:
+            self.store.forget_submit(row)  # refused outright: nothing to remember
+            raise
         except HpcrunError as exc:
             self.store.record_submit_failed(row, exc.message)
             raise
         self.store.record_submitted(row, job_id)
         return job_id
+
+    def _check_fits(self, spec: JobSpec) -> None:
+        """Refuse what the cluster's declared shape can never run (Slurm would queue
+        `-N 17` on 4 nodes as PENDING forever); clusters that declare no shape are left
+        to Slurm. Costs no round trip: the shape is the cluster's own record."""
+        record = self.store.cluster(self.cluster)
+        shape = record.config if record is not None else {}
+        nodes, gpus = shape.get("nodes"), shape.get("gpus_per_node")
+        if isinstance(nodes, int) and spec.nodes > nodes:
+            raise UsageError(
+                f"--nodes {spec.nodes}: cluster {self.cluster} has {nodes} nodes",
+                f"ask for at most {nodes}; `hpcrun create --nodes N` makes a bigger local one",
+            )
+        if isinstance(gpus, int) and spec.gpus_per_node is not None and spec.gpus_per_node > gpus:
+            raise UsageError(
+                f"--gpus-per-node {spec.gpus_per_node}: the nodes of cluster {self.cluster} "
+                f"have {gpus} GPU(s) each",
+                f"ask for at most {gpus}, or leave it out",
+            )
 
     def wait(
         self,
@@ -74,6 +103,11 @@ class JobsService(ClusterService):
 
     def jobs(self, job_ids: Sequence[str] | None = None) -> list[Job]:
         """Queued and recently ended jobs (an array id covers its tasks), one Slurm call."""
+        for job_id in job_ids or ():
+            if not _JOB_ID_RE.fullmatch(job_id):
+                raise UsageError(
+                    f"{job_id!r} is not a job id", "job ids are numbers: 123, or 123_4 for a task"
+                )
         return self.slurm.jobs(list(job_ids) if job_ids else None)
 
     def ended(self, job_id: str) -> bool:
@@ -81,8 +115,27 @@ class JobsService(ClusterService):
         current = self.slurm.jobs([job_id])
         return bool(current) and all(j.state.is_terminal for j in current)
 
-    def cancel(self, job_ids: Sequence[str]) -> None:
-        self.slurm.cancel(list(job_ids))
+    def cancel(self, job_ids: Sequence[str]) -> CancelOutcome:
+        """Cancel those of `job_ids` that have not ended; one lookup (`SlurmClient.jobs`,
+        squeue then sacct) first says which are unknown and which already ended."""
+        wanted = list(dict.fromkeys(job_ids))
+        known = self.slurm.jobs(wanted)
+        outcome = CancelOutcome()
+        for job_id in wanted:
+            mine = [j for j in known if _names(j, job_id)]
+            if not mine:
+                outcome.unknown.append(job_id)
+            elif all(j.state.is_terminal for j in mine):
+                outcome.ended[job_id] = ", ".join(sorted({str(j.state) for j in mine}))
+            else:
+                outcome.cancelled.append(job_id)
+        self.slurm.cancel(outcome.cancelled)
+        return outcome
+
+    def recent_job_ids(self) -> list[str]:
+        """Ids of the jobs hpcrun submitted to this cluster, newest first."""
+        rows = reversed(self.store.jobs(self.cluster))
+        return [r.slurm_job_id for r in rows if r.slurm_job_id]
 
     # logs -------------------------------------------------------------------------------
 
@@ -92,8 +145,7 @@ class JobsService(ClusterService):
         record = self.store.job(self.cluster, job_id)
         known = self.slurm.jobs([job_id]) if record is None or "_" in job_id or follow else []
         if record is None and not known:
-            recent = [r.slurm_job_id for r in self.store.jobs(self.cluster) if r.slurm_job_id]
-            raise UnknownJob(job_id, self.cluster, recent)
+            raise UnknownJob(job_id, self.cluster, self.recent_job_ids())
         return self._log_paths(job_id, record, known)
 
     def _log_paths(self, job_id: str, record: JobRecord | None, known: list[Job]) -> list[Path]:
@@ -128,13 +180,53 @@ class JobsService(ClusterService):
             for p in patterns
         ]
 
-    def read_log(self, path: Path, offset: int) -> bytes:
-        """What `path` (on the cluster) holds after `offset`; nothing while it does not
-        exist yet (SFTP reports a missing file as an OSError too)."""
+    def read_log(self, path: Path, offset: int) -> bytes | None:
+        """What `path` (on the cluster) holds after `offset`; None while it does not
+        exist (SFTP reports a missing file as an OSError too)."""
         try:
             return self.slurm.runner.get(str(path), offset)
         except OSError:
-            return b""
+            return None
+
+    def no_log(self, job_id: str, files: Sequence[Path]) -> HpcrunError:
+        """Why `job_id` has none of its log `files`: not started yet, never ran, or the
+        file is gone, as Slurm tells its state."""
+        where = ", ".join(str(p) for p in files) or "no output file known"
+        try:
+            states = self.slurm.jobs([job_id])
+        except CommandError:
+            states = []
+        never_ran = [j for j in states if not j.nodelist or j.nodelist.startswith("None")]
+        if states and all(j.state == "PENDING" for j in states):
+            return HpcrunError(
+                f"job {job_id} has not started yet: no log so far (it will be {where})",
+                f"`hpcrun logs --follow {job_id}` waits for it",
+            )
+        if states and all(j.state.is_terminal for j in states) and len(never_ran) == len(states):
+            ended = ", ".join(sorted({str(j.state) for j in states}))
+            return HpcrunError(
+                f"job {job_id} never ran ({ended} before it started): it has no log",
+                "`hpcrun jobs` shows its state",
+            )
+        return HpcrunError(
+            f"job {job_id} has no log: {where} does not exist"
+            + (" (yet)" if states and not all(j.state.is_terminal for j in states) else ""),
+            "it may have been removed, or the job's working directory is not shared",
+        )
+
+
+@dataclasses.dataclass
+class CancelOutcome:
+    """What `JobsService.cancel` did with each id it was given."""
+
+    cancelled: list[str] = dataclasses.field(default_factory=list)
+    ended: dict[str, str] = dataclasses.field(default_factory=dict)  # id -> its final states
+    unknown: list[str] = dataclasses.field(default_factory=list)
+
+
+def _names(job: Job, job_id: str) -> bool:
+    """Whether `job_id` as a user wrote it (123, an array's 123, 123_4) names `job`."""
+    return job_id in {job.job_id, job.raw_id, job.array_job_id}
 
 
 def exit_status(jobs: Sequence[Job]) -> int:
@@ -143,3 +235,23 @@ def exit_status(jobs: Sequence[Job]) -> int:
         if str(job.state) != "COMPLETED" or job.exit_code:
             return job.exit_code or 1
     return 0
+
+
+def _check_paths(spec: JobSpec, workdir: str) -> None:
+    """The working directory and the log files' directories exist and are writable: a
+    job whose output cannot be opened ends FAILED with no log to say why."""
+    if not os.path.isdir(workdir):
+        raise UsageError(
+            f"--chdir {workdir} is not a directory", "create it first, or pick another"
+        )
+    for flag, pattern in (("--output", spec.output), ("--error", spec.error)):
+        if not pattern:
+            continue
+        folder = os.path.dirname(os.path.join(workdir, pattern)) or workdir
+        if "%" in folder:
+            continue  # a directory per job or task: Slurm's to expand
+        if not (os.path.isdir(folder) and os.access(folder, os.W_OK | os.X_OK)):
+            raise UsageError(
+                f"{flag} {pattern}: cannot write there ({folder} is not a writable directory)",
+                "create the directory first, or pick a path you can write",
+            )

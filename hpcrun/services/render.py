@@ -12,6 +12,7 @@ tail, and the encode job that can then never start is cancelled.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import posixpath
 from dataclasses import asdict, dataclass, field, replace
@@ -20,6 +21,7 @@ from typing import Any
 
 from hpcrun.backends.base import Backend, Progress
 from hpcrun.errors import HpcrunError, UsageError
+from hpcrun.files import read_text_file
 from hpcrun.scheduler import JobRef
 from hpcrun.services.array import ArrayRuns
 from hpcrun.state import ArrayRunRecord, ArrayTaskRecord, RunState, StateStore
@@ -28,6 +30,7 @@ from hpcrun.workloads.blender import (
     DEFAULT_CHUNK,
     FRAME_GLOB,
     PNG_END,
+    SETTINGS_FILE,
     Chunk,
     FrameRange,
     RenderPlan,
@@ -36,9 +39,11 @@ from hpcrun.workloads.blender import (
     chunk_table,
     encode_script,
     encode_spec,
+    output_settings,
     parse_frames,
     parse_resolution,
     plan_chunks,
+    settings_differences,
 )
 
 # Printed by Blender for the probe: the scene's own frame range and frame rate.
@@ -64,6 +69,7 @@ class RenderRequest:
     retries: int = 3
     blender: str = "blender"
     ffmpeg: str = "ffmpeg"
+    overwrite: bool = False  # delete the output's frames and video first, render all
 
 
 @dataclass
@@ -98,23 +104,45 @@ class RenderView:
 def load_job_file(path: Path) -> tuple[str, str]:
     """The seed farm's job format: {"file": "x.blend", "start": "1", "end": "17"} (strings
     or numbers); the file is relative to the job file's directory."""
+    example = 'e.g. {"file": "rolling_ball.blend", "start": "1", "end": "17"}'
     try:
-        data = json.loads(path.read_text())
-    except OSError as exc:
-        raise UsageError(f"cannot read job file {path}: {exc.strerror}") from None
+        data = json.loads(read_text_file(path, "render job file (JSON)"))
     except json.JSONDecodeError as exc:
-        raise UsageError(f"{path} is not JSON: {exc}") from None
-    missing = [k for k in ("file", "start", "end") if k not in data]
+        raise UsageError(f"{path}: not JSON: {exc}", example) from None
+    missing = (
+        [k for k in ("file", "start", "end") if k not in data] if isinstance(data, dict) else []
+    )
     if not isinstance(data, dict) or missing:
         raise UsageError(
             f"{path}: a job needs file, start and end"
-            + (f" (missing {missing})" if missing else ""),
-            'e.g. {"file": "rolling_ball.blend", "start": "1", "end": "17"}',
+            + (f" (missing {', '.join(missing)})" if missing else ""),
+            example,
         )
-    blend = Path(str(data["file"])).expanduser()
+    if not isinstance(data["file"], str) or not data["file"].strip():
+        raise UsageError(
+            f"{path}: file must be a path to a .blend, not {_shown(data['file'])}", example
+        )
+    blend = Path(data["file"]).expanduser()
     if not blend.is_absolute():
         blend = path.parent / blend
-    return str(blend), f"{int(data['start'])}-{int(data['end'])}"
+    start, end = (_whole_number(path, key, data[key], example) for key in ("start", "end"))
+    return str(blend), f"{start}-{end}"
+
+
+def _whole_number(path: Path, key: str, value: Any, example: str) -> int:
+    """A job file's frame number: an integer, or a string of one ("17")."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value.strip())
+    raise UsageError(f"{path}: {key} must be a whole number, not {_shown(value)}", example)
+
+
+def _shown(value: Any) -> str:
+    """A JSON value as the job file wrote it (`"x"`, `1.5`, `null`)."""
+    return json.dumps(value)
 
 
 class RenderRuns(ArrayRuns["RenderView"]):
@@ -163,7 +191,7 @@ class RenderRuns(ArrayRuns["RenderView"]):
             samples=request.samples,
             resolution=parse_resolution(request.resolution) if request.resolution else None,
             encode=request.encode,
-            fps=request.fps or 24.0,
+            fps=24.0 if request.fps is None else request.fps,
             max_parallel=request.max_parallel,
             gpus_per_task=request.gpus_per_task,
             retries=request.retries,
@@ -193,11 +221,17 @@ class RenderRuns(ArrayRuns["RenderView"]):
         plan = replace(
             plan,
             frames=frames,
-            fps=request.fps or scene_fps,
+            fps=scene_fps if request.fps is None else request.fps,
             frames_dir=output,
             video=f"{output}/{name}.mp4" if plan.encode == "mp4" else None,
         )
-        done = self._complete_frames(output, frames)
+        existing = self.workspace.tails(output, FRAME_GLOB, len(PNG_END))
+        if request.overwrite:
+            self._remove_output(output, name)
+            existing = {}
+        elif existing:
+            self._check_settings(output, plan)
+        done = self._complete_frames(existing, frames)
         missing = [f for f in frames.frames() if f not in done]
         chunks = plan_chunks(missing, plan.chunk)
         if done:
@@ -220,7 +254,7 @@ class RenderRuns(ArrayRuns["RenderView"]):
             self._write_files(plan, chunks)
             array = None
             if chunks:
-                array = self.scheduler.submit(array_spec(plan, chunks))
+                array = self.submit_work(run_id, "array", array_spec(plan, chunks))
                 self.store.set_array_run(run_id, RunState.SUBMITTING, array_job_id=array.id)
                 self.progress.step(
                     f"job array {array}: {len(chunks)} chunk(s) of up to {plan.chunk} "
@@ -228,7 +262,7 @@ class RenderRuns(ArrayRuns["RenderView"]):
                 )
             encode = None
             if plan.video is not None:
-                encode = self.scheduler.submit(encode_spec(plan, array))
+                encode = self.submit_work(run_id, "final", encode_spec(plan, array))
                 self.progress.step(f"job {encode}: encodes {name}.mp4 when every frame exists")
             return array, encode
 
@@ -311,9 +345,43 @@ class RenderRuns(ArrayRuns["RenderView"]):
         self.workspace.make_writable_dir(output, f"--output {output}")
         return output
 
-    def _complete_frames(self, frames_dir: str, frames: FrameRange) -> set[int]:
+    def _check_settings(self, output: str, plan: RenderPlan) -> None:
+        """Refuse to resume into frames rendered with other settings (their resolution,
+        engine, samples, frame rate or .blend): the video would mix both, or keep the old
+        ones' size. Frames with no settings file (before hpcrun wrote one) resume."""
+        text = self.workspace.read_text(f"{output}/{SETTINGS_FILE}")
+        try:
+            recorded = json.loads(text) if text.strip() else None
+        except json.JSONDecodeError:
+            recorded = None
+        if not isinstance(recorded, dict):
+            return
+        differences = settings_differences(recorded, output_settings(plan))
+        if differences:
+            raise UsageError(
+                f"the frames in {output} were rendered with other settings: "
+                + "; ".join(differences),
+                "add --overwrite to delete the old frames (and video) and render them all, "
+                "or render to a new --output",
+            )
+
+    def _remove_output(self, output: str, name: str) -> None:
+        """--overwrite: the frames, video and settings file of an earlier run in `output`
+        (nothing else there is touched)."""
+        ours = {SETTINGS_FILE, f"{name}.mp4", f"{name}.mp4.partial.mp4"}
+        names = [
+            n
+            for n in self.workspace.list(output)
+            if n in ours or fnmatch.fnmatchcase(n, FRAME_GLOB)
+        ]
+        if names:
+            frames = sum(1 for n in names if n.startswith("frame_"))
+            video = " and the video" if f"{name}.mp4" in names else ""
+            self.progress.step(f"--overwrite: removing {frames} frame(s){video} from {output}")
+            self.workspace.remove(*(posixpath.join(output, n) for n in names))
+
+    def _complete_frames(self, tails: dict[str, bytes], frames: FrameRange) -> set[int]:
         """Frames already there and complete (a resumed run renders only the others)."""
-        tails = self.workspace.tails(frames_dir, FRAME_GLOB, len(PNG_END))
         found = set()
         for name, tail in tails.items():
             frame = int(name[6:10])
@@ -323,6 +391,9 @@ class RenderRuns(ArrayRuns["RenderView"]):
 
     def _write_files(self, plan: RenderPlan, chunks: list[Chunk]) -> None:
         workspace = self.workspace
+        if chunks:  # frames are about to be rendered: record what shapes them
+            settings = json.dumps(output_settings(plan), indent=2) + "\n"
+            workspace.put(f"{plan.frames_dir}/{SETTINGS_FILE}", settings.encode())
         workspace.put(plan.chunk_table, chunk_table(chunks).encode())
         workspace.put(f"{plan.run_dir}/render-chunk.sh", chunk_script(plan).encode())
         if plan.video is not None:

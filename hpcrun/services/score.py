@@ -61,6 +61,10 @@ from hpcrun.workloads.score import (
 _PART_RE = re.compile(r"part-[0-9]{5}\.parquet")
 # What a resumed run must share with the run that wrote the parts.
 _RESUME_KEYS = ("files", "features", "id_column", "model", "predict", "threshold", "rows")
+# The model's kind, compared when the earlier plan recorded it: another model saved over
+# the same path scores differently.
+_RESUME_MODEL_KEYS = ("objective", "num_class")
+_RESUME_FLAGS = {"model": "--model", "predict": "--predict", "threshold": "--threshold"}
 _TABLE_SUFFIXES = (".parquet", ".csv")
 
 
@@ -260,14 +264,15 @@ class ScoreRuns(ArrayRuns["ScoreView"]):
             self._write_files(plan)
             array = None
             if missing:
-                array = self.scheduler.submit(array_spec(plan, [s.index for s in missing]))
+                spec = array_spec(plan, [s.index for s in missing])
+                array = self.submit_work(run_id, "array", spec)
                 self.store.set_array_run(run_id, RunState.SUBMITTING, array_job_id=array.id)
                 rows = sum(s.rows for s in missing)
                 self.progress.step(
                     f"job array {array}: {len(missing)} shard(s), {rows:,} rows, "
                     f"server {plan.server}"
                 )
-            merge = self.scheduler.submit(merge_spec(plan, array))
+            merge = self.submit_work(run_id, "final", merge_spec(plan, array))
             self.progress.step(f"job {merge}: merges the parts into {plan.merged}")
             return array, merge
 
@@ -417,10 +422,19 @@ class ScoreRuns(ArrayRuns["ScoreView"]):
         if exists and "plan" in lines:
             previous = json.loads(self.read_text(f"{parts}/plan.json") or "{}")
             current = plan.to_json()
-            differs = [k for k in _RESUME_KEYS if previous.get(k) != current.get(k)]
+            differs = [k for k in _RESUME_KEYS if previous.get(k) != current.get(k)] + [
+                k for k in _RESUME_MODEL_KEYS if k in previous and previous[k] != current.get(k)
+            ]
             if differs:
+                named = [
+                    f"{_RESUME_FLAGS[k]} {current.get(k)} now, {previous.get(k)} when the "
+                    "parts were scored"
+                    for k in differs
+                    if k in _RESUME_FLAGS
+                ]
                 raise UsageError(
-                    f"--resume: the parts in {parts} were scored with another {', '.join(differs)}",
+                    f"--resume: the parts in {parts} were scored with another {', '.join(differs)}"
+                    + (f" ({'; '.join(named)})" if named else ""),
                     "score to another --output, or --overwrite to start again",
                 )
             done = {int(n[5:10]) for n in lines if n.startswith("part-")}

@@ -12,7 +12,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 
-from hpcrun.errors import HpcrunError, SlurmCommandError, UsageError
+from hpcrun.errors import ControllerDown, HpcrunError, SlurmCommandError, UsageError
 from hpcrun.slurm.parse import (
     SACCT_FIELDS,
     SINFO_FORMAT,
@@ -25,11 +25,18 @@ from hpcrun.slurm.parse import (
     parse_sinfo,
     parse_squeue,
 )
+from hpcrun.slurm.refusals import explain_sbatch
 from hpcrun.slurm.spec import JobSpec
 from hpcrun.transport.runner import Completed, Runner
 
 _GRANTED_RE = re.compile(r"Granted job allocation (\d+)")
 _QUEUED_RE = re.compile(r"(?:Pending job allocation|job) (\d+)")
+# How every Slurm client command words a slurmctld that does not accept connections.
+_CONTROLLER_DOWN_RE = re.compile(r"unable to contact slurm controller", re.IGNORECASE)
+
+
+class SbatchRefused(HpcrunError):
+    """sbatch refused the job for a reason `explain_sbatch` could put in words."""
 
 
 class JobWaitTimeout(HpcrunError):
@@ -49,7 +56,12 @@ class SlurmClient:
 
     def submit(self, spec: JobSpec) -> str:
         """Submit a batch job (script on stdin, nothing written to disk); return its id."""
-        done = _ok(self.runner.run(["sbatch", "--parsable"], input=spec.to_sbatch_script()))
+        done = self.runner.run(["sbatch", "--parsable"], input=spec.to_sbatch_script())
+        if not done.ok:
+            explained = explain_sbatch(done.stderr, spec)
+            if explained is not None:
+                raise SbatchRefused(*explained)
+        _ok(done)
         # --parsable prints "<id>" or "<id>;<cluster>".
         return done.stdout.strip().split(";", 1)[0]
 
@@ -102,6 +114,8 @@ class SlurmClient:
         done = self.runner.run(argv)
         if done.ok:
             found = parse_squeue(done.stdout)
+        elif _CONTROLLER_DOWN_RE.search(done.stderr):
+            raise ControllerDown(done.argv, done.returncode, done.stderr)
         elif "Invalid job id" in done.stderr:
             found = []  # every id has left the controller; accounting may still know them
         else:
@@ -110,7 +124,10 @@ class SlurmClient:
         if not wanted:
             return found
         missing = [i for i in wanted if not _covers(found, i)]
-        return found + (self.accounting(missing) if missing else [])
+        # A job the controller does not list cannot be pending or running: accounting
+        # that says so is a stale record of a job a restarted controller lost.
+        ended = [j for j in self.accounting(missing) if j.state.is_terminal] if missing else []
+        return found + ended
 
     def accounting(self, ids: Sequence[str]) -> list[Job]:
         """Ended jobs from sacct; empty where the cluster keeps no accounting."""
@@ -200,9 +217,13 @@ class SlurmClient:
 
 
 def _ok(done: Completed) -> Completed:
-    """`done`, or a `SlurmCommandError` with what the Slurm command said."""
+    """`done`, or a `SlurmCommandError` with what the Slurm command said (`ControllerDown`
+    when it could not reach slurmctld at all)."""
     if not done.ok:
-        raise SlurmCommandError(done.argv, done.returncode, done.stderr or done.stdout)
+        said = done.stderr or done.stdout
+        if _CONTROLLER_DOWN_RE.search(said):
+            raise ControllerDown(done.argv, done.returncode, said)
+        raise SlurmCommandError(done.argv, done.returncode, said)
     return done
 
 

@@ -97,6 +97,7 @@ def task_status(job: Job) -> TaskStatus:
         native=str(job.state),
         node=job.nodelist or None,
         exit_code=job.exit_code,
+        job_name=job.name,
     )
 
 

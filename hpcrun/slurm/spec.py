@@ -92,11 +92,13 @@ class JobSpec:
         ):
             if value is not None and value < 1:
                 raise UsageError(f"{label} must be at least 1 (got {value})")
-        if self.array is not None and not _ARRAY_RE.fullmatch(self.array):
-            raise UsageError(
-                f"--array {self.array!r} is not a Slurm array range",
-                "use e.g. 0-999, 1,3,5-7, 0-99:2 or 0-239%16 (at most 16 at a time)",
-            )
+        if self.array is not None:
+            problem = array_problem(self.array)
+            if problem is not None:
+                raise UsageError(
+                    f"--array {self.array!r} {problem}",
+                    "use e.g. 0-999, 1,3,5-7, 0-99:2 or 0-239%16 (at most 16 at a time)",
+                )
         if self.time_limit is not None and not _TIME_RE.fullmatch(self.time_limit):
             raise UsageError(
                 f"--time {self.time_limit!r} is not a Slurm time limit",
@@ -216,6 +218,24 @@ def _env_argv(env: Mapping[str, str]) -> Sequence[str]:
 
 def _template(name: str) -> jinja2.Template:
     return template("hpcrun.slurm", name)
+
+
+def array_problem(text: str) -> str | None:
+    """What is wrong with an --array value, in words; None when Slurm will take it.
+    Checked here because sbatch says only "Invalid job array specification"."""
+    if not _ARRAY_RE.fullmatch(text):
+        return "is not a Slurm array range"
+    ranges, _, limit = text.partition("%")
+    if limit and int(limit) < 1:
+        return f"runs at most {limit} tasks at a time: it must be at least 1"
+    for part in ranges.split(","):
+        bounds, _, step = part.partition(":")
+        first, _, last = bounds.partition("-")
+        if last and int(last) < int(first):
+            return f"is reversed: {first}-{last} ends before it starts (write {last}-{first})"
+        if step and int(step) < 1:
+            return f"steps by {step}: a step must be at least 1"
+    return None
 
 
 def array_range(task_ids: Sequence[int], max_parallel: int | None) -> str:

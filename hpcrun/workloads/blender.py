@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from hpcrun.errors import UsageError
 from hpcrun.scheduler import JobRef, WorkSpec, parse_duration
@@ -154,8 +154,11 @@ class RenderPlan:
             raise UsageError(f"--retries {self.retries}: 0 or more")
         if self.max_parallel is not None and self.max_parallel < 1:
             raise UsageError(f"--max-parallel {self.max_parallel}: at least 1")
-        if not 0 < self.fps <= 240:
-            raise UsageError(f"--fps {self.fps:g}: between 0 and 240")
+        if not 0 < self.fps <= 240:  # also NaN
+            raise UsageError(
+                f"--fps {self.fps:g}: a video needs a frame rate above 0 and at most 240",
+                "e.g. --fps 24, or leave --fps out to use the scene's",
+            )
 
     @property
     def chunk_table(self) -> str:
@@ -185,6 +188,63 @@ class RenderPlan:
             elif self.engine == "BLENDER_EEVEE":
                 lines.append(f"s.eevee.taa_render_samples = {self.samples}")
         return "; ".join(lines)
+
+
+# Beside the frames: the settings they were rendered with, so a resumed run that asks for
+# others is refused instead of mixing two looks in one video.
+SETTINGS_FILE = ".hpcrun-render.json"
+_SETTINGS_VERSION = 1
+# The settings that shape the frames and the video, and how the CLI names each.
+_SETTING_FLAGS = {
+    "blend": "the .blend",
+    "resolution": "--resolution",
+    "engine": "--engine",
+    "samples": "--samples",
+    "fps": "--fps",
+}
+
+
+def output_settings(plan: RenderPlan) -> dict[str, Any]:
+    """What `SETTINGS_FILE` records: every setting a resumed run must share with the run
+    that rendered the frames already there (None: the scene's own)."""
+    return {
+        "version": _SETTINGS_VERSION,
+        "blend": plan.blend,
+        "resolution": list(plan.resolution) if plan.resolution is not None else None,
+        "engine": plan.engine,
+        "samples": plan.samples,
+        "fps": plan.fps,
+    }
+
+
+def settings_differences(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """Each setting that differs, as `--resolution 640x360 now, 320x180 when the frames
+    were rendered`; a setting the recorded file lacks is not compared."""
+    differences = []
+    for key, flag in _SETTING_FLAGS.items():
+        if key not in recorded:
+            continue
+        then, now = recorded[key], current.get(key)
+        if key == "fps" and isinstance(then, int | float) and isinstance(now, int | float):
+            if abs(float(then) - float(now)) < 1e-6:
+                continue
+        elif then == now:
+            continue
+        differences.append(
+            f"{flag} {_setting_text(key, now)} now, "
+            f"{_setting_text(key, then)} when the frames were rendered"
+        )
+    return differences
+
+
+def _setting_text(key: str, value: Any) -> str:
+    if value is None:
+        return "the scene's"
+    if key == "resolution" and isinstance(value, list | tuple) and len(value) == 2:
+        return f"{value[0]}x{value[1]}"
+    if key == "fps" and isinstance(value, int | float):
+        return f"{value:g}"
+    return str(value)
 
 
 def chunk_table(chunks: Sequence[Chunk]) -> str:

@@ -20,7 +20,13 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Cluster, free_port, processes_mentioning, run_cli, short_tempdir
+from tests.conftest import (
+    Cluster,
+    free_port,
+    processes_mentioning,
+    run_cli,
+    short_tempdir,
+)
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 

@@ -146,8 +146,19 @@ def test_killed_slurmd_is_reported_down_and_create_heals_it(local_cluster: Clust
     human = local_cluster.cli("status").stdout
     assert "n3" in human and "down" in human
 
+    before = {d.name: d.pid for d in local_cluster.backend.status().daemons}
     healed = local_cluster.cli("create", "--name", "itest", "--nodes", "6")
     assert "is up" in healed.stdout
+    # Progress names only what it brought back, not the daemons that ran all along.
+    steps = [
+        line
+        for line in healed.stderr.splitlines()
+        if line.startswith("•") and not line.startswith("• nodes idle")
+    ]
+    assert steps == ["• slurmd of n3 restarted"], healed.stderr
+    after = {d.name: d.pid for d in local_cluster.backend.status().daemons}
+    assert after.pop("slurmd-n3") != before.pop("slurmd-n3")
+    assert after == before
     status = json.loads(local_cluster.cli("status", "--json").stdout)
     assert status["state"] == "up"
     assert {n["name"]: n["state"] for n in status["nodes"]}["n3"] == "idle"

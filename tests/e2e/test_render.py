@@ -228,6 +228,42 @@ def test_a_cancelled_run_resumes_without_rendering_a_frame_twice(
     assert pngs(out) == [f"frame_{i:04d}.png" for i in range(1, 17)]
 
 
+def png_size(path: Path) -> tuple[int, int]:
+    header = path.read_bytes()[16:24]  # IHDR's width and height
+    return int.from_bytes(header[:4], "big"), int.from_bytes(header[4:], "big")
+
+
+def test_a_resume_with_another_resolution_is_refused_until_overwrite(
+    local_cluster: Cluster, blend: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "frames"
+    args = [str(blend), "--frames", "1-2", "--engine", "BLENDER_WORKBENCH", "--encode", "none"]
+    args += ["--output", str(out), "--json"]
+    first = as_json(render(local_cluster, *args, "--resolution", "32x18"))
+    assert first["status"] == "done", first
+    recorded = json.loads((out / ".hpcrun-render.json").read_text())
+    assert recorded["resolution"] == [32, 18] and recorded["engine"] == "BLENDER_WORKBENCH"
+
+    before = len(local_cluster.client.jobs())
+    done = render(local_cluster, *args, "--resolution", "48x26", check=False)
+    assert done.returncode == 2, done.stderr
+    assert "--resolution 48x26 now, 32x18 when the frames were rendered" in done.stderr
+    assert "--overwrite" in done.stderr and "--output" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert len(local_cluster.client.jobs()) == before
+    assert {png_size(out / n) for n in pngs(out)} == {(32, 18)}
+
+    again = as_json(render(local_cluster, *args, "--resolution", "48x26", "--overwrite"))
+    assert again["status"] == "done", again
+    assert [(c["first"], c["last"]) for c in again["chunks"]] == [(1, 2)]
+    assert {png_size(out / n) for n in pngs(out)} == {(48, 26)}
+
+    # Frames from before hpcrun recorded their settings resume as they always did.
+    (out / ".hpcrun-render.json").unlink()
+    legacy = as_json(render(local_cluster, *args, "--resolution", "32x18"))
+    assert legacy["status"] == "done" and legacy["chunks"] == [], legacy
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -237,6 +273,8 @@ def test_a_cancelled_run_resumes_without_rendering_a_frame_twice(
         (["{blend}", "--frames", "9-3"], "is reversed"),
         (["{blend}", "--chunk", "0"], "--chunk 0: a chunk needs at least 1 frame"),
         (["{blend}", "--engine", "LUXCORE"], "'LUXCORE' is not a Blender render engine"),
+        (["{blend}", "--fps", "0"], "--fps 0: a video needs a frame rate above 0"),
+        (["{blend}", "--fps", "-5"], "--fps -5: a video needs a frame rate above 0"),
         (["{blend}", "--output", "/proc/hpcrun-out"], "--output /proc/hpcrun-out is not writable"),
     ],
 )

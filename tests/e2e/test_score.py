@@ -310,6 +310,7 @@ def test_resume_scores_only_the_missing_shards(
     # A resume with other settings would mix two runs' parts: refused.
     other = score(local_cluster, *args[:-1], "--predict", "raw", "--resume", check=False)
     assert other.returncode == 2 and "scored with another predict" in other.stderr
+    assert "--predict raw now, proba when the parts were scored" in other.stderr
 
 
 def test_bad_input_is_named_before_anything_is_submitted(

@@ -4,6 +4,8 @@ module may write (`%a`, `afterok:`)."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from hpcrun.errors import UsageError
@@ -124,3 +126,22 @@ def test_slurm_states_fold_into_task_states(native: str, state: TaskState) -> No
     assert status.name == "12[3]"
     plain = task_status(Job("13", "13", "13", None, "encode", JobState(native), 1, "", ""))
     assert (plain.ref, plain.index, plain.node) == (JobRef("13"), None, None)
+
+
+def test_a_spec_survives_the_state_store_round_trip_exactly() -> None:
+    """A lost final job is resubmitted from its recorded spec: nothing may change on the
+    way through JSON (tuples, the dependency, its condition, the environment)."""
+    spec = WorkSpec(
+        name="encode-x",
+        argv=("bash", "/w/encode.sh"),
+        array=(0, 2, 5),
+        max_parallel=2,
+        after=(JobRef("41"),),
+        after_condition=After.ANY,
+        time_limit_s=90,
+        env={"A": "1 2"},
+        log_path="/w/logs/chunk-{index}.out",
+    )
+    data = json.loads(json.dumps(spec.to_json()))
+    assert WorkSpec.from_json(data) == spec
+    assert dict(WorkSpec.from_json(data).env) == {"A": "1 2"}

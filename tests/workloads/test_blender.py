@@ -22,9 +22,11 @@ from hpcrun.workloads.blender import (
     chunk_table,
     encode_script,
     encode_spec,
+    output_settings,
     parse_frames,
     parse_resolution,
     plan_chunks,
+    settings_differences,
 )
 from tests.golden_util import assert_golden
 
@@ -102,9 +104,47 @@ def test_bad_settings_are_refused_before_anything_runs() -> None:
         ({"samples": 0}, "--samples 0"),
         ({"retries": -1}, "--retries -1"),
         ({"max_parallel": 0}, "--max-parallel 0"),
+        ({"fps": 0.0}, "--fps 0: a video needs a frame rate above 0"),
+        ({"fps": -24.0}, "--fps -24: a video needs a frame rate above 0"),
+        ({"fps": float("nan")}, "--fps nan"),
+        ({"fps": 241.0}, "at most 240"),
     ]:
         with pytest.raises(UsageError, match=message):
             replace(PLAN, **change).validate()  # type: ignore[arg-type]
+
+
+def test_settings_of_the_frames_there_are_compared_one_by_one() -> None:
+    from dataclasses import replace
+
+    first = output_settings(PLAN)
+    assert first["resolution"] == [320, 180] and first["fps"] == 24.0
+    assert settings_differences(first, output_settings(PLAN)) == []
+    # Settings that only change where or how many frames render are not compared.
+    same_look = replace(PLAN, frames=FrameRange(5, 40), chunk=7, max_parallel=None, retries=0)
+    assert settings_differences(first, output_settings(same_look)) == []
+    other = replace(
+        PLAN,
+        resolution=(640, 360),
+        engine="BLENDER_EEVEE",
+        samples=None,
+        fps=30.0,
+        blend="/b.blend",
+    )
+    assert settings_differences(first, output_settings(other)) == [
+        "the .blend /b.blend now, /projects/shots/rolling ball.blend when the frames were rendered",
+        "--resolution 640x360 now, 320x180 when the frames were rendered",
+        "--engine BLENDER_EEVEE now, CYCLES when the frames were rendered",
+        "--samples the scene's now, 16 when the frames were rendered",
+        "--fps 30 now, 24 when the frames were rendered",
+    ]
+    scene_size = output_settings(replace(PLAN, resolution=None))
+    assert settings_differences(scene_size, first) == [
+        "--resolution 320x180 now, the scene's when the frames were rendered"
+    ]
+    # A file that records fewer settings (another version) is compared on what it has.
+    assert settings_differences({"engine": "CYCLES"}, output_settings(other)) == [
+        "--engine BLENDER_EEVEE now, CYCLES when the frames were rendered"
+    ]
 
 
 def test_array_and_encode_jobs_golden() -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -80,13 +81,17 @@ def to_classes(values: Floats, threshold: float, num_class: int) -> Floats:
     return (values > threshold).astype(np.float32)
 
 
+_SOURCE_LOCATION = re.compile(r"^\S+\.(?:cc|cpp|cu|h):\d+: ")
+
+
 def first_line(text: str) -> str:
     """The first line of an XGBoost error, without its `[hh:mm:ss] ` stamp."""
     lines = text.strip().splitlines()
     line = lines[0] if lines else "unknown error"
     if line.startswith("[") and "] " in line[:12]:
         line = line.split("] ", 1)[1]
-    return line
+    # XGBoost's build tree (`/workspace/src/c_api/c_api.cc:1513: `) means nothing to a user.
+    return _SOURCE_LOCATION.sub("", line, count=1)
 
 
 def read_model_bytes(path: str) -> bytes:

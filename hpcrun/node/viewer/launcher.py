@@ -18,6 +18,7 @@ the viewer lives in `server.py`, the agent in `agent.py`, and what all three sha
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -29,13 +30,14 @@ from hpcrun.node.viewer.options import (
     LaunchOptions,
     TaskIdentity,
 )
+from hpcrun.scenes.catalog import SCENE_DATA_ENV
 
 OPTION_PREFIXES = ("-dice::", "-index::", "-app::", "-nvindex::")
 
 USAGE = """\
 usage: hpcrun-nvindex-slurm [-v] [-a<jobid>] [VIEWER_SCRIPT] [--add FILE.prj]...
                             [-dice::KEY VALUE]... [--port N] [--auth USER:PASSWORD_FILE]
-                            [--rendezvous DIR] [--bricks N]
+                            [--rendezvous DIR] [--scene-data DIR] [--bricks N]
 
 Open renderer with the command line of NVIDIA's nvindex-slurm; run one task per node
 under srun. Rank 0 serves the viewer on http://<node>:PORT/ (default 8080) and renders;
@@ -52,6 +54,9 @@ the other ranks render. With -a<jobid> every task joins the viewer of that job.
   --auth USER:FILE      HTTP basic auth for every page and API; FILE holds the password
   --rendezvous DIR      where the viewer publishes its address for the agents (default
                         $NVINDEX_OPEN_RENDEZVOUS, else ~/.hpcrun/index-rendezvous);
+                        must be storage every node sees
+  --scene-data DIR      where data of hpcrun's own scenes is generated on first use and
+                        read (default $HPCRUN_SCENE_DATA, else $HPCRUN_HOME/scenes);
                         must be storage every node sees
   --bricks N            bricks to cut the volume into (default: 32, fewer for small volumes)
 """
@@ -98,6 +103,7 @@ def parse_args(argv: Sequence[str]) -> LaunchOptions:
     port = DEFAULT_PORT
     auth: str | None = None
     rendezvous: str | None = None
+    scene_data: str | None = None
     bricks: int | None = None
     internal = False
     show_help = False
@@ -131,6 +137,8 @@ def parse_args(argv: Sequence[str]) -> LaunchOptions:
                 raise UsageError("--auth takes USER:PASSWORD_FILE", "e.g. --auth admin:~/.pw")
         elif arg == "--rendezvous" or arg.startswith("--rendezvous="):
             rendezvous, i = _take_value(args, i, "--rendezvous")
+        elif arg == "--scene-data" or arg.startswith("--scene-data="):
+            scene_data, i = _take_value(args, i, "--scene-data")
         elif arg == "--bricks" or arg.startswith("--bricks="):
             value, i = _take_value(args, i, "--bricks")
             bricks = _int_in(value, "--bricks", 1, 4096)
@@ -164,6 +172,7 @@ def parse_args(argv: Sequence[str]) -> LaunchOptions:
         port=port,
         auth=auth,
         rendezvous=rendezvous,
+        scene_data=scene_data,
         bricks=bricks,
         internal_agent=internal,
         help=show_help,
@@ -213,6 +222,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if options.help:
             sys.stdout.write(USAGE)
             return 0
+        if options.scene_data:
+            # Read by hpcrun.scenes wherever a scene is loaded: this task, and the
+            # viewer's own agent child, which inherits the environment.
+            os.environ[SCENE_DATA_ENV] = options.scene_data
         identity = TaskIdentity.from_env()
         if options.internal_agent or options.attach_job or identity.rank != 0:
             from hpcrun.node.viewer.agent import run_agent

@@ -34,6 +34,7 @@ class LaunchOptions:
     port: int = DEFAULT_PORT
     auth: str | None = None
     rendezvous: str | None = None
+    scene_data: str | None = None
     bricks: int | None = None
     internal_agent: bool = False
     help: bool = False
