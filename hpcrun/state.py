@@ -9,6 +9,7 @@ while another command writes. Schema changes are numbered migrations keyed on
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -187,6 +188,7 @@ class TaskRecordState(StrEnum):
     RUNNING = "running"
     DONE = "done"
     FAILED = "failed"
+    CANCELLED = "cancelled"  # by `--cancel`, or in the scheduler by someone else
 
 
 def hpcrun_home() -> Path:
@@ -288,8 +290,22 @@ class ArrayRunRecord:
 class StateStore:
     def __init__(self, home: Path | None = None) -> None:
         self.home = home or hpcrun_home()
-        self.home.mkdir(parents=True, exist_ok=True)
+        # Only the owner may read hpcrun's home and state (cluster files, session records,
+        # the private known_hosts): created 0700 and 0600, and SQLite gives its -wal and
+        # -shm files the database's mode. An older store's mode is tightened too.
+        self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.path = self.home / "state.db"
+        if not self.path.exists():
+            # Only a new file: closing any descriptor of a database this process has open
+            # in SQLite drops that connection's POSIX locks, and another process may then
+            # checkpoint and delete the WAL under it ("database disk image is malformed",
+            # seen in tests/e2e/test_render.py, which opens many stores in one process).
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+        for path in (self.path, self.home / "state.db-wal", self.home / "state.db-shm"):
+            # Another process may delete the WAL and -shm at any moment (its last close).
+            with contextlib.suppress(FileNotFoundError):
+                if path.stat().st_mode & 0o077:
+                    path.chmod(0o600)
         self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")

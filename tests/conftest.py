@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,6 +104,15 @@ def processes_mentioning(marker: str) -> list[str]:
     return found
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Ctrl-C reaches the programs the tests start. A suite started in the background of
+    a non-interactive shell (`make test &`, a CI runner's script) inherits SIGINT ignored,
+    and an ignored signal stays ignored through exec: the tests that press Ctrl-C on
+    hpcrun, salloc or a shell would find it deaf. A handled signal is reset by exec."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 @dataclass
 class Cluster:
     home: Path
@@ -160,6 +171,24 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def start_supervisor(run_dir: Path) -> subprocess.Popen[bytes]:
+    """The local cluster's real supervisor process on `run_dir`, once it answers."""
+    from hpcrun.backends.processes import SupervisorClient
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hpcrun.backends.supervisor", str(run_dir)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    client = SupervisorClient(run_dir)
+    deadline = time.monotonic() + 30
+    while not client.alive():
+        assert process.poll() is None and time.monotonic() < deadline, "no supervisor"
+        time.sleep(0.05)
+    return process
 
 
 def short_tempdir(prefix: str) -> Path:

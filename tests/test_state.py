@@ -276,3 +276,38 @@ def test_statuses_read_back_as_enums_and_are_stored_as_their_plain_values(
     raw = sqlite3.connect(store.path).execute("SELECT status FROM clusters").fetchone()[0]
     assert type(raw) is str and raw == "up"
     assert f"{cluster.status}" == "up"  # what tables and messages print
+
+
+def test_a_second_store_in_one_process_keeps_the_first_ones_writes_visible(
+    tmp_path: Path,
+) -> None:
+    # Opening and closing a plain descriptor of state.db (to create it 0600) dropped the
+    # POSIX locks of this process's open SQLite connection: another process closing its
+    # store then took itself for the last one and deleted the WAL, and the first store's
+    # next write never reached anyone else ("database disk image is malformed" followed
+    # in tests/e2e/test_render.py, which opens a store per access).
+    import subprocess
+    import sys
+
+    first = StateStore(tmp_path)
+    first.set_setting("k", "one")
+    second = StateStore(tmp_path)
+    program = (
+        "import sys; from pathlib import Path; from hpcrun.state import StateStore; "
+        "s = StateStore(Path(sys.argv[1])); print(s.setting('k')); s.close()"
+    )
+
+    def read_elsewhere() -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", program, str(tmp_path)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return done.stdout.strip()
+
+    assert read_elsewhere() == "one"
+    first.set_setting("k", "two")
+    assert read_elsewhere() == "two"
+    second.close()
+    first.close()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import secrets
 import shutil
 import socket
@@ -42,6 +43,7 @@ from hpcrun.backends.processes import (
     SupervisorClient,
     kill_stale,
     process_alive,
+    process_belongs,
     processes_mentioning,
 )
 from hpcrun.errors import DaemonFailed, HpcrunError, SlurmNotInstalled, UsageError
@@ -57,7 +59,18 @@ from hpcrun.transport.workspace import RunnerWorkspace
 logger = logging.getLogger(__name__)
 
 READY_TIMEOUT_S = 60.0
+# The user's AWS keys never reach this cluster's Slurm commands: its jobs need none
+# (hpcrun moves S3 files itself, on this machine), and slurmctld writes a batch job's
+# whole environment into its state directory under HPCRUN_HOME (found by
+# tests/security/test_secrets.py). A job that does need them reads ~/.aws as usual.
+CREDENTIAL_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                  "AWS_SECURITY_TOKEN")
 
+
+# Drain reasons Slurm sets by itself after a fault on this host: a restarted slurmctld that
+# lost a job's start launches it again on a node still running it ("Duplicate jobid");
+# a node whose slurmd died under a step that would not die ("Kill task failed").
+SLURM_OWN_DRAINS = ("Duplicate jobid", "Kill task failed")
 
 class LocalBackend:
     name = "local"
@@ -81,17 +94,38 @@ class LocalBackend:
     def env(self) -> dict[str, str]:
         return {"SLURM_CONF": str(self.paths.slurm_conf)}
 
+    def _runner(self) -> LocalRunner:
+        """Where Slurm's commands and the workspace's run: this cluster's SLURM_CONF, the
+        user's environment less `CREDENTIAL_ENV`."""
+        return LocalRunner(self.env, drop=CREDENTIAL_ENV)
+
     def slurm(self) -> SlurmClient:
-        return SlurmClient(LocalRunner(self.env))
+        return SlurmClient(self._runner())
 
     def scheduler(self) -> Scheduler:
-        return SlurmScheduler(self.slurm())
+        # The supervisor knows the moment a slurmd dies; Slurm takes 18 s to mark the
+        # node not responding and 43 s to declare it down (measured, SlurmdTimeout=30).
+        create = f"hpcrun create --name {self.cluster_name} --nodes {self.config['nodes']}"
+        return SlurmScheduler(
+            self.slurm(), dead_agents=self.dead_slurmds, restart_hint=f"`{create}` restarts it"
+        )
+
+    def dead_slurmds(self) -> dict[str, str]:
+        """Nodes whose slurmd process is not running, each with how it ended."""
+        return {
+            d.name.removeprefix("slurmd-"): (
+                "slurmd is not running"
+                + (f" (it exited, status {d.returncode})" if d.returncode is not None else "")
+            )
+            for d in self._daemons()
+            if d.name.startswith("slurmd-") and not d.running
+        }
 
     def workspace(self) -> Workspace:
-        return RunnerWorkspace(LocalRunner(self.env), str(self.paths.root))
+        return RunnerWorkspace(self._runner(), str(self.paths.root))
 
     def index_driver(self) -> IndexDriver:
-        runner = LocalRunner(self.env)
+        runner = self._runner()
         return SlurmIndexDriver(SlurmClient(runner), runner)
 
     def desktop_url(self) -> str | None:
@@ -150,7 +184,22 @@ class LocalBackend:
             daemons = self._daemons()
             dead = [d for d in daemons if d.died]
             if not dead and self._all_started(daemons):
-                return False
+                resumed: set[str] = set()
+                if not self._resume_own_drains(progress, self.slurm().nodes(), resumed):
+                    return False
+                self._wait_nodes_idle(progress, int(self.config["nodes"]), resumed)
+                return True
+        elif previous is not None and self._orphaned_daemons():
+            # The supervisor was killed and its daemons run on, with the jobs on them:
+            # a new supervisor takes them back; ending them as stale would end the jobs.
+            if self._differs(previous.config):
+                raise UsageError(
+                    f"cluster {self.cluster_name!r} runs with a different configuration "
+                    f"({_describe(previous.config)}) and lost its supervisor",
+                    f"stop it first: `hpcrun down --cluster {self.cluster_name} --yes`",
+                )
+            self.config = dict(previous.config)
+            self._adopt_orphans(progress)
         else:
             self._recover_stale(progress)
             self._assign_ports()
@@ -191,6 +240,37 @@ class LocalBackend:
         }
         self.config["port_base"] = find_free_ports(int(self.config["nodes"]), claimed).base
 
+    def _orphaned_daemons(self) -> list[dict[str, Any]]:
+        """Daemons a dead supervisor recorded that still run (checked in /proc to be alive
+        and this cluster's: PIDs are reused)."""
+        root = str(self.paths.root)
+        return [
+            d
+            for d in self.supervisor.recorded_daemons()
+            if d.get("running")
+            and process_alive(int(d.get("pid", 0)))
+            and process_belongs(int(d["pid"]), root)
+        ]
+
+    def _adopt_orphans(self, progress: Progress) -> None:
+        """Start a supervisor and hand it the daemons its killed predecessor left running;
+        `_start_all` then restarts only those that died meanwhile."""
+        orphans = self._orphaned_daemons()  # read before the new supervisor saves its own
+        self.supervisor.start_supervisor(self.paths.log / "supervisor.log")
+        for d in orphans:
+            self.supervisor.request(
+                "adopt",
+                name=d["name"],
+                argv=d["argv"],
+                log=d["log"],
+                pid=int(d["pid"]),
+                started_at=float(d.get("started_at") or time.time()),
+            )
+        progress.step(
+            f"supervisor restarted; it took back {len(orphans)} daemon(s) that ran on "
+            "without it (their jobs kept running)"
+        )
+
     def _recover_stale(self, progress: Progress) -> None:
         """End what a crashed supervisor left running, so ports and sockets are free again."""
         if not self.paths.run.exists():
@@ -218,8 +298,10 @@ class LocalBackend:
             if name == "slurmdbd.conf":
                 target.chmod(0o600)  # slurmdbd refuses a config others can read
         if not self.paths.munge_key.exists():
-            self.paths.munge_key.write_bytes(secrets.token_bytes(1024))
-            self.paths.munge_key.chmod(0o600)
+            # 0600 from its first byte (write-then-chmod left it readable for a moment).
+            fd = os.open(self.paths.munge_key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as key:
+                key.write(secrets.token_bytes(1024))
         for index in range(int(self.config["gpus_per_node"])):
             (self.paths.devices / f"gpu{index}").touch()
         self.paths.env_file.write_text(f"export SLURM_CONF={self.paths.slurm_conf}\n")
@@ -369,18 +451,49 @@ class LocalBackend:
                     daemon.name, f"exited with status {daemon.returncode}", str(log), tail
                 )
 
-    def _wait_nodes_idle(self, progress: Progress, count: int) -> None:
+    def _resume_own_drains(
+        self, progress: Progress, nodes: Sequence[Node], resumed: set[str]
+    ) -> bool:
+        """Put back into service, once each (`resumed`), the nodes Slurm drained for a
+        reason of its own (`SLURM_OWN_DRAINS`); whether there were any."""
+        ours = [
+            n
+            for n in nodes
+            if n.state.startswith("drain")
+            and n.reason.startswith(SLURM_OWN_DRAINS)
+            and n.name not in resumed
+        ]
+        if not ours:
+            return False
+        names = [n.name for n in ours]
+        progress.step(f"resuming {', '.join(names)} (drained by Slurm: {ours[0].reason})")
+        self.slurm().resume_nodes(names)
+        resumed.update(names)
+        return True
+
+    def _wait_nodes_idle(
+        self, progress: Progress, count: int, resumed: set[str] | None = None
+    ) -> None:
+        """Until `count` nodes are usable. A node Slurm drained itself for a reason this
+        machine's own faults cause (`SLURM_OWN_DRAINS`) is put back: on this cluster
+        hpcrun is the administrator, and `create` is what a user runs to heal it."""
         client = self.slurm()
         deadline = time.monotonic() + READY_TIMEOUT_S
         idle = 0
+        resumed = set() if resumed is None else resumed
         while True:
             nodes = client.nodes()
-            idle = sum(1 for n in nodes if n.state == "idle")
+            # Registered and usable: a cluster healed under running jobs (a supervisor
+            # taken back) has nodes allocated or mixed, never all idle.
+            idle = sum(1 for n in nodes if n.is_available)
             progress.advance(idle, count, f"nodes idle {idle}/{count}")
             if idle == count:
                 return
             self._fail_if_dead([f"slurmd-n{index}" for index in range(1, count + 1)])
             broken = [n for n in nodes if n.state.startswith(("inval", "drain"))]
+            if self._resume_own_drains(progress, broken, resumed):
+                time.sleep(0.1)
+                continue
             if broken:
                 node = broken[0]
                 raise DaemonFailed(
@@ -449,7 +562,15 @@ class LocalBackend:
                 jobs_error = None
         by_name = {d.name: d for d in daemons}
         node_status = [NodeStatus(n, by_name.get(f"slurmd-{n.name}")) for n in nodes]
-        if not supervised:
+        if not supervised and recorded == "up" and running:
+            # Killed alone, the supervisor leaves its daemons (and their jobs) running.
+            state = "degraded"
+            detail = (
+                f"the supervisor is gone (killed or crashed); {len(running)} of "
+                f"{len(daemons)} daemons still run, unwatched; `hpcrun create "
+                f"--name {self.cluster_name}` takes them back without stopping jobs"
+            )
+        elif not supervised:
             state = recorded if recorded in {"creating", "failed"} else "down"
             if recorded == "up":
                 detail = (

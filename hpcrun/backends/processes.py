@@ -36,7 +36,7 @@ class SupervisorClient:
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
                 conn.settimeout(timeout_s)
-                conn.connect(str(self.socket_path))
+                self._connect(conn, time.monotonic() + timeout_s)
                 conn.sendall(json.dumps({"op": op, **fields}).encode() + b"\n")
                 data = sv.receive_line(conn)
         except OSError as exc:
@@ -48,6 +48,20 @@ class SupervisorClient:
         if not reply.get("ok"):
             raise HpcrunError(f"supervisor refused {op!r}: {reply.get('error', 'no answer')}")
         return reply
+
+    def _connect(self, conn: socket.socket, deadline: float) -> None:
+        """Connect, waiting while the supervisor's accept queue is full: a unix socket with
+        a timeout answers a full queue with EAGAIN at once, and 64 `hpcrun status` at a
+        time made a live supervisor look gone (580 of 1280 requests, issue 14), so
+        `status` said "down" and `create` would have ended every daemon as stale."""
+        while True:
+            try:
+                conn.connect(str(self.socket_path))
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.005)
 
     def alive(self) -> bool:
         try:

@@ -10,7 +10,13 @@ reparented to it and reaped too, and it records every daemon's PID and exit in
 
 Requests arrive on a unix socket, one JSON object per connection:
 `{"op": "start", "name", "argv", "env", "log"}`, `{"op": "stop", "name"}`,
-`{"op": "status"}`, `{"op": "shutdown"}`. Run as `python -m hpcrun.backends.supervisor DIR`.
+`{"op": "adopt", "name", "argv", "log", "pid", "started_at"}`, `{"op": "status"}`,
+`{"op": "shutdown"}`. Run as `python -m hpcrun.backends.supervisor DIR`.
+
+A supervisor that was killed leaves its daemons running, parented to PID 1; the next one
+adopts them (`adopt`) rather than have `hpcrun create` end them with the jobs they run.
+It cannot wait() for a process it did not start, so it watches an adopted daemon in /proc
+(gone, or a zombie nobody reaps: ended, exit status unknown) and signals it by PID.
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ class Daemon:
     ended_at: float | None = None
     returncode: int | None = None  # exit status, or -N when killed by signal N
     stop_requested: bool = False
+    adopted: bool = False  # started by an earlier supervisor: watched in /proc, not wait()ed
 
     @property
     def running(self) -> bool:
@@ -77,7 +84,9 @@ class Supervisor:
         sock_path.unlink(missing_ok=True)
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         listener.bind(str(sock_path))
-        listener.listen(16)
+        # Every `hpcrun status` asks here; a deep queue lets a burst wait rather than be
+        # refused (clients also retry a full queue, see SupervisorClient._connect).
+        listener.listen(128)
         (self.run_dir / PID_NAME).write_text(f"{os.getpid()}\n")
         self._event(f"supervisor {os.getpid()} listening on {sock_path}")
         selector = selectors.DefaultSelector()
@@ -117,6 +126,15 @@ class Supervisor:
                 request["name"], list(request["argv"]), request["log"], dict(request.get("env", {}))
             )
             return {"ok": True, "daemon": daemon.to_json()}
+        if op == "adopt":
+            daemon = self.adopt(
+                request["name"],
+                list(request["argv"]),
+                request["log"],
+                int(request["pid"]),
+                float(request.get("started_at", time.time())),
+            )
+            return {"ok": True, "daemon": daemon.to_json()}
         if op == "stop":
             self.stop(request["name"], float(request.get("timeout_s", 10.0)))
             return {"ok": True}
@@ -149,6 +167,19 @@ class Supervisor:
         self.daemons.pop(name, None)
         self.daemons[name] = daemon  # re-inserted last: stop_all goes in reverse start order
         self._event(f"started {name} pid {pid}: {' '.join(argv)}")
+        self._save()
+        return daemon
+
+    def adopt(self, name: str, argv: list[str], log: str, pid: int, started_at: float) -> Daemon:
+        """Watch a daemon an earlier supervisor started and that still runs (`pid`)."""
+        current = self.daemons.get(name)
+        if current is not None and current.running:
+            return current
+        daemon = Daemon(name=name, argv=argv, log=log, pid=pid, started_at=started_at, adopted=True)
+        self.daemons.pop(name, None)
+        self.daemons[name] = daemon
+        self._event(f"adopted {name} pid {pid}")
+        self.reap()  # it may have ended between the caller's look and now
         self._save()
         return daemon
 
@@ -199,6 +230,13 @@ class Supervisor:
                     how = "stopped" if daemon.stop_requested else "DIED"
                     self._event(f"{daemon.name} pid {pid} {how} (status {daemon.returncode})")
                     changed = True
+        for daemon in self.daemons.values():
+            state = proc_state(daemon.pid) if daemon.adopted and daemon.running else ("R", 0)
+            if state is None or state[0] == "Z":  # PID 1 reaps no one: a zombie has ended
+                daemon.ended_at = time.time()
+                how = "stopped" if daemon.stop_requested else "DIED"
+                self._event(f"{daemon.name} pid {daemon.pid} (adopted) {how}")
+                changed = True
         if changed:
             self._save()
 

@@ -40,6 +40,7 @@ def follow(
     quiet: bool,
 ) -> V:
     """Poll until the run ends, drawing a progress bar on stderr (nothing with --json)."""
+    from rich.markup import escape
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -70,12 +71,17 @@ def follow(
             elapsed = max(time.monotonic() - started, 1e-6)
             failed = sum(1 for t in current.tasks if t.status == "failed")
             done = done_of(view)
+            notes = [f"{failed} {runs.TASK}(s) failed"] if failed else []
+            notes += [
+                f"{len(d[runs.TASK + 's'])} {runs.TASK}(s) on {d['node']}, whose {d['why']}"
+                for d in runs.on_dead_nodes(current)
+            ]
             bar.update(
                 task,
                 completed=done,
                 description=f"run {current.id} {current.status}",
                 rate=f"{_rate(done / elapsed)}/s",
-                failed=f"{failed} {runs.TASK}(s) failed" if failed else "",
+                failed=escape("; ".join(notes)),
             )
 
         return runs.watch(run, tick)
@@ -85,14 +91,24 @@ def _rate(value: float) -> str:
     return f"{value:,.0f}" if value >= 100 else f"{value:.2f}"
 
 
-def print_tasks(run: ArrayRunRecord, failed: list[dict[str, Any]], noun: str) -> None:
-    """Task counts by state, retried tasks, and each failed task with its log's tail."""
+def print_tasks(
+    run: ArrayRunRecord,
+    failed: list[dict[str, Any]],
+    noun: str,
+    dead_nodes: list[dict[str, Any]] | None = None,
+) -> None:
+    """Task counts by state, tasks on dead nodes, retried tasks, and each failed task with
+    its log's tail."""
+    from rich.markup import escape
+
     out = console()
     counts: dict[str, int] = {}
     for task in run.tasks:
         counts[task.status] = counts.get(task.status, 0) + 1
     if counts:
         out.print(f"  {noun}s: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    for dead in dead_nodes or []:
+        out.print(f"  [yellow]{escape(dead['message'])}[/yellow]")
     retried = [t for t in run.tasks if t.attempts > 1]
     if retried:
         out.print(
@@ -148,7 +164,19 @@ def report_submitted(
                 f"{runs.TASK}s); follow it with `hpcrun {runs.KIND} status {run.id}`"
             )
         return
-    view = follow(runs, run, total=total, unit=unit, done_of=done_of, quiet=json_out)
+    try:
+        view = follow(runs, run, total=total, unit=unit, done_of=done_of, quiet=json_out)
+    except KeyboardInterrupt:
+        # Ctrl-C stops the following, not the run: its jobs are the scheduler's now, and
+        # a silent exit left users thinking they had stopped them (issue 14).
+        console(stderr=True).print(
+            f"interrupted: {runs.KIND} run {run.id} goes on on the cluster; follow it with "
+            f"`hpcrun {runs.KIND} status {run.id}`, cancel it with "
+            f"`hpcrun {runs.KIND} status {run.id} --cancel`",
+            markup=False,
+            highlight=False,
+        )
+        raise typer.Exit(130) from None
     if json_out:
         print_json(view.to_json())
     else:

@@ -25,6 +25,22 @@ if TYPE_CHECKING:
     from hpcrun.state import StateStore
 
 
+def _as_recorded(store: StateStore, backend: str, given: dict[str, Any]) -> dict[str, Any]:
+    """The shape a local cluster was created with, when `create` names one that exists:
+    `hpcrun create --name big` heals an 8-node cluster as 8 nodes (flags still change
+    what they name), where the defaults would call it "a different configuration". Every
+    hint after a fault says just `hpcrun create --name X`. The ports are chosen afresh."""
+    from hpcrun.config.models import LocalClusterConfig
+
+    if backend != "local":
+        return {}
+    default_name = LocalClusterConfig.model_fields["name"].default
+    record = store.cluster(str(given.get("name") or default_name))
+    if record is None or record.backend != backend:
+        return {}
+    return {k: v for k, v in record.config.items() if k != "port_base"}
+
+
 def create(
     backend: Annotated[str, typer.Option(help="Where the cluster comes from.")] = "local",
     name: Annotated[
@@ -128,13 +144,15 @@ def create(
             f"--{local_only[0].replace('_', '-')} applies to local clusters only",
             f"set the cluster's shape in {config}",
         )
-    base: dict[str, Any] = loaded.model_dump() if loaded is not None else {}
+    store = open_store()
+    base: dict[str, Any] = (
+        loaded.model_dump() if loaded is not None else _as_recorded(store, chosen, given)
+    )
     cluster_config = validate_cluster_data(
         {**base, **given, "backend": chosen}, str(config) if config else "flags"
     ).model_dump()
     if Feature.CREATE in entry.unsupported(cluster_config):
         raise refusal(cluster_config["name"], chosen, Feature.CREATE, "hpcrun create")
-    store = open_store()
     target = entry.new(
         cluster_config,
         store,

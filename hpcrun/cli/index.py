@@ -132,6 +132,14 @@ def index(
             show_default=False,
         ),
     ] = None,
+    insecure_public: Annotated[
+        bool,
+        typer.Option(
+            "--insecure-public",
+            help="Remote clusters: let the open renderer's viewer serve the cluster's network "
+            "without --auth (anyone there can steer it).",
+        ),
+    ] = False,
     open_browser: Annotated[
         bool, typer.Option("--open", help="Open the viewer in a browser once it is ready.")
     ] = False,
@@ -170,6 +178,7 @@ def index(
                 port=port,
                 renderer=renderer,
                 auth=auth,
+                insecure_public=insecure_public,
                 wait_for_nodes=wait,
                 timeout_s=timeout_s,
                 time_limit=time_limit,
@@ -249,10 +258,35 @@ def index_status(
     all_sessions: Annotated[
         bool, typer.Option("--all", help="Every session of the cluster, ended ones too.")
     ] = False,
+    heal: Annotated[
+        bool,
+        typer.Option(
+            "--heal",
+            help="Start the render agent again on each node of the session that has none "
+            "(its agent died; the node stays allocated and renders nothing until then).",
+        ),
+    ] = False,
+    timeout_s: TimeoutOption = 120.0,
     cluster: ClusterOption = None,
     json_out: JsonOption = False,
 ) -> None:
-    """The session's jobs, nodes, registered agents and URL."""
+    """The session's jobs, nodes, registered agents and URL, and any node whose render
+    agent is missing (`--heal` restarts it there)."""
+    if heal:
+        from hpcrun.errors import UsageError
+
+        if all_sessions:
+            raise UsageError("--heal works on one session: leave out --all")
+        healing, progress = _sessions(cluster, quiet=json_out)
+        try:
+            healed = healing.heal(session, timeout_s=timeout_s)
+        finally:
+            progress.close()
+        if json_out:
+            print_json(healed.to_json())
+        else:
+            _print_view(healed)
+        return
     sessions, _ = _sessions(cluster, quiet=True)
     if all_sessions:
         records = sessions.store.index_sessions(sessions.cluster)
@@ -295,6 +329,17 @@ def _print_view(view: SessionView) -> None:
         )
     elif view.viewer_error and s.status == "running":
         out.print(f"  agents:   unknown (viewer: {view.viewer_error})")
+    if view.healed:
+        out.print(f"  healed:   render agent restarted on {', '.join(view.healed)}")
+    for dead in view.dead_nodes:
+        out.print(f"  [yellow]warning:[/] {dead['message']}")
+    if view.missing_agents:
+        missing = ", ".join(view.missing_agents)
+        out.print(
+            f"  [yellow]warning:[/] no render agent on {missing}: the node is allocated but "
+            "renders nothing; `hpcrun index status --heal` restarts the agent there, "
+            "`hpcrun scale -1` gives a node back (the newest job's, not necessarily this one)"
+        )
 
 
 @index_app.command("stop")

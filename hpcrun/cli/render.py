@@ -193,6 +193,6 @@ def _print_view(view: RenderView) -> None:
         + (f" — {run.detail}" if run.detail else "")
     )
     out.print(f"  frames: {view.frames_done} of {view.frames_total} in {run.plan['frames_dir']}")
-    print_tasks(run, view.failed, "chunk")
+    print_tasks(run, view.failed, "chunk", view.dead_nodes)
     if run.plan.get("video") and run.status == "done":
         out.print(f"  video: {run.plan['video']}")

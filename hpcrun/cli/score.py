@@ -276,7 +276,7 @@ def _print_view(view: ScoreView) -> None:
         + (f" — {run.detail}" if run.detail else "")
     )
     out.print(f"  rows: {view.rows_done:,} of {view.rows_total:,} in {plan['parts_dir']}")
-    print_tasks(run, view.failed, "shard")
+    print_tasks(run, view.failed, "shard", view.dead_nodes)
     summary = view.summary
     if summary:
         out.print(

@@ -96,10 +96,28 @@ class TaskStatus:
     node: str | None = None
     exit_code: int | None = None
     job_name: str | None = None  # the name the job was submitted with, where known
+    nodes: tuple[str, ...] = ()  # every node the task runs (or ran) on, by name
+    held: bool = False  # pending, but the scheduler holds it after failing to launch it
 
     @property
     def name(self) -> str:
         return self.ref.id if self.index is None else f"{self.ref.id}[{self.index}]"
+
+
+@dataclass(frozen=True)
+class NodeTrouble:
+    """A node that tasks run on but whose agent (Slurm's slurmd, a kubelet) is not
+    answering, in words a status line can use: "n2, whose `why`: `then`; `hint`".
+
+    The scheduler notices such a node only after its own timeout (Slurm: SlurmdTimeout,
+    then DOWN); until then its tasks still look as if they ran. A backend that watches the
+    agents' processes (the local cluster) knows at once.
+    """
+
+    node: str
+    why: str  # "slurmd is not running (it exited, status -9)"
+    then: str  # what the scheduler will do to the tasks there
+    hint: str = ""  # what brings the node back, where the backend knows
 
 
 @dataclass(frozen=True)
@@ -182,6 +200,15 @@ class Scheduler(Protocol):
         ...
 
     def cancel(self, refs: Sequence[JobRef]) -> None: ...
+
+    def release(self, tasks: Sequence[TaskStatus]) -> None:
+        """Let tasks the scheduler holds (`TaskStatus.held`) start again."""
+        ...
+
+    def node_trouble(self, nodes: Sequence[str]) -> list[NodeTrouble]:
+        """Those of `nodes` (where tasks run now) whose agent is not answering: a call or
+        two to the backend, none for no nodes."""
+        ...
 
     def wait(
         self,

@@ -166,6 +166,13 @@ class IndexDriver(Protocol):
         """`count` more render agents, attached to the viewer of allocation `first`."""
         ...
 
+    def restart_agents(
+        self, plan: IndexPlan, job_id: str, first: str, hosts: Sequence[str], log: str
+    ) -> None:
+        """Start render agents again on `hosts` of the live allocation `job_id` (their
+        own died), attached to the viewer of allocation `first`, output to `log`."""
+        ...
+
     def shrink(
         self,
         jobs: Sequence[SessionJob],

@@ -13,15 +13,17 @@ disk. Nothing here knows which scheduler runs the tasks.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
+from hpcrun.backends.base import Backend, Progress
 from hpcrun.errors import HpcrunError
-from hpcrun.scheduler import JobRef, TaskState, TaskStatus, WorkSpec
+from hpcrun.scheduler import JobRef, NodeTrouble, TaskState, TaskStatus, WorkSpec
 from hpcrun.services.base import ClusterService
-from hpcrun.state import ArrayRunRecord, ArrayTaskRecord, RunState, TaskRecordState
+from hpcrun.state import ArrayRunRecord, ArrayTaskRecord, RunState, StateStore, TaskRecordState
 
 TERMINAL = {"done", "failed", "cancelled"}
 
@@ -47,6 +49,13 @@ class ArrayRuns(ClusterService, Generic[V]):
     WORKING: ClassVar[RunState]  # the run's status while tasks run: rendering | scoring
     FINISHING: ClassVar[RunState]  # ... while the final job runs: encoding | merging
     START_HINT: ClassVar[str]  # how to start a run, for "no runs yet"
+
+    def __init__(
+        self, store: StateStore, cluster: str, backend: Backend, progress: Progress | None = None
+    ) -> None:
+        super().__init__(store, cluster, backend, progress)
+        # run id -> its running tasks on nodes whose agent is dead, at the last refresh
+        self._on_dead_nodes: dict[int, list[dict[str, Any]]] = {}
 
     # Subclass hooks --------------------------------------------------------------------
 
@@ -92,10 +101,16 @@ class ArrayRuns(ClusterService, Generic[V]):
         """The run as the scheduler sees it now (one `states` call); task rows and the
         run's status are updated to match. A final job the scheduler no longer knows, or
         whose id now names another job, is submitted again (once; see `_reconcile_final`)."""
+        self._on_dead_nodes[run.id] = []
+        # The record as it is now: a `--cancel` from another terminal while this one
+        # follows must not be overwritten from the copy this one read a tick ago.
+        run = self.reload(run.id)
         if run.status in TERMINAL or run.status == "submitting":
             return run
         found = self._own(run, self.scheduler.states(_refs(run)))
+        run = self._release_held(run, [t for t in found if t.held])
         tasks = {t.index: t for t in found if t.index is not None and t.ref.id == run.array_job_id}
+        self._on_dead_nodes[run.id] = self._find_dead_nodes(tasks)
         updates = self._task_updates(run, tasks)
         if updates:
             self.store.set_array_tasks(run.id, updates)
@@ -111,6 +126,66 @@ class ArrayRuns(ClusterService, Generic[V]):
             self.store.set_array_run(run.id, status, detail=detail)
             run = self.reload(run.id)
         return run
+
+    def _release_held(
+        self, run: ArrayRunRecord, held: Sequence[TaskStatus]
+    ) -> ArrayRunRecord:
+        """Tasks the scheduler holds after failing to launch them start again, once each.
+
+        The scheduler would leave them pending for ever (Slurm holds a batch job whose
+        launch failed so that a broken one does not relaunch in a loop); here the failure
+        is a restarted controller's, which launched again a task that a node still ran
+        (see `held_after_failed_launch` in hpcrun.slurm.parse), and a task's outputs are
+        written under temporary names, so running it again is safe. One held a second
+        time stays held: `render status` lists it pending, and the release is recorded."""
+        if not held:
+            return run
+        plan = dict(run.plan)
+        released: list[str] = list(plan.get("released") or [])
+        fresh = [t for t in held if t.name not in released]
+        if not fresh:
+            return run
+        self.scheduler.release(fresh)
+        plan["released"] = released + [t.name for t in fresh]
+        self.store.set_array_run_plan(run.id, plan)
+        names = ", ".join(f"{self.TASK} {t.index}" if t.index is not None else t.name
+                          for t in fresh)
+        self.progress.step(f"{names}: held by the scheduler after a failed launch; released")
+        return self.reload(run.id)
+
+    def on_dead_nodes(self, run: ArrayRunRecord) -> list[dict[str, Any]]:
+        """The run's running tasks on nodes whose agent is dead, by node, as the last
+        `refresh_state` found them: each with a `message` a status line can print."""
+        return self._on_dead_nodes.get(run.id, [])
+
+    def _find_dead_nodes(self, tasks: dict[int, TaskStatus]) -> list[dict[str, Any]]:
+        """Ask the scheduler about the nodes running tasks run on (nothing when none run):
+        a slurmd SIGKILLed under two chunks left `render status` saying `2 running` for
+        ~50 s, with no word of the dead node (issue 14)."""
+        running = {i: t for i, t in tasks.items() if t.state == TaskState.RUNNING}
+        nodes = sorted({n for t in running.values() for n in t.nodes})
+        if not nodes:
+            return []
+        with contextlib.suppress(HpcrunError):
+            return [
+                self._dead_node(trouble, running) for trouble in self.scheduler.node_trouble(nodes)
+            ]
+        return []  # a question about nodes must not break a status
+
+    def _dead_node(self, trouble: NodeTrouble, running: dict[int, TaskStatus]) -> dict[str, Any]:
+        indices = sorted(i for i, t in running.items() if trouble.node in t.nodes)
+        names = [f"{self.TASK} {i}" for i in indices]
+        shown = " and ".join([", ".join(names[:-1]), names[-1]]) if len(names) > 1 else names[0]
+        if len(names) > 5:
+            shown = f"{len(names)} {self.TASK}s ({', '.join(map(str, indices[:5]))}, ...)"
+        verb = "runs" if len(names) == 1 else "run"
+        message = f"{shown} {verb} on {trouble.node}, whose {trouble.why}: {trouble.then}"
+        return {
+            "node": trouble.node,
+            f"{self.TASK}s": indices,
+            "why": trouble.why,
+            "message": message + (f"; {trouble.hint}" if trouble.hint else ""),
+        }
 
     def _own(self, run: ArrayRunRecord, found: Sequence[TaskStatus]) -> list[TaskStatus]:
         """What the scheduler reports of this run's jobs, less any job whose id is now
@@ -130,18 +205,22 @@ class ArrayRuns(ClusterService, Generic[V]):
 
     def _reconcile_final(self, run: ArrayRunRecord, *, array_known: bool) -> ArrayRunRecord:
         """The final job is gone from the scheduler (a controller restart purged it, or
-        its id was reused): submit its recorded spec again, once, and record that.
+        its id was reused): submit its recorded spec again, once, and record that. When
+        the job array is gone too (a controller killed seconds after the submit saved
+        neither), the array is submitted again first, for the tasks not done.
 
-        Resubmitting is safe even where the job had in fact ended and aged out of a
+        Resubmitting is safe even where a job had in fact ended and aged out of a
         scheduler that keeps no accounting: the encode and the merge write under a
-        temporary name and rename, so running one again rewrites the same output."""
+        temporary name and rename, and a render chunk renders only frames that are not
+        complete, a score shard rewrites its own part."""
         lost = run.final_job_id
-        plan = dict(run.plan)
-        history: list[dict[str, Any]] = list(plan.get("resubmitted") or [])
-        spec_data = (plan.get("jobs") or {}).get("final")
-        tasks_done = all(t.status == "done" for t in run.tasks)
+        jobs = run.plan.get("jobs") or {}
+        history: list[dict[str, Any]] = list(run.plan.get("resubmitted") or [])
+        spec_data, array_data = jobs.get("final"), jobs.get("array")
+        todo = [t.index for t in run.tasks if t.status != "done"]
         why = f"the {self.FINAL} job {lost} is no longer known to the scheduler"
-        if spec_data is None or history or not (tasks_done or array_known):
+        array_lost = bool(todo) and not array_known
+        if spec_data is None or history or (array_lost and array_data is None):
             reason = (
                 "it was resubmitted once already"
                 if history
@@ -152,16 +231,50 @@ class ArrayRuns(ClusterService, Generic[V]):
             detail = f"{why} ({reason}): run the same command again to resume"
             self.store.set_array_run(run.id, RunState.FAILED, detail=detail)
             return self.reload(run.id)
-        fresh = self.reload(run.id)  # another hpcrun may have resubmitted it meanwhile
-        if fresh.final_job_id != lost:
-            return fresh
-        after = (JobRef(run.array_job_id),) if run.array_job_id and not tasks_done else ()
-        spec = replace(WorkSpec.from_json(spec_data), after=after)
-        ref = self.scheduler.submit(spec)
-        history.append({"lost": lost, "resubmitted": ref.id, "at": round(time.time(), 3)})
-        plan["resubmitted"] = history
-        self.store.set_array_run_plan(run.id, plan)
-        self.store.set_array_run(run.id, run.status, detail=run.detail, final_job_id=ref.id)
+        from hpcrun.locks import Busy, exclusive
+
+        try:
+            # Two refreshes at once (a follower and a `render status`) must not both
+            # resubmit: one holds the run's lock, the other leaves the job to it.
+            with exclusive(
+                self.store.home,
+                f"run-{self.cluster}-{run.id}",
+                what=f"{self.KIND} run {run.id}",
+                doing=f"resubmitting its {self.FINAL} job",
+            ):
+                fresh = self.reload(run.id)  # another hpcrun may have resubmitted it
+                if fresh.final_job_id != lost:
+                    return fresh
+                array_id = run.array_job_id
+                entry: dict[str, Any] = {"lost": lost}
+                if array_lost and array_data is not None:
+                    again = replace(WorkSpec.from_json(array_data), array=tuple(todo))
+                    array_id = self.scheduler.submit(again).id
+                    entry.update(lost_array=run.array_job_id, array=array_id)
+                    self.store.set_array_tasks(
+                        run.id, [(i, TaskRecordState.PENDING, 0) for i in todo]
+                    )
+                after = (JobRef(array_id),) if array_id and todo else ()
+                ref = self.scheduler.submit(replace(WorkSpec.from_json(spec_data), after=after))
+                entry.update(resubmitted=ref.id, at=round(time.time(), 3))
+                history.append(entry)
+                # The plan as it is now (a release may have added to it since `run`).
+                self.store.set_array_run_plan(run.id, dict(fresh.plan, resubmitted=history))
+                self.store.set_array_run(
+                    run.id,
+                    run.status,
+                    detail=run.detail,
+                    final_job_id=ref.id,
+                    array_job_id=array_id,
+                )
+        except Busy:
+            return self.reload(run.id)
+        if "array" in entry:
+            self.progress.step(
+                f"the job array {entry['lost_array']} is no longer known to the scheduler "
+                f"either: resubmitted its {len(todo)} unfinished {self.TASK}(s) as job "
+                f"{entry['array']}"
+            )
         self.progress.step(f"{why}: resubmitted it as job {ref}")
         return self.reload(run.id)
 
@@ -177,7 +290,7 @@ class ArrayRuns(ClusterService, Generic[V]):
                 continue  # not listed (yet, or aged out): keep what was recorded
             status = _TASK_STATUS[job.state]
             attempts = task.attempts
-            if status != task.status and status in {"done", "failed"}:
+            if status != task.status and status in _ENDED:
                 attempts = self.read_text(self.task_log(run, task.index)).count(" attempt ")
             if (status, attempts) != (task.status, task.attempts):
                 updates.append((task.index, status, attempts))
@@ -191,6 +304,18 @@ class ArrayRuns(ClusterService, Generic[V]):
                     self.scheduler.cancel([final.ref])  # its dependency can never be met
             names = ", ".join(self._task_name(t) for t in failed)
             return RunState.FAILED, f"{names} failed every attempt"
+        cancelled = [t for t in run.tasks if t.status == "cancelled"]
+        if cancelled:
+            # Cancelled in the scheduler, not through hpcrun (`--cancel` records the run
+            # itself): the final job's dependency can never be met either.
+            if final is not None and not final.state.is_terminal:
+                with contextlib.suppress(HpcrunError):
+                    self.scheduler.cancel([final.ref])
+            count = len(cancelled)
+            return RunState.CANCELLED, (
+                f"{count} {self.TASK}{'' if count == 1 else 's'} cancelled in the scheduler "
+                f"(first: {self._task_name(cancelled[0])}), not through `hpcrun {self.KIND}`"
+            )
         tasks_done = all(t.status == "done" for t in run.tasks)
         if run.final_job_id is None:
             return (RunState.DONE, "") if tasks_done else (self.WORKING, "")
@@ -246,13 +371,32 @@ class ArrayRuns(ClusterService, Generic[V]):
     # Changing runs ---------------------------------------------------------------------
 
     def cancel(self, run: ArrayRunRecord) -> ArrayRunRecord:
+        """Cancel the run's jobs and record every task that had not ended as cancelled: a
+        cancelled run is never refreshed again, so its rows must say so now (issue 14:
+        status kept saying `968 pending, 32 running` after a cancel)."""
         refs = _refs(run)
         if refs:
             # Only jobs that are still this run's: an id Slurm reused names someone else's.
-            ours = {t.ref.id for t in self._own(run, self.scheduler.states(refs))}
+            found = self._own(run, self.scheduler.states(refs))
+            ours = {t.ref.id for t in found}
             live = [r for r in refs if r.id in ours]
             if live:
                 self.scheduler.cancel(live)
+            # Tasks that ended before the cancel keep what they ended as.
+            tasks = {
+                t.index: t for t in found if t.index is not None and t.ref.id == run.array_job_id
+            }
+            updates = [u for u in self._task_updates(run, tasks) if u[1] in _ENDED]
+            if updates:
+                self.store.set_array_tasks(run.id, updates)
+                run = self.reload(run.id)
+        open_tasks = [
+            (t.index, TaskRecordState.CANCELLED, t.attempts)
+            for t in run.tasks
+            if t.status not in _ENDED
+        ]
+        if open_tasks:
+            self.store.set_array_tasks(run.id, open_tasks)
         self.store.set_array_run(run.id, RunState.CANCELLED, detail="cancelled by the user")
         return self.reload(run.id)
 
@@ -266,6 +410,38 @@ class ArrayRuns(ClusterService, Generic[V]):
                 self.scheduler.cancel(refs)
         reason = getattr(exc, "message", None) or str(exc) or type(exc).__name__
         self.store.set_array_run(run_id, RunState.FAILED, detail=reason)
+
+    @contextlib.contextmanager
+    def claiming(self, output: str, same: Callable[[ArrayRunRecord], bool]) -> Iterator[None]:
+        """One unfinished run per output, held from the output check until the new run
+        is recorded (two submits at once cannot both pass the check).
+
+        Two renders into one directory at once render every frame twice and race to
+        encode; a second score with --overwrite would delete the parts the first is still
+        writing. `same` tells which recorded runs write `output`. A run found still
+        "submitting" while the lock is held is one whose submit crashed (every submit
+        holds it), so it does not count."""
+        from hpcrun.locks import exclusive
+
+        digest = hashlib.sha256(output.encode()).hexdigest()[:16]
+        with exclusive(
+            self.store.home,
+            f"output-{self.cluster}-{digest}",
+            what=f"the output {output}",
+            doing=f"hpcrun {self.KIND} submitting a run",
+        ):
+            for run in self.store.array_runs(self.cluster, self.KIND):
+                if run.status in TERMINAL or run.status == "submitting" or not same(run):
+                    continue
+                run = self.refresh_state(run)  # its record may predate its end
+                if run.status not in TERMINAL:
+                    raise HpcrunError(
+                        f"{self.KIND} run {run.id} is still writing to {output} ({run.status})",
+                        f"follow it with `hpcrun {self.KIND} status {run.id}`, cancel it with "
+                        f"`hpcrun {self.KIND} status {run.id} --cancel`, or pass another "
+                        "--output",
+                    )
+            yield
 
     def submit_work(self, run_id: int, role: str, spec: WorkSpec) -> JobRef:
         """Submit one of the run's jobs (role: array or final) and keep its spec in the
@@ -300,9 +476,10 @@ _TASK_STATUS = {
     TaskState.SUCCEEDED: TaskRecordState.DONE,
     TaskState.RUNNING: TaskRecordState.RUNNING,
     TaskState.FAILED: TaskRecordState.FAILED,
-    TaskState.CANCELLED: TaskRecordState.FAILED,
+    TaskState.CANCELLED: TaskRecordState.CANCELLED,
     TaskState.PENDING: TaskRecordState.PENDING,
 }
+_ENDED = {TaskRecordState.DONE, TaskRecordState.FAILED, TaskRecordState.CANCELLED}
 
 
 def _refs(run: ArrayRunRecord) -> list[JobRef]:

@@ -17,7 +17,7 @@ import functools
 import posixpath
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -80,6 +80,7 @@ class StartRequest:
     port: int = DEFAULT_PORT
     renderer: str = "auto"  # auto | nvindex | open
     auth: str | None = None  # USER:PASSWORD_FILE, open renderer only
+    insecure_public: bool = False  # serve the viewer to the network without --auth
     wait_for_nodes: bool = False
     timeout_s: float = 120.0
     time_limit: str | None = None
@@ -94,10 +95,24 @@ class SessionView:
     nodes: list[str] = field(default_factory=list)
     viewer: dict[str, Any] | None = None
     viewer_error: str | None = None
+    hosts_of: dict[str, list[str]] = field(default_factory=dict)  # live job id -> its nodes
+    healed: list[str] = field(default_factory=list)  # nodes whose agent `heal` restarted
+    # Nodes of the session whose scheduler agent (slurmd) is dead, each with a message.
+    dead_nodes: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def agents(self) -> int | None:
         return None if self.viewer is None else int(self.viewer.get("agents", 0))
+
+    @property
+    def missing_agents(self) -> list[str]:
+        """Nodes the session holds whose render agent the viewer does not have: allocated
+        and rendering nothing (the agent died, or has not joined yet). Only the open
+        renderer's viewer says which nodes its agents run on; empty otherwise."""
+        if self.viewer is None or self.session.status != "running":
+            return []
+        joined = set(self.viewer.get("nodes") or [])
+        return [n for n in self.nodes if n not in joined]
 
     def to_json(self) -> dict[str, Any]:
         s = self.session
@@ -114,6 +129,9 @@ class SessionView:
             "agents": self.agents,
             "viewer": self.viewer,
             "viewer_error": self.viewer_error,
+            "missing_agents": self.missing_agents,
+            "healed": self.healed,
+            "dead_nodes": self.dead_nodes,
         }
 
 
@@ -191,6 +209,7 @@ class IndexSessions(ClusterService):
         self.driver.validate(plan)  # the scheduler's own checks before anything exists
         if install.open_renderer:
             _check_auth(request.auth)  # a bad --auth fails before anything exists
+            _check_exposure(request, on_this_host=self.site.shares_local_files)
         self.driver.check_capacity(
             request.nodes, wait=request.wait_for_nodes, progress=self.progress
         )
@@ -208,7 +227,7 @@ class IndexSessions(ClusterService):
             plan = replace(
                 plan,
                 install=replace(install, workdir=workdir),
-                open_options=self._open_options(workdir, request.auth),
+                open_options=self._open_options(workdir, request.auth, request.insecure_public),
             )
         # The workdir is named after the session's id, known only once its row exists.
         self.store.set_index_session_plan(session_id, workdir, _plan_json(plan, request.auth))
@@ -311,12 +330,15 @@ class IndexSessions(ClusterService):
             )
         return f"{install.scenes_dir}/{directory}/scene/scene.prj"
 
-    def _open_options(self, workdir: str, auth: str | None) -> tuple[str, ...]:
+    def _open_options(
+        self, workdir: str, auth: str | None, insecure_public: bool = False
+    ) -> tuple[str, ...]:
         """The open renderer's own flags: its rendezvous file, where the data of hpcrun's
         own scenes is generated and read (this machine's cache, where `_scene` made it, or
-        the cluster's workspace, which every node sees), and basic auth from a password
+        the cluster's workspace, which every node sees), basic auth from a password
         file the viewer can read (a 0600 copy in the session directory when the cluster
-        does not see this machine's files)."""
+        does not see this machine's files), and where its page listens: on the local
+        cluster every node is this host, so without --auth it listens on 127.0.0.1 only."""
         from hpcrun.scenes.catalog import scene_data_root
 
         scene_data = (
@@ -337,6 +359,10 @@ class IndexSessions(ClusterService):
                 path = posixpath.join(workdir, "auth-password")
                 self.workspace.put_private(path, Path(password_file).read_text())
             options += ("--auth", f"{user}:{path}")
+        if insecure_public:
+            options += ("--insecure-public",)
+        elif not auth and self.site.shares_local_files:
+            options += ("--listen", "127.0.0.1")
         return options
 
     def _wait_ready(self, job_id: str, log: str, timeout_s: float) -> tuple[str, int]:
@@ -432,12 +458,81 @@ class IndexSessions(ClusterService):
                 }
             )
             if job is not None and not job.ended and job.nodelist:
-                view.nodes += self.driver.hosts(job)
+                view.hosts_of[record.slurm_job_id] = self.driver.hosts(job)
+                view.nodes += view.hosts_of[record.slurm_job_id]
         view.session = self._note_if_ended(session, found)
+        if view.session.status == "running" and view.nodes:
+            view.dead_nodes = self._dead_nodes(view.nodes)
         if view.session.status == "running" and session.renderer == "open":
             with self.viewer.link(session) as base:
                 view.viewer, view.viewer_error = self.viewer.status(session, base)
         return view
+
+    def _dead_nodes(self, nodes: Sequence[str]) -> list[dict[str, str]]:
+        """The session's nodes whose slurmd is dead: the viewer may still serve, but the
+        allocation is lost once Slurm declares the node down (issue 14: render and index
+        status said nothing of a dead slurmd for ~50 s)."""
+        with contextlib.suppress(HpcrunError):
+            return [
+                {
+                    "node": t.node,
+                    "why": t.why,
+                    "message": f"{t.node}, whose {t.why}: Slurm ends the job holding it "
+                    "(the first job's end ends the viewer) once it declares the node down"
+                    + (f"; {t.hint}" if t.hint else ""),
+                }
+                for t in self.scheduler.node_trouble(nodes)
+            ]
+        return []  # a question about nodes must not break a status
+
+    def heal(self, session_id: int | None = None, *, timeout_s: float = 120.0) -> SessionView:
+        """Start the render agent again on each node of the session that has none.
+
+        The node stays allocated when its agent dies (the step's other tasks go on), so
+        the session pays for a node that renders nothing; the viewer has already given
+        its bricks to the others and takes them back when the agent joins again."""
+        with self._changing(self.session(session_id), "index status --heal") as session:
+            return self._heal(session, timeout_s)
+
+    def _heal(self, session: IndexSessionRecord, timeout_s: float) -> SessionView:
+        view = self.view(session)
+        session = view.session
+        if session.status != "running":
+            raise HpcrunError(
+                f"IndeX session {session.id} is {session.status}, not running",
+                "start a new one with `hpcrun index`",
+            )
+        if session.renderer != "open":
+            raise HpcrunError(
+                "only the open renderer's viewer says which nodes its agents run on; "
+                "NVIDIA IndeX reports its own agents in its log",
+                f"see {session.initial_job.log if session.initial_job else 'the viewer log'}",
+            )
+        if view.viewer is None:
+            raise HpcrunError(
+                f"cannot ask the viewer which agents it has: {view.viewer_error}",
+                "check `hpcrun index status`; if the viewer is gone, `hpcrun index stop` "
+                "and start again",
+            )
+        missing = view.missing_agents
+        if not missing:
+            self.progress.step("every node of the session has its render agent; nothing to do")
+            return view
+        plan = self._plan(session)
+        first = session.initial_job.slurm_job_id if session.initial_job else None
+        assert first is not None
+        stamp = int(time.time() * 1000)
+        for job_id, hosts in view.hosts_of.items():
+            dead = [h for h in hosts if h in missing]
+            if not dead:
+                continue
+            self.progress.step(f"restarting the render agent on {', '.join(dead)} (job {job_id})")
+            log = posixpath.join(session.workdir, f"agents-heal-{job_id}-{stamp}.log")
+            self.driver.restart_agents(plan, job_id, first, dead, log)
+        self._wait_agents(session, len(view.nodes), timeout_s)
+        healed = self.view(self.session(session.id))
+        healed.healed = [n for n in missing if n not in healed.missing_agents]
+        return healed
 
     def tunnel(
         self, session: IndexSessionRecord, local_port: int = 0
@@ -460,7 +555,32 @@ class IndexSessions(ClusterService):
         wait_for_nodes: bool = False,
         timeout_s: float = 120.0,
     ) -> SessionView:
-        session = self.session(session_id)
+        with self._changing(self.session(session_id), f"scale {request}") as session:
+            return self._scale(session, request, merge, wait_for_nodes, timeout_s)
+
+    @contextlib.contextmanager
+    def _changing(self, session: IndexSessionRecord, doing: str) -> Iterator[IndexSessionRecord]:
+        """Hold the session's lock (a second change at once is refused, naming the
+        first) and give the session as it is once held: the change before may have
+        ended it or resized its jobs."""
+        from hpcrun.locks import exclusive
+
+        with exclusive(
+            self.store.home,
+            f"index-{self.cluster}-{session.id}",
+            what=f"IndeX session {session.id}",
+            doing=doing,
+        ):
+            yield self.session(session.id)
+
+    def _scale(
+        self,
+        session: IndexSessionRecord,
+        request: str,
+        merge: bool,
+        wait_for_nodes: bool,
+        timeout_s: float,
+    ) -> SessionView:
         found = self._allocations(session)
         session = self._note_if_ended(session, found)
         if session.status != "running":
@@ -553,7 +673,10 @@ class IndexSessions(ClusterService):
     # stop --------------------------------------------------------------------------------
 
     def stop(self, session_id: int | None = None, *, timeout_s: float = 30.0) -> SessionView:
-        session = self.session(session_id)
+        with self._changing(self.session(session_id), "index stop") as session:
+            return self._stop(session, timeout_s)
+
+    def _stop(self, session: IndexSessionRecord, timeout_s: float) -> SessionView:
         ids = [j.slurm_job_id for j in session.live_jobs if j.slurm_job_id]
         if ids:
             self.progress.step(f"ending job{'s' * (len(ids) != 1)} {', '.join(ids)}")
@@ -580,6 +703,22 @@ def _check_auth(auth: str | None) -> None:
             )
 
 
+def _check_exposure(request: StartRequest, *, on_this_host: bool) -> None:
+    """Refuse, before anything is allocated, an open-renderer viewer that would serve a
+    cluster's network without a password.
+
+    On a remote cluster the viewer is reached through an SSH tunnel to its compute node,
+    so it must listen on the node's address, where anyone on that network could steer
+    it; on this machine's cluster it listens on 127.0.0.1 instead (`_open_options`)."""
+    if on_this_host or request.auth or request.insecure_public:
+        return
+    raise UsageError(
+        "the viewer would listen on a compute node's network address without a password",
+        "pass --auth USER:PASSWORD_FILE (HTTP basic auth), or --insecure-public if anyone "
+        "on the cluster's network may use it",
+    )
+
+
 def _plan_json(plan: IndexPlan, auth: str | None) -> dict[str, Any]:
     return {**asdict(plan), "auth": auth}
 
@@ -592,8 +731,18 @@ def _plan_from_json(data: dict[str, Any]) -> IndexPlan:
 
 
 def _step_failed(reason: str, log: str, text: str) -> HpcrunError:
-    tail = "\n".join(text.strip().splitlines()[-15:])
+    """The failure of a viewer step, its cause first: the launcher's own `error:` line
+    (e.g. `cannot listen on port 18095`) came 8th of 11 lines of log tail (issue 14), so
+    it leads the message and its `hint:` the hint; the tail still follows for the rest."""
+    lines = text.strip().splitlines()
+    # The launcher writes `error: ...` / `hint: ...` at the start of a line; srun's own
+    # lines (`srun: error: n1: task 0: Exited ...`) say only that the step ended.
+    cause = next((ln.removeprefix("error: ") for ln in lines if ln.startswith("error: ")), "")
+    said = next((ln.removeprefix("hint: ") for ln in lines if ln.startswith("hint: ")), "")
+    tail = "\n".join(lines[-15:])
+    first = f"{cause.strip()} ({reason})" if cause.strip() else reason
     return HpcrunError(
-        reason + (f"; {log} ends with:\n{tail}" if tail else f"; {log} is empty"),
-        "fix what the log says, then run `hpcrun index` again (the allocation was released)",
+        first + (f"; {log} ends with:\n{tail}" if tail else f"; {log} is empty"),
+        (f"{said.strip()}; " if said.strip() else "")
+        + "fix what the log says, then run `hpcrun index` again (the allocation was released)",
     )

@@ -111,9 +111,13 @@ class JobsService(ClusterService):
         return self.slurm.jobs(list(job_ids) if job_ids else None)
 
     def ended(self, job_id: str) -> bool:
-        """Whether Slurm knows `job_id` and every one of its tasks has ended."""
+        """Whether Slurm knows `job_id` and every one of its tasks has ended; raises
+        `JobNeverStarts` for a job Slurm will never start, so `logs --follow` stops too."""
         current = self.slurm.jobs([job_id])
-        return bool(current) and all(j.state.is_terminal for j in current)
+        if current and all(j.state.is_terminal for j in current):
+            return True
+        self.slurm.check_can_start(job_id, current)
+        return False
 
     def cancel(self, job_ids: Sequence[str]) -> CancelOutcome:
         """Cancel those of `job_ids` that have not ended; one lookup (`SlurmClient.jobs`,

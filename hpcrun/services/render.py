@@ -81,6 +81,8 @@ class RenderView:
     frames_done: int
     failed: list[dict[str, Any]] = field(default_factory=list)  # chunk, frames, log tail
     uploaded: int | None = None  # files in the S3 output so far (None: no S3 output)
+    # Running chunks on nodes whose slurmd is dead, by node (`ArrayRuns.on_dead_nodes`).
+    dead_nodes: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         plan = self.run.plan
@@ -98,6 +100,7 @@ class RenderView:
             "encode_job_id": self.run.final_job_id,
             "chunks": [asdict(c) for c in self.run.tasks],
             "failed_chunks": self.failed,
+            "dead_nodes": self.dead_nodes,
         }
 
 
@@ -225,48 +228,49 @@ class RenderRuns(ArrayRuns["RenderView"]):
             frames_dir=output,
             video=f"{output}/{name}.mp4" if plan.encode == "mp4" else None,
         )
-        existing = self.workspace.tails(output, FRAME_GLOB, len(PNG_END))
-        if request.overwrite:
-            self._remove_output(output, name)
-            existing = {}
-        elif existing:
-            self._check_settings(output, plan)
-        done = self._complete_frames(existing, frames)
-        missing = [f for f in frames.frames() if f not in done]
-        chunks = plan_chunks(missing, plan.chunk)
-        if done:
-            self.progress.step(
-                f"{len(done)} of {len(frames)} frames already rendered: "
-                f"rendering the other {len(missing)}"
-            )
-        run_id = self.store.create_array_run(
-            self.KIND,
-            self.cluster,
-            name,
-            {},
-            str(s3_output) if s3_output is not None else output,
-            [(c.index, c.start, c.end) for c in chunks],
-        )
-        plan = replace(plan, run_dir=posixpath.join(self.workspace.root, "render", str(run_id)))
-
-        def submit() -> tuple[JobRef | None, JobRef | None]:
-            self._save_plan(run_id, plan, s3_output)
-            self._write_files(plan, chunks)
-            array = None
-            if chunks:
-                array = self.submit_work(run_id, "array", array_spec(plan, chunks))
-                self.store.set_array_run(run_id, RunState.SUBMITTING, array_job_id=array.id)
+        with self.claiming(output, lambda run: run.plan.get("frames_dir") == output):
+            existing = self.workspace.tails(output, FRAME_GLOB, len(PNG_END))
+            if request.overwrite:
+                self._remove_output(output, name)
+                existing = {}
+            elif existing:
+                self._check_settings(output, plan)
+            done = self._complete_frames(existing, frames)
+            missing = [f for f in frames.frames() if f not in done]
+            chunks = plan_chunks(missing, plan.chunk)
+            if done:
                 self.progress.step(
-                    f"job array {array}: {len(chunks)} chunk(s) of up to {plan.chunk} "
-                    f"frame(s), {len(missing)} frames"
+                    f"{len(done)} of {len(frames)} frames already rendered: "
+                    f"rendering the other {len(missing)}"
                 )
-            encode = None
-            if plan.video is not None:
-                encode = self.submit_work(run_id, "final", encode_spec(plan, array))
-                self.progress.step(f"job {encode}: encodes {name}.mp4 when every frame exists")
-            return array, encode
+            run_id = self.store.create_array_run(
+                self.KIND,
+                self.cluster,
+                name,
+                {},
+                str(s3_output) if s3_output is not None else output,
+                [(c.index, c.start, c.end) for c in chunks],
+            )
+            plan = replace(plan, run_dir=posixpath.join(self.workspace.root, "render", str(run_id)))
 
-        return self.submit_jobs(run_id, submit)
+            def submit() -> tuple[JobRef | None, JobRef | None]:
+                self._save_plan(run_id, plan, s3_output)
+                self._write_files(plan, chunks)
+                array = None
+                if chunks:
+                    array = self.submit_work(run_id, "array", array_spec(plan, chunks))
+                    self.store.set_array_run(run_id, RunState.SUBMITTING, array_job_id=array.id)
+                    self.progress.step(
+                        f"job array {array}: {len(chunks)} chunk(s) of up to {plan.chunk} "
+                        f"frame(s), {len(missing)} frames"
+                    )
+                encode = None
+                if plan.video is not None:
+                    encode = self.submit_work(run_id, "final", encode_spec(plan, array))
+                    self.progress.step(f"job {encode}: encodes {name}.mp4 when every frame exists")
+                return array, encode
+
+            return self.submit_jobs(run_id, submit)
 
     def _save_plan(self, run_id: int, plan: RenderPlan, s3_output: S3Url | None) -> None:
         data = asdict(plan)
@@ -413,7 +417,9 @@ class RenderRuns(ArrayRuns["RenderView"]):
         first, last = plan["frames"]
         done = self._count_frames(plan["frames_dir"], first, last)
         uploaded = self._upload(run) if plan.get("s3_output") else None
-        return RenderView(run, last - first + 1, done, self.failed_tasks(run), uploaded)
+        return RenderView(
+            run, last - first + 1, done, self.failed_tasks(run), uploaded, self.on_dead_nodes(run)
+        )
 
     def _upload(self, run: ArrayRunRecord) -> int:
         """Send the run's finished frames (and, once encoded, its video) to its S3 prefix;

@@ -54,8 +54,8 @@ from hpcrun.workloads.score import (
     output_layout,
     output_width,
     part_file,
-    plan_shards,
     shard_script,
+    shards_for,
 )
 
 _PART_RE = re.compile(r"part-[0-9]{5}\.parquet")
@@ -119,6 +119,8 @@ class ScoreView:
     failed: list[dict[str, Any]] = field(default_factory=list)
     summary: dict[str, Any] | None = None  # the merge job's summary.json, once done
     uploaded: int | None = None  # files in the S3 output (None: no S3 output)
+    # Running shards on nodes whose slurmd is dead, by node (`ArrayRuns.on_dead_nodes`).
+    dead_nodes: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         plan = self.run.plan
@@ -149,6 +151,7 @@ class ScoreView:
             ],
             "failed_shards": self.failed,
             "summary": self.summary,
+            "dead_nodes": self.dead_nodes,
         }
 
 
@@ -240,43 +243,47 @@ class ScoreRuns(ArrayRuns["ScoreView"]):
             max_parallel=request.max_parallel,
             gpus_per_task=request.gpus_per_task,
         )
-        plan, done = self._prepare_output(plan, request, inspected)
-        missing = [s for s in plan.shards if s.index not in done]
-        if done:
-            self.progress.step(
-                f"{len(done)} of {len(plan.shards)} shards already scored: "
-                f"scoring the other {len(missing)}"
-            )
-        run_id = self.store.create_array_run(
-            self.KIND,
-            self.cluster,
-            plan.name,
-            {},
-            request.output,
-            [(s.index, s.first_row, s.last_row) for s in plan.shards],
-        )
-        plan = replace(plan, run_dir=posixpath.join(self.workspace.root, "score", str(run_id)))
-        if done:
-            self.store.set_array_tasks(run_id, [(i, TaskRecordState.DONE, 0) for i in sorted(done)])
-
-        def submit() -> tuple[JobRef | None, JobRef | None]:
-            self._save_plan(run_id, plan, s3_output)
-            self._write_files(plan)
-            array = None
-            if missing:
-                spec = array_spec(plan, [s.index for s in missing])
-                array = self.submit_work(run_id, "array", spec)
-                self.store.set_array_run(run_id, RunState.SUBMITTING, array_job_id=array.id)
-                rows = sum(s.rows for s in missing)
+        parts_dir = plan.parts_dir
+        with self.claiming(parts_dir, lambda run: run.plan.get("parts_dir") == parts_dir):
+            plan, done = self._prepare_output(plan, request, inspected)
+            missing = [s for s in plan.shards if s.index not in done]
+            if done:
                 self.progress.step(
-                    f"job array {array}: {len(missing)} shard(s), {rows:,} rows, "
-                    f"server {plan.server}"
+                    f"{len(done)} of {len(plan.shards)} shards already scored: "
+                    f"scoring the other {len(missing)}"
                 )
-            merge = self.submit_work(run_id, "final", merge_spec(plan, array))
-            self.progress.step(f"job {merge}: merges the parts into {plan.merged}")
-            return array, merge
+            run_id = self.store.create_array_run(
+                self.KIND,
+                self.cluster,
+                plan.name,
+                {},
+                request.output,
+                [(s.index, s.first_row, s.last_row) for s in plan.shards],
+            )
+            plan = replace(plan, run_dir=posixpath.join(self.workspace.root, "score", str(run_id)))
+            if done:
+                self.store.set_array_tasks(
+                    run_id, [(i, TaskRecordState.DONE, 0) for i in sorted(done)]
+                )
 
-        return self.submit_jobs(run_id, submit)
+            def submit() -> tuple[JobRef | None, JobRef | None]:
+                self._save_plan(run_id, plan, s3_output)
+                self._write_files(plan)
+                array = None
+                if missing:
+                    spec = array_spec(plan, [s.index for s in missing])
+                    array = self.submit_work(run_id, "array", spec)
+                    self.store.set_array_run(run_id, RunState.SUBMITTING, array_job_id=array.id)
+                    rows = sum(s.rows for s in missing)
+                    self.progress.step(
+                        f"job array {array}: {len(missing)} shard(s), {rows:,} rows, "
+                        f"server {plan.server}"
+                    )
+                merge = self.submit_work(run_id, "final", merge_spec(plan, array))
+                self.progress.step(f"job {merge}: merges the parts into {plan.merged}")
+                return array, merge
+
+            return self.submit_jobs(run_id, submit)
 
     def _path(self, path: str) -> str:
         if self.site.shares_local_files:
@@ -441,13 +448,10 @@ class ScoreRuns(ArrayRuns["ScoreView"]):
             shards = tuple(Shard.from_json(s) for s in previous["shards"])
             return replace(plan, shards=shards), done
         units = [Unit.from_json(u) for u in inspected["units"]]
-        shards = tuple(plan_shards(units, request.tasks))
-        if len(shards) < request.tasks:
-            unit = "rows" if plan.format == "parquet" else "CSV blocks of 16 MiB"
-            self.progress.step(
-                f"{len(shards)} shard(s), not {request.tasks}: the table has too few {unit}"
-            )
-        return replace(plan, shards=shards), set()
+        cut, fewer = shards_for(units, request.tasks, server=plan.server)
+        if fewer:
+            self.progress.step(fewer)
+        return replace(plan, shards=tuple(cut)), set()
 
     def _save_plan(self, run_id: int, plan: ScorePlan, s3_output: S3Url | None) -> None:
         data = plan.to_json()
@@ -497,7 +501,15 @@ class ScoreRuns(ArrayRuns["ScoreView"]):
             text = self.read_text(plan["summary"])
             summary = json.loads(text) if text else None
         uploaded = self._upload(run) if plan.get("s3_output") and run.status == "done" else None
-        return ScoreView(run, plan["rows"], done, self.failed_tasks(run), summary, uploaded)
+        return ScoreView(
+            run,
+            plan["rows"],
+            done,
+            self.failed_tasks(run),
+            summary,
+            uploaded,
+            self.on_dead_nodes(run),
+        )
 
     def _upload(self, run: ArrayRunRecord) -> int:
         """Send a finished run's merged file, summary and parts to its S3 output (once:

@@ -19,11 +19,13 @@ from hpcrun.slurm.parse import (
     SQUEUE_FORMAT,
     Job,
     Node,
+    never_start_reason,
     parse_exit_codes,
     parse_sacct,
     parse_scontrol_records,
     parse_sinfo,
     parse_squeue,
+    reason_code,
 )
 from hpcrun.slurm.refusals import explain_sbatch
 from hpcrun.slurm.spec import JobSpec
@@ -45,6 +47,20 @@ class JobWaitTimeout(HpcrunError):
         super().__init__(
             f"job {job_id} did not finish within {timeout_s:g} s (still {states})",
             f"keep waiting with `hpcrun jobs {job_id}`, or cancel it with `hpcrun cancel {job_id}`",
+        )
+
+
+class JobNeverStarts(HpcrunError):
+    """A wait on a job Slurm holds PENDING for a reason that never clears by itself
+    (`never_start_reason`): waiting would last until someone cancels it."""
+
+    def __init__(self, job_id: str, job: Job, why: str) -> None:
+        self.job = job
+        self.reason = reason_code(job.reason)
+        task = f" (task {job.job_id})" if job.job_id != job_id else ""
+        super().__init__(
+            f"job {job_id} will never start{task}: Slurm keeps it pending with reason {why}",
+            f"cancel it with `hpcrun cancel {job_id}`: Slurm keeps it queued until then",
         )
 
 
@@ -144,6 +160,21 @@ class SlurmClient:
             codes = {j.job_id: j.exit_code for j in self.accounting(ids) if j.exit_code is not None}
         return codes
 
+    def release(self, ids: Sequence[str]) -> None:
+        """Let held jobs (or array tasks, `123_4`) start again, now: `scontrol release`,
+        and their begin time (a requeue puts it 2 minutes ahead) set to now."""
+        if not ids:
+            return
+        _ok(self.runner.run(["scontrol", "release", ",".join(ids)]))
+        for job_id in ids:
+            _ok(self.runner.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"]))
+
+    def resume_nodes(self, names: Sequence[str]) -> None:
+        """`scontrol update State=RESUME`: nodes Slurm drained back into service."""
+        if names:
+            _ok(self.runner.run(["scontrol", "update", f"NodeName={','.join(names)}",
+                                 "State=RESUME"]))
+
     def cancel(self, ids: Sequence[str], *, signal: str | None = None) -> None:
         if not ids:
             return
@@ -175,6 +206,20 @@ class SlurmClient:
         done = _ok(self.runner.run(["sinfo", "--version"]))
         return done.stdout.split()[-1]
 
+    def check_can_start(self, job_id: str, jobs: Sequence[Job]) -> None:
+        """Raise `JobNeverStarts` when a task of `job_id` (in `jobs`, from `jobs()`) is
+        pending for a reason that never clears by itself; costs a Slurm call only when
+        such a reason shows (sinfo, to tell PartitionNodeLimit from nodes that are down)."""
+        stuck = [(job, why) for job in jobs if (why := never_start_reason(job)) is not None]
+        nodes_down: bool | None = None
+        for job, why in stuck:
+            if reason_code(job.reason) == "PartitionNodeLimit":
+                if nodes_down is None:
+                    nodes_down = any(not n.is_available for n in self.nodes())
+                if nodes_down:
+                    continue  # Slurm words "its nodes are down or drained" the same way
+            raise JobNeverStarts(job_id, job, why)
+
     def wait(
         self,
         job_id: str,
@@ -185,6 +230,9 @@ class SlurmClient:
         max_poll_s: float = 0.1,
     ) -> list[Job]:
         """Block until the job (every task of an array) has ended; return it with exit codes.
+
+        A task Slurm will never start (`check_can_start`) ends the wait with
+        `JobNeverStarts` rather than blocking until someone cancels it.
 
         Polls start fast and back off: Slurm's own scheduler timers decide when a batch job
         starts and ends, so a short first interval is what keeps `submit --wait` close to
@@ -198,6 +246,7 @@ class SlurmClient:
                 on_poll(jobs)
             if jobs and all(j.state.is_terminal for j in jobs):
                 break
+            self.check_can_start(job_id, jobs)
             if deadline is not None and time.monotonic() >= deadline:
                 raise JobWaitTimeout(
                     job_id, timeout_s or 0.0, [j for j in jobs if not j.state.is_terminal]

@@ -105,6 +105,15 @@ def agents_step(
     return _launch_argv(plan, job_id, nodes, args, nodelist)
 
 
+def restart_step(plan: IndexPlan, job_id: str, initial_job: str, hosts: Sequence[str]) -> list[str]:
+    """Agents again on `hosts` of job `job_id`, whose own agents died: the step they ran in
+    still holds its share of those nodes until its last task ends, so the new step
+    overlaps it (`--overlap`) instead of queueing behind it."""
+    argv = agents_step(plan, job_id, initial_job, len(hosts), nodelist=",".join(hosts))
+    argv.insert(argv.index("srun") + 2, "--overlap")
+    return argv
+
+
 # --- shrinking ------------------------------------------------------------------------------
 
 
@@ -183,7 +192,7 @@ class SlurmIndexDriver:
         idle = [n.name for n in found if n.state == "idle"]
         if nodes > len(usable):
             raise HpcrunError(
-                f"{nodes} nodes requested but the cluster has {len(usable)} usable "
+                f"{plural(nodes, 'node')} requested but the cluster has {len(usable)} usable "
                 f"node{'s' * (len(usable) != 1)}",
                 "ask for fewer nodes, or create the cluster with more (`hpcrun create --nodes`)",
             )
@@ -194,7 +203,7 @@ class SlurmIndexDriver:
                 )
                 return
             raise HpcrunError(
-                f"{nodes} nodes requested but only {len(idle)} are free"
+                f"{plural(nodes, 'node')} requested but only {len(idle)} are free"
                 + (f" ({', '.join(idle)})" if idle else ""),
                 "pass --wait to queue until nodes free up, or ask for fewer",
             )
@@ -286,6 +295,11 @@ class SlurmIndexDriver:
                     self.client.cancel([job_id])
             raise
         return Grown(job_id, merged, initial_nodes)
+
+    def restart_agents(
+        self, plan: IndexPlan, job_id: str, first: str, hosts: Sequence[str], log: str
+    ) -> None:
+        self.runner.spawn(restart_step(plan, job_id, first, hosts), log_path=log)
 
     def shrink(
         self,

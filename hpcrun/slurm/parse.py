@@ -69,6 +69,57 @@ _TERMINAL = frozenset(
 )
 
 
+# Why a PENDING job will never start on its own, by squeue's reason code (`%r`), in words.
+# Only reasons the job itself causes: Resources, Priority, ReqNodeNotAvail (a node that
+# is down, drained or reserved comes back: the local cluster has ReturnToService=2),
+# JobHeld* (someone may `scontrol release` it) and limits on usage that drains
+# (QOSMaxJobsPerUser...) all end by themselves, so a wait on them goes on.
+FINAL_PENDING_REASONS = {
+    "DependencyNeverSatisfied": "a job it depends on ended in a way the dependency excludes",
+    "BadConstraints": "no node of the cluster has the features or resources it asks for",
+    "PartitionNodeLimit": "it asks for more nodes than its partition allows",
+    "PartitionTimeLimit": "its time limit is longer than its partition allows",
+    "InvalidAccount": "its account is not valid on this cluster",
+    "InvalidQOS": "its QOS is not valid on this cluster",
+}
+# Slurm's reason code for a request beyond a per-job cap of a QOS or association
+# (QOSMaxNodePerJobLimit, AssocMaxWallDurationPerJobLimit...): the job itself is too big.
+_PER_JOB_LIMIT_SUFFIX = "PerJobLimit"
+
+
+def held_after_failed_launch(job: Job) -> bool:
+    """Whether Slurm holds `job` because launching it failed: it requeues such a batch
+    job held, so that a broken one does not relaunch in a loop, and it then never starts
+    by itself. After a SIGKILLed slurmctld this happens to a task that started in the
+    seconds before the kill: the restarted controller recovered it as pending, started it
+    again on a node still running the first copy, drained that node ("Duplicate jobid")
+    and held the task (measured on the local cluster, Slurm 22.05)."""
+    reason = job.reason.strip().lower().replace("_", " ")
+    return job.state == JobState.PENDING and reason.startswith("launch failed requeued held")
+
+
+def reason_code(reason: str) -> str:
+    """The code of a squeue reason: `ReqNodeNotAvail, UnavailableNodes:n1` -> its first word."""
+    return re.split(r"[\s,(]", reason.strip(), maxsplit=1)[0]
+
+
+def never_start_reason(job: Job) -> str | None:
+    """Why `job` will never start unless someone changes it or the cluster (its reason
+    code and the reason in words), or None while it may still start or is not pending.
+
+    PartitionNodeLimit also stands for "the nodes it needs are down or drained" in
+    Slurm's documentation, so callers that can see the nodes should check none is down
+    before they believe it (`SlurmClient.check_can_start` does)."""
+    if job.state != JobState.PENDING:
+        return None
+    code = reason_code(job.reason)
+    if code in FINAL_PENDING_REASONS:
+        return f"{code} ({FINAL_PENDING_REASONS[code]})"
+    if code.endswith(_PER_JOB_LIMIT_SUFFIX):
+        return f"{code} (it asks for more than one job may have on this cluster)"
+    return None
+
+
 @dataclass(frozen=True)
 class Job:
     """One job or one array task as Slurm reports it."""
@@ -146,21 +197,58 @@ def parse_sacct(text: str) -> list[Job]:
             continue
         job_id, raw_id, state, exit_code, nodes, nodelist, name = line.split(SEP, 6)
         array_job, _, array_task = job_id.partition("_")
-        jobs.append(
-            Job(
-                job_id=job_id,
-                raw_id=raw_id,
-                array_job_id=array_job if array_task else None,
-                array_task_id=array_task or None,
-                name=name,
-                state=JobState.parse(state),
-                node_count=int(nodes) if nodes.isdigit() else 0,
-                nodelist=_none_if_na(nodelist) or "",
-                reason="",
-                exit_code=_exit_status(exit_code),
+        # Array tasks that never started are one record, `123_[32-999%1]` (seen when a
+        # pending array is cancelled): one Job per task, as squeue -r lists them.
+        for task in _array_task_ids(array_task) if array_task else [None]:
+            jobs.append(
+                Job(
+                    job_id=f"{array_job}_{task}" if task is not None else job_id,
+                    raw_id=raw_id,
+                    array_job_id=array_job if task is not None else None,
+                    array_task_id=task,
+                    name=name,
+                    state=JobState.parse(state),
+                    node_count=int(nodes) if nodes.isdigit() else 0,
+                    nodelist=_none_if_na(nodelist) or "",
+                    reason="",
+                    exit_code=_exit_status(exit_code),
+                )
             )
-        )
     return jobs
+
+
+def _array_task_ids(text: str) -> list[str]:
+    """Task ids in sacct's array field: `7`, or a bracketed set `[1-3,5,8-9%2]` (the
+    `%N` is the array's limit of tasks at a time, not an id)."""
+    if not text.startswith("["):
+        return [text]
+    ids: list[str] = []
+    for part in text.strip("[]").split("%", 1)[0].split(","):
+        first, _, last = part.partition("-")
+        if first.isdigit() and (not last or last.isdigit()):
+            ids += [str(i) for i in range(int(first), int(last or first) + 1)]
+    return ids
+
+
+def expand_nodelist(text: str) -> tuple[str, ...]:
+    """Node names in a Slurm node list as squeue prints one (`n[1-3,7],gpu-[01-02]`), in
+    Python: status reads one per task and must not cost a `scontrol show hostnames` each.
+    Zero-padded ranges keep their width."""
+    names: list[str] = []
+    for part in re.findall(r"[^,\[]+(?:\[[^\]]*\][^,\[]*)*", text):
+        found = re.fullmatch(r"([^\[]*)\[([^\]]*)\](.*)", part)
+        if found is None:
+            names.append(part)
+            continue
+        prefix, ranges, suffix = found.groups()
+        for piece in ranges.split(","):
+            first, _, last = piece.partition("-")
+            if not first.isdigit() or (last and not last.isdigit()):
+                continue
+            width = len(first)
+            for number in range(int(first), int(last or first) + 1):
+                names.append(f"{prefix}{number:0{width}d}{suffix}")
+    return tuple(names)
 
 
 def parse_sinfo(text: str) -> list[Node]:

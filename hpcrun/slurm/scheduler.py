@@ -9,18 +9,20 @@ state names are folded into `TaskState` here too.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
+from hpcrun.errors import HpcrunError
 from hpcrun.scheduler import (
     INDEX_PLACEHOLDER,
     After,
     JobRef,
+    NodeTrouble,
     TaskState,
     TaskStatus,
     WorkSpec,
 )
 from hpcrun.slurm.client import SlurmClient
-from hpcrun.slurm.parse import Job, JobState
+from hpcrun.slurm.parse import Job, JobState, Node, expand_nodelist, held_after_failed_launch
 from hpcrun.slurm.spec import JobSpec, array_range
 
 _DEPENDENCY = {After.OK: "afterok", After.ANY: "afterany", After.NOT_OK: "afternotok"}
@@ -98,14 +100,45 @@ def task_status(job: Job) -> TaskStatus:
         node=job.nodelist or None,
         exit_code=job.exit_code,
         job_name=job.name,
+        nodes=expand_nodelist(job.nodelist),
+        held=held_after_failed_launch(job),
     )
+
+
+# What Slurm does to a batch job on a node it declares DOWN (JobRequeue=1, its default:
+# requeue; jobs submitted with --no-requeue fail with NODE_FAIL).
+_ON_NODE_DOWN = "Slurm will requeue or fail the tasks there once it declares the node down"
+
+
+def slurm_node_trouble(node: Node) -> str | None:
+    """Why Slurm itself says `node` does not serve its jobs (its state from sinfo), or None.
+
+    `*` is Slurm's mark of a node whose slurmd stopped answering its pings; DOWN comes
+    later, when Slurm requeues or fails its jobs (18 s and 43 s after a SIGKILL on the
+    local cluster, SlurmdTimeout=30, measured)."""
+    if node.state.endswith("*"):
+        return "slurmd is not responding" + (f" ({node.reason})" if node.reason else "")
+    if node.state.startswith("down"):
+        return "node is down" + (f" ({node.reason})" if node.reason else "")
+    return None
 
 
 class SlurmScheduler:
     """`Scheduler` over one `SlurmClient`: each method is one Slurm command."""
 
-    def __init__(self, client: SlurmClient) -> None:
+    def __init__(
+        self,
+        client: SlurmClient,
+        *,
+        dead_agents: Callable[[], Mapping[str, str]] | None = None,
+        restart_hint: str = "",
+    ) -> None:
+        """`dead_agents` (from a backend that runs the slurmds itself) names the nodes
+        whose slurmd is known dead, with why, before Slurm notices; `restart_hint` says
+        how such a node comes back."""
         self.client = client
+        self.dead_agents = dead_agents
+        self.restart_hint = restart_hint
 
     def submit(self, spec: WorkSpec) -> JobRef:
         return JobRef(self.client.submit(to_job_spec(spec)))
@@ -117,6 +150,32 @@ class SlurmScheduler:
 
     def cancel(self, refs: Sequence[JobRef]) -> None:
         self.client.cancel([r.id for r in refs])
+
+    def release(self, tasks: Sequence[TaskStatus]) -> None:
+        self.client.release(
+            [t.ref.id if t.index is None else f"{t.ref.id}_{t.index}" for t in tasks]
+        )
+
+    def node_trouble(self, nodes: Sequence[str]) -> list[NodeTrouble]:
+        """The backend's word on dead slurmds first (it knows at once), then sinfo's."""
+        wanted = set(nodes)
+        if not wanted:
+            return []
+        found: dict[str, str] = {}
+        if self.dead_agents is not None:
+            found = {n: why for n, why in self.dead_agents().items() if n in wanted}
+        try:
+            listed = self.client.nodes()
+        except HpcrunError:
+            listed = []  # the controller is down: the task states said so already
+        for node in listed:
+            why = slurm_node_trouble(node) if node.name in wanted else None
+            if why is not None:
+                found.setdefault(node.name, why)
+        return [
+            NodeTrouble(node=n, why=found[n], then=_ON_NODE_DOWN, hint=self.restart_hint)
+            for n in sorted(found)
+        ]
 
     def wait(
         self,

@@ -120,6 +120,16 @@ class JobSpec:
             # A newline in an #SBATCH value would start a line of its own: a shell command.
             if text is not None and ("\n" in text or "\r" in text):
                 raise UsageError(f"the {label} must be a single line (got {text!r})")
+        # No argv, environment or script can carry a NUL: exec refuses it and bash drops
+        # it, so the job would run something other than what was written.
+        for label, text in {
+            **single_line,
+            "time limit": self.time_limit,
+            **{f"command word {i + 1}": word for i, word in enumerate(self.command)},
+            **{f"value of environment variable {k}": v for k, v in self.env.items()},
+        }.items():
+            if text is not None and "\0" in text:
+                raise UsageError(f"the {label} contains a NUL character (got {text!r})")
 
     @property
     def default_output(self) -> str:
@@ -164,6 +174,13 @@ class JobSpec:
         # Only an allocation (`salloc --no-shell`, whose steps come later) has no command.
         if not self.command:
             raise UsageError("the job has no command", "put the command after `--`")
+        if self.command[0].startswith("-"):
+            # After srun's or salloc's options a leading `-` would be read as one more.
+            raise UsageError(
+                f"the command {self.command[0]!r} starts with '-': Slurm would read it as "
+                "an option",
+                "name the program by its path (e.g. ./-prog)",
+            )
 
     def to_sbatch_script(self) -> str:
         """The batch script `sbatch` reads on stdin; one `#SBATCH` line per option."""

@@ -8,7 +8,9 @@ suite covers both.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -66,11 +68,42 @@ class Runner(Protocol):
     def spawn(self, argv: Sequence[str], *, log_path: str) -> int: ...
 
 
+def _interrupt(proc: subprocess.Popen[str], first: signal.Signals, grace_s: float) -> str:
+    """Stop a command, politely first: `first` (SIGINT for a Ctrl-C, SIGTERM for a
+    timeout), then SIGTERM, then SIGKILL, each after `grace_s` more; return what it
+    wrote to stderr. Not SIGKILL at once because Slurm's commands clean up on the others:
+    a pending `salloc` withdraws its request, where a killed one leaves it queued, to be
+    granted later to no one. The command runs in its own process group, so the signal
+    reaches what it started (a shell's children) too; a Ctrl-C at the terminal reaches
+    only hpcrun, which passes it on here. A program that ignores SIGINT (it was started
+    ignoring it) still ends on SIGTERM."""
+    ladder = [first] + ([signal.SIGTERM] if first != signal.SIGTERM else []) + [signal.SIGKILL]
+    for signum in ladder:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signum)
+        try:
+            # After SIGKILL, only a grandchild outside the group can hold the pipes open.
+            _, stderr = proc.communicate(timeout=5.0 if signum == signal.SIGKILL else grace_s)
+        except subprocess.TimeoutExpired:
+            continue
+        except (ValueError, OSError):
+            break
+        return stderr or ""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return ""
+
+
 class LocalRunner:
     """Run commands as subprocesses of this process, with extra environment variables."""
 
-    def __init__(self, env: Mapping[str, str] | None = None) -> None:
-        self._env = {**os.environ, **(env or {})}
+    def __init__(
+        self, env: Mapping[str, str] | None = None, *, drop: Sequence[str] = ()
+    ) -> None:
+        # `drop`: variables of this process the commands must not see (credentials).
+        inherited = {k: v for k, v in os.environ.items() if k not in drop}
+        self._env = {**inherited, **(env or {})}
 
     @property
     def env(self) -> Mapping[str, str]:
@@ -80,27 +113,31 @@ class LocalRunner:
         self, argv: Sequence[str], *, input: str | None = None, timeout_s: float | None = 60.0
     ) -> Completed:
         try:
-            proc = subprocess.run(
+            proc = subprocess.Popen(
                 list(argv),
-                input=input,
-                capture_output=True,
+                stdin=subprocess.DEVNULL if input is None else subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
                 text=True,
                 env=self._env,
-                timeout=timeout_s,
-                check=False,
+                process_group=0,  # so that a stop reaches its children too (see _interrupt)
             )
         except FileNotFoundError as exc:
             raise HpcrunError(
                 f"command not found: {argv[0]}",
                 "run `make setup` to install Slurm's client commands",
             ) from exc
-        except subprocess.TimeoutExpired as exc:
-            # What the command said before it hung is the diagnosis (e.g. sbatch retrying
-            # "Slurm temporarily unable to accept job" at MaxJobCount): never drop it.
-            said = exc.stderr or b""
-            said_text = said.decode(errors="replace") if isinstance(said, bytes) else said
-            raise timed_out(argv, timeout_s, said_text) from exc
-        return Completed(tuple(argv), proc.returncode, proc.stdout, proc.stderr)
+        with proc:
+            try:
+                stdout, stderr = proc.communicate(input, timeout=timeout_s)
+            except subprocess.TimeoutExpired as exc:
+                # What the command said before it hung is the diagnosis (e.g. sbatch
+                # retrying "Slurm temporarily unable to accept job" at MaxJobCount).
+                raise timed_out(argv, timeout_s, _interrupt(proc, signal.SIGTERM, 2.0)) from exc
+            except BaseException:  # Ctrl-C: the command must not go on without us
+                _interrupt(proc, signal.SIGINT, 3.0)
+                raise
+        return Completed(tuple(argv), proc.returncode, stdout, stderr)
 
     def put(self, path: str, data: bytes) -> None:
         target = Path(path)

@@ -11,6 +11,10 @@ exactly as it does on this host. What makes it more than `exec_command`:
 - environment variables travel inside the command (`env K=V cmd`), because paramiko's
   `environment=` is silently dropped unless the server's `AcceptEnv` allows the names;
 - a dropped transport is reconnected once, transparently, before a command starts;
+- a command the connection dropped under is not guessed at, nor run again: each command
+  keeps its output and exit status in a private spool directory on the host until it
+  has been read (`_spool_command`), so after a reconnect hpcrun waits for it there and
+  returns what it really did (`sbatch` submitted once, its job id known);
 - `forward_local_port` serves a private port of a compute node (the viewer on :8080)
   on localhost through the head node (`hpcrun index --tunnel`).
 """
@@ -27,6 +31,7 @@ import socket
 import stat
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -129,6 +134,8 @@ class SSHRunner:
         self._client: paramiko.SSHClient | None = None
         self._sftp: paramiko.SFTPClient | None = None
         self._lock = threading.RLock()
+        self._read_spools: list[str] = []  # spools read, to remove (see `_sweep`)
+        self._swept_old = False
 
     @property
     def env(self) -> Mapping[str, str]:
@@ -242,8 +249,13 @@ class SSHRunner:
             self._client = None
 
     def close(self) -> None:
-        """Close SFTP and the connection; a later call connects again."""
+        """Remove the spools already read, close SFTP and the connection; a later call
+        connects again."""
         with self._lock:
+            spent, self._read_spools = self._read_spools, []
+            if spent and self._client is not None:
+                with contextlib.suppress(HpcrunError, paramiko.SSHException, OSError, EOFError):
+                    self._run_shell(f"rm -rf {' '.join(shlex.quote(s) for s in spent)}", 10.0)
             self._drop()
 
     def __enter__(self) -> SSHRunner:
@@ -275,9 +287,28 @@ class SSHRunner:
     def run(
         self, argv: Sequence[str], *, input: str | None = None, timeout_s: float | None = 60.0
     ) -> Completed:
-        # The shell reports its PID on stderr, then execs the command in its place, so a
-        # timeout can end exactly this command (see `_end_remote`).
-        command = f"printf '{_PID_TAG}%s\\n' \"$$\" >&2; exec {command_line(argv, self._env)}"
+        try:
+            return self._run_spooled(argv, input, timeout_s)
+        except _NeverStarted:
+            # The connection dropped before the command started (its spool was never
+            # made, or its input never arrived whole): this is its first run, not a rerun.
+            try:
+                return self._run_spooled(argv, input, timeout_s)
+            except _NeverStarted:
+                raise HpcrunError(
+                    f"the SSH connection to {self.target} dropped twice before "
+                    f"`{' '.join(argv[:3])}` could start; it did not run",
+                    "check the network to the head node, then run the command again",
+                ) from None
+
+    def _run_spooled(
+        self, argv: Sequence[str], input: str | None, timeout_s: float | None
+    ) -> Completed:
+        # The shell reports its PID on stderr (a timeout ends exactly this command, see
+        # `_end_remote`) and spools the command's output (see `_spool_command`).
+        spool = f"{SPOOL_ROOT}/{uuid.uuid4().hex}"
+        size = None if input is None else len(input.encode())
+        command = self._sweep() + _spool_command(command_line(argv, self._env), spool, size)
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         chan = self._open_channel(timeout_s)
         try:
@@ -285,12 +316,47 @@ class SSHRunner:
             stdout, stderr_tagged, status = self._exchange(chan, input, deadline)
         except _Timeout as exc:
             chan.close()
-            said, pid = _split_pid(exc.stderr)
-            self._end_remote(pid)
+            _, pid = _split_pid(exc.stderr)
+            said = b""
+            with contextlib.suppress(HpcrunError, paramiko.SSHException, OSError, EOFError):
+                said = self.get(f"{spool}/err")  # what it said before it hung: the diagnosis
+            self._end_remote(pid, spool)
             raise timed_out(argv, timeout_s, said.decode(errors="replace"), self.host) from None
+        except (paramiko.SSHException, EOFError, OSError):
+            stdout, stderr_tagged, status = b"", b"", -1
         finally:
             chan.close()
+        if status < 0:
+            # The connection dropped while the command ran: its spool says what it did.
+            return self._recover(argv, spool, deadline)
+        with self._lock:
+            self._read_spools.append(spool)  # the next command removes it
         stderr, _ = _split_pid(stderr_tagged)
+        return self._completed(argv, status, stdout, stderr)
+
+    def _sweep(self) -> str:
+        """Shell text that removes the spools whose output has been read (the remote
+        side never removes its own: its output may not have arrived), put in front of
+        the next command so the removal costs no round trip of its own. The first
+        command of a connection also removes what other hpcrun processes left (each
+        leaves its last spool when it exits): spools of commands that ended more than
+        10 minutes ago (a reconnecting reader needs seconds), and any older than a day."""
+        with self._lock:
+            spent, self._read_spools = self._read_spools, []
+            first, self._swept_old = not self._swept_old, True
+        text = f"rm -rf {' '.join(shlex.quote(s) for s in spent)}; " if spent else ""
+        if first:
+            text += (
+                f"find {SPOOL_ROOT} -mindepth 2 -maxdepth 2 -name rc -mmin +10 "
+                "-printf '%h\\n' 2>/dev/null | xargs -r rm -rf; "
+                f"find {SPOOL_ROOT} -mindepth 1 -maxdepth 1 -mmin +1440 "
+                "-exec rm -rf {} + 2>/dev/null; "
+            )
+        return text
+
+    def _completed(
+        self, argv: Sequence[str], status: int, stdout: bytes, stderr: bytes
+    ) -> Completed:
         out = stdout.decode(errors="replace")
         err = stderr.decode(errors="replace")
         if status == 127 and argv[0] in err:
@@ -300,13 +366,52 @@ class SSHRunner:
                 f"command not found on {self.host}: {argv[0]}",
                 "install Slurm's client commands on the head node, or check PATH there",
             )
-        if status < 0:
-            raise HpcrunError(
-                f"SSH connection to {self.target} ended while `{' '.join(argv[:3])}` ran "
-                "(no exit status)",
-                "the command may or may not have finished; check with `hpcrun status`",
-            )
         return Completed(tuple(argv), status, out, err)
+
+    def _recover(self, argv: Sequence[str], spool: str, deadline: float | None) -> Completed:
+        """After a drop mid-command: reconnect (once, as `_open_channel` does) and wait
+        in the command's spool for its exit status, then return its real output. A spool
+        that was never made means the command never started: it runs now, for the first
+        time. One whose shell is gone without a status is an outcome nobody knows, and
+        is said to be so."""
+        what = f"`{' '.join(argv[:3])}`"
+        log.info("SSH connection to %s dropped while %s ran; reconnecting", self.target, what)
+        with self._lock:
+            self._drop()
+        quoted = shlex.quote(spool)
+        probe = (
+            f"if [ -s {quoted}/rc ]; then echo done; "
+            f"elif [ -d {quoted} ]; then pid=$(cat {quoted}/pid 2>/dev/null); "
+            'if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then echo running; '
+            "else echo lost; fi; else echo never; fi"
+        )
+        while True:
+            state = self._run_shell(probe).stdout.strip()
+            if state == "done":
+                break
+            if state == "never":
+                raise _NeverStarted()
+            if state == "lost":
+                self._run_shell(f"rm -rf {quoted}")
+                raise HpcrunError(
+                    f"the SSH connection to {self.target} dropped while {what} ran, and "
+                    "the command ended without recording how",
+                    "check with `hpcrun status` (and `hpcrun jobs`) what it did",
+                )
+            if deadline is not None and time.monotonic() >= deadline:
+                raise HpcrunError(
+                    f"the SSH connection to {self.target} dropped while {what} ran; it "
+                    "still runs there after the timeout",
+                    f"its output will be in {spool} on {self.host}",
+                )
+            time.sleep(0.2)
+        rc = self._run_shell(f"cat {quoted}/rc").stdout.strip()
+        out = self.get(f"{spool}/out")
+        err = self.get(f"{spool}/err")
+        with self._lock:
+            self._read_spools.append(spool)
+        log.info("%s finished while the connection was down (exit %s)", what, rc)
+        return self._completed(argv, int(rc) if rc.lstrip("-").isdigit() else -1, out, err)
 
     @staticmethod
     def _exchange(
@@ -367,15 +472,14 @@ class SSHRunner:
             else:
                 select.select([chan], [], [], wait_s)
 
-    def _end_remote(self, pid: int | None) -> None:
+    def _end_remote(self, pid: int | None, spool: str) -> None:
         """End a timed-out command on the host. Without a tty, closing its channel leaves
         it running, orphaned; the SSH "signal" request is refused for root logins
         (sshd: "session signalling requires privilege separation"), so kill it by the
         PID it reported, children first, over a fresh channel."""
-        if pid is None:
-            return
+        kill = "" if pid is None else f"pkill -TERM -P {pid}; kill -TERM {pid}; "
         with contextlib.suppress(HpcrunError, paramiko.SSHException, OSError, EOFError):
-            self._run_shell(f"pkill -TERM -P {pid}; kill -TERM {pid}", timeout_s=10.0)
+            self._run_shell(f"{kill}rm -rf {shlex.quote(spool)}", timeout_s=10.0)
 
     def _sftp_client(self) -> paramiko.SFTPClient:
         """The SFTP session on the live transport, reopened after a reconnect."""
@@ -573,6 +677,42 @@ class SSHRunner:
 
 
 _PID_TAG = "hpcrun-remote-pid:"
+# Where commands keep their output until it is read, relative to the login directory
+# (where both the remote shell and SFTP start); each command's own 0700 directory.
+SPOOL_ROOT = ".hpcrun/ssh-spool"
+
+
+def _spool_command(command: str, spool: str, input_size: int | None) -> str:
+    """The remote shell text that runs `command` so a dropped connection loses nothing.
+
+    The command's stdout, stderr and exit status go to files in `spool` and are sent
+    only once it has ended, so the command never writes to the channel and survives its
+    loss (SIGHUP and SIGPIPE ignored). Input, when given, is saved whole first and its
+    size checked, so a cut-off script never reaches e.g. `sbatch`: a cut leaves no spool,
+    which `_recover` reads as "never started". This side never removes the spool (what
+    it sent may not have arrived); hpcrun does, once it has read it (`_sweep`).
+    """
+    d = shlex.quote(spool)
+    if input_size is None:
+        stdin = "/dev/null"
+        take_input = ""
+    else:
+        stdin = f"{d}/in"
+        take_input = (
+            f'cat > {d}/in; [ "$(($(wc -c < {d}/in)))" -eq {input_size} ] || '
+            f"{{ rm -rf {d}; exit 125; }}; "
+        )
+    return (
+        f"(umask 077 && mkdir -p {d}) || exit 125; "
+        f"printf '{_PID_TAG}%s\\n' \"$$\" >&2; echo $$ > {d}/pid; trap '' HUP PIPE; "
+        f"{take_input}"
+        f"( exec {command} ) < {stdin} > {d}/out 2> {d}/err; echo $? > {d}/rc; "
+        f'cat {d}/out; cat {d}/err >&2; exit "$(cat {d}/rc)"'
+    )
+
+
+class _NeverStarted(Exception):
+    """Internal: after a drop, the command's spool shows it never started."""
 
 
 def _split_pid(stderr: bytes) -> tuple[bytes, int | None]:

@@ -49,8 +49,10 @@ class RunnerWorkspace:
         self.runner.put(path, data)
 
     def put_private(self, path: str, text: str) -> None:
-        # umask before the file exists: it is never readable by others, not even briefly.
-        done = self.runner.run(["sh", "-c", 'umask 077 && cat > "$1"', "sh", path], input=text)
+        # umask before the file exists: it is never readable by others, not even briefly;
+        # an existing file keeps its mode under umask, so it is emptied and chmod'ed first.
+        script = 'umask 077 && : > "$1" && chmod 600 "$1" && cat > "$1"'
+        done = self.runner.run(["sh", "-c", script, "sh", path], input=text)
         done.check()
 
     def get(self, path: str, offset: int = 0) -> bytes:

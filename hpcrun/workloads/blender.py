@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from hpcrun.errors import UsageError
 from hpcrun.scheduler import JobRef, WorkSpec, parse_duration
 from hpcrun.templates import template
+from hpcrun.workloads.shell import check_script_values, one_line
 
 if TYPE_CHECKING:
     import jinja2
@@ -280,10 +281,25 @@ def encode_spec(plan: RenderPlan, after: JobRef | None) -> WorkSpec:
     )
 
 
+def _check_script_values(plan: RenderPlan) -> None:
+    """What quoting cannot make safe in the two scripts (`hpcrun.workloads.shell`)."""
+    check_script_values(
+        {"blender program": plan.blender, "ffmpeg program": plan.ffmpeg, "name": plan.name},
+        option_like={
+            "blend file": plan.blend,
+            "output directory": plan.frames_dir,
+            "video": plan.video,
+            "run directory": plan.run_dir,
+        },
+    )
+
+
 def chunk_script(plan: RenderPlan) -> str:
+    _check_script_values(plan)
     return _template("render_chunk.sh.j2").render(
         plan=plan,
         q=shlex.quote,
+        c=one_line,
         complete_png=COMPLETE_PNG_SH,
         pattern=FRAME_PATTERN,
     )
@@ -292,7 +308,10 @@ def chunk_script(plan: RenderPlan) -> str:
 def encode_script(plan: RenderPlan) -> str:
     if plan.video is None:
         raise UsageError("--encode none: there is no video to encode")
-    return _template("encode.sh.j2").render(plan=plan, q=shlex.quote, complete_png=COMPLETE_PNG_SH)
+    _check_script_values(plan)
+    return _template("encode.sh.j2").render(
+        plan=plan, q=shlex.quote, c=one_line, complete_png=COMPLETE_PNG_SH
+    )
 
 
 def frame_file(frames_dir: str, frame: int) -> str:

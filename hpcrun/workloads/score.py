@@ -33,6 +33,7 @@ from hpcrun.node.score.plan import Shard as Shard
 from hpcrun.node.score.plan import part_file as part_file
 from hpcrun.scheduler import JobRef, WorkSpec, parse_duration
 from hpcrun.templates import template
+from hpcrun.workloads.shell import check_script_values, one_line
 
 SERVERS = ("auto", "triton", "pytriton", "none")
 PREDICTIONS = ("proba", "class", "raw")
@@ -51,6 +52,11 @@ _SUFFIX_FORMATS = {
     ".tl": "treelite_checkpoint",
 }
 DEFAULT_BATCH_ROWS = 65536
+# The fewest rows worth a shard of their own. Each shard is an array task that starts a
+# Python, loads the model and (--server triton/pytriton) a Triton server, seconds before
+# its first row, while 10 000 rows then score in well under a second: `score --tasks 1000`
+# on a 1,000-row table made 1,000 tasks each starting a server (issue 14).
+MIN_SHARD_ROWS = 10_000
 WORKER = "score_task.pyz"  # the task's zipapp (hpcrun.node.zipapp), shipped with each run
 
 
@@ -148,6 +154,33 @@ def plan_shards(units: Sequence[Unit], tasks: int) -> list[Shard]:
             segments = _segments(units, starts, first, stop)
             shards.append(Shard(len(shards), first, stop - first, segments))
     return shards
+
+
+def shards_for(units: Sequence[Unit], tasks: int, *, server: str) -> tuple[list[Shard], str]:
+    """The shards `score --tasks N` makes, and why there are fewer than N ("" if none).
+
+    Never fewer than `MIN_SHARD_ROWS` rows a shard (but always one shard), so a small
+    table is not spread over tasks that each pay a server's start-up for a few rows; a
+    CSV's shards are whole blocks, which may leave fewer still.
+    """
+    total = sum(u.rows for u in units if u.rows > 0)
+    wanted = max(1, min(tasks, total // MIN_SHARD_ROWS))
+    shards = plan_shards(units, wanted)
+    count = len(shards)
+    shards_word = "shard" if count == 1 else "shards"
+    if count < wanted:
+        blocks = sum(1 for u in units if u.rows > 0)
+        return shards, (
+            f"{count} {shards_word}, not {tasks}: a CSV shard reads whole line-aligned blocks "
+            f"of about 16 MiB, and the table has {blocks}"
+        )
+    if wanted < tasks:
+        startup = "Triton server" if server in {"triton", "pytriton"} else "task"
+        return shards, (
+            f"{count} {shards_word}, not {tasks}: fewer than {MIN_SHARD_ROWS:,} rows per shard "
+            f"would cost more in {startup} start-up than it saves ({total:,} rows in all)"
+        )
+    return shards, ""
 
 
 def _segments(
@@ -269,7 +302,13 @@ def merge_spec(plan: ScorePlan, after: JobRef | None) -> WorkSpec:
 
 
 def shard_script(plan: ScorePlan) -> str:
-    return template("hpcrun.workloads", "score_shard.sh.j2").render(plan=plan, q=shlex.quote)
+    check_script_values(
+        {"python program": plan.python, "name": plan.name, "output": plan.parts_dir},
+        option_like={"task program": plan.worker, "run directory": plan.run_dir},
+    )
+    return template("hpcrun.workloads", "score_shard.sh.j2").render(
+        plan=plan, q=shlex.quote, c=one_line
+    )
 
 
 def fil_config(

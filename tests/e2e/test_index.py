@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -20,8 +21,11 @@ from typing import Any
 
 import pytest
 
+from hpcrun.locks import lock_path
 from tests.conftest import (
+    HPCRUN,
     Cluster,
+    cli_env,
     free_port,
     processes_mentioning,
     run_cli,
@@ -155,6 +159,76 @@ def test_a_killed_agent_is_dropped_and_its_bricks_move(
     with urllib.request.urlopen(session["url"].rstrip("/") + "/api/image.png", timeout=30) as r:
         assert r.read(8) == b"\x89PNG\r\n\x1a\n"
 
+    # Status names the node that is allocated but renders nothing, and how to heal it.
+    node = victim["node"]
+    status = local_cluster.cli("index", "status")
+    assert f"no render agent on {node}: the node is allocated" in status.stdout
+    assert "hpcrun index status --heal" in status.stdout
+    assert _json(local_cluster.cli("index", "status", "--json"))["missing_agents"] == [node]
+
+    # --heal starts the agent there again, and it renders its share once more.
+    healed = _json(local_cluster.cli("index", "status", "--heal", "--json", timeout=180))
+    assert healed["healed"] == [node]
+    assert healed["missing_agents"] == []
+    assert healed["agents"] == len(agents)
+
+    def back() -> bool:
+        listed = viewer_status(session["url"])["agent_list"]
+        return any(a["node"] == node and a["bricks"] for a in listed)
+
+    eventually(back)
+    again = local_cluster.cli("index", "status", "--heal")
+    assert "nothing to do" in again.stderr + again.stdout
+
+
+def test_changes_while_a_scale_waits_are_refused_and_ctrl_c_leaves_nothing_queued(
+    local_cluster: Cluster, session: dict[str, Any]
+) -> None:
+    before = _json(local_cluster.cli("index", "status", "--json"))
+    free = 6 - len(before["nodes"])
+    lock = lock_path(local_cluster.home, f"index-itest-{before['session']}")
+    # More nodes than are free, with --wait: the scale queues in salloc, holding the lock.
+    said = local_cluster.workdir / "scale-wait.err"
+    waiting = subprocess.Popen(
+        [*HPCRUN, "scale", f"+{free + 1}", "--wait"],
+        env=cli_env(local_cluster.home),
+        cwd=local_cluster.workdir,
+        stdout=subprocess.DEVNULL,
+        stderr=said.open("w"),
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (queued := [
+            j.job_id
+            for j in local_cluster.client.jobs()
+            if j.state == "PENDING" and j.name == "hpcrun-index-agents"
+        ]):
+            assert waiting.poll() is None, said.read_text()
+            assert time.monotonic() < deadline, said.read_text()
+            time.sleep(0.2)
+        assert f'"pid": {waiting.pid}' in lock.read_text()
+        for change in (["scale", "+1"], ["index", "stop"]):
+            refused = local_cluster.cli(*change, check=False)
+            assert refused.returncode == 1, refused.stdout
+            first = refused.stderr.strip().splitlines()[0]
+            assert "is being changed by another hpcrun" in first, refused.stderr
+            assert f"pid {waiting.pid}: scale +{free + 1}" in first
+        waiting.send_signal(signal.SIGINT)  # what Ctrl-C at its terminal does
+        waiting.wait(timeout=60)
+    finally:
+        if waiting.poll() is None:
+            waiting.kill()
+    assert waiting.returncode == 130, said.read_text()
+    # salloc withdrew its request: nothing is left queued to be granted to no one.
+    eventually(
+        lambda: all(j.state.is_terminal for j in local_cluster.client.jobs(queued)), timeout_s=15
+    )
+    after = _json(local_cluster.cli("index", "status", "--json"))
+    assert after["nodes"] == before["nodes"] and after["missing_agents"] == []
+    grown = _json(local_cluster.cli("scale", "+1", "--json", timeout=180))  # lock released
+    assert len(grown["nodes"]) == len(before["nodes"]) + 1
+
 
 def test_stop_frees_every_node(local_cluster: Cluster, session: dict[str, Any]) -> None:
     local_cluster.cli("index", "stop")
@@ -257,7 +331,11 @@ def test_a_viewer_that_cannot_start_fails_with_its_log_and_releases_the_nodes(
         done = local_cluster.cli("index", "--nodes", "2", "--port", port, check=False)
     assert done.returncode == 1
     assert "the viewer step exited before it was ready" in done.stderr
-    assert f"cannot listen on port {port}" in done.stderr  # the log tail explains it
+    # The cause leads (issue 14: it was line 8 of an 11-line log dump); the tail follows.
+    first = next(line for line in done.stderr.splitlines() if line.startswith("error: "))
+    assert first.startswith(f"error: the viewer cannot listen on port {port}"), done.stderr
+    assert "ends with:" in done.stderr and "srun: error:" in done.stderr
+    assert "--port N" in done.stderr.split("\nhint: ", 1)[1]
     eventually(lambda: all(j.state.is_terminal for j in local_cluster.client.jobs()))
     sessions = json.loads(local_cluster.cli("index", "status", "--all", "--json").stdout)
     assert sessions[-1]["status"] == "failed"

@@ -69,3 +69,32 @@ def test_a_controller_that_does_not_answer_is_one_clear_error(tmp_path: Path) ->
     assert raised.value.message == "Slurm's controller (slurmctld) is not answering"
     assert "Unable to contact slurm controller" in raised.value.stderr
     assert time.monotonic() - started < 60
+
+
+def test_a_wait_on_a_job_slurm_will_never_start_says_why_and_stops(
+    local_cluster: Cluster,
+) -> None:
+    # Issue 14: `submit --wait` waited forever on a job pending as DependencyNeverSatisfied
+    # (Slurm keeps it queued: the local cluster does not set kill_invalid_depend).
+    failed = local_cluster.cli("submit", "--wait", "--", "false", check=False)
+    assert failed.returncode == 1, failed.stderr
+    failed_id = failed.stdout.split()[0]
+
+    done = local_cluster.cli(
+        "submit", "--wait", "--dependency", f"afterok:{failed_id}", "--", "true", check=False
+    )
+    job_id = done.stdout.split()[0]
+    try:
+        assert done.returncode == 1, done.stderr
+        error, hint = done.stderr.splitlines()[-2:]
+        assert error.startswith(f"error: job {job_id} will never start"), done.stderr
+        assert "DependencyNeverSatisfied" in error
+        assert f"hpcrun cancel {job_id}" in hint
+        (job,) = local_cluster.client.jobs([job_id])
+        assert str(job.state) == "PENDING"  # stopped waiting; the job is the user's to cancel
+
+        follow = local_cluster.cli("logs", "--follow", job_id, check=False)
+        assert follow.returncode == 1
+        assert "DependencyNeverSatisfied" in follow.stderr.splitlines()[0], follow.stderr
+    finally:
+        local_cluster.client.cancel([job_id])

@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -212,6 +214,11 @@ def test_a_cancelled_run_resumes_without_rendering_a_frame_twice(
         time.sleep(0.2)
     cancelled = as_json(render(local_cluster, "status", str(first["run"]), "--cancel", "--json"))
     assert cancelled["status"] == "cancelled"
+    # Issue 14: the chunks that had not ended said pending and running after the cancel.
+    states = {c["status"] for c in cancelled["chunks"]}
+    assert "cancelled" in states and states <= {"done", "cancelled"}, cancelled["chunks"]
+    text = render(local_cluster, "status", str(first["run"])).stdout
+    assert "pending" not in text and "running" not in text and "cancelled" in text, text
     time.sleep(1.0)  # the cancelled task's Blender is gone before we look
     before = {p.name: p.stat().st_mtime_ns for p in out.glob("frame_*.png")}
     assert 4 <= len(before) < 16
@@ -375,3 +382,68 @@ def test_s3_input_and_output_go_through_a_moto_bucket(
         )
         assert missing.returncode == 1
         assert "no-such-bucket" in missing.stderr
+
+
+def slow_blender(tmp_path: Path, seconds: int) -> Path:
+    """Blender behind a wait in Slurm jobs (not in hpcrun's probe of the scene): a chunk
+    that is surely still running when the test acts."""
+    wrapper = tmp_path / "slow-blender"
+    wrapper.write_text(f'#!/bin/sh\n[ -n "$SLURM_JOB_ID" ] && sleep {seconds}\nexec blender "$@"\n')
+    wrapper.chmod(0o755)
+    return wrapper
+
+
+def wait_running(cluster: Cluster, timeout_s: float = 60) -> dict[str, Any]:
+    """The newest run, once one of its chunks runs."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        done = render(cluster, "status", "--json", check=False)
+        if done.returncode == 0:
+            view = as_json(done)
+            if any(c["status"] == "running" for c in view["chunks"]):
+                return view
+        assert time.monotonic() < deadline, f"no chunk ran in time: {done.stdout}{done.stderr}"
+        time.sleep(0.3)
+
+
+def test_ctrl_c_while_following_leaves_the_run_going_and_a_cancel_ends_every_chunk(
+    local_cluster: Cluster, blend: Path, tmp_path: Path
+) -> None:
+    # Issue 14: Ctrl-C exited silently with the jobs left running; after `--cancel`
+    # status kept saying the tasks that had not run were pending.
+    env = {**local_cluster.env, "HPCRUN_HOME": str(local_cluster.home)}
+    env.pop("HPCRUN_CLUSTER", None)
+    env["HPCRUN_BLENDER"] = str(slow_blender(tmp_path, 60))
+    args = ["--frames", "1-3", "--chunk", "1", "--max-parallel", "1", *TINY, "--encode", "none"]
+    following = subprocess.Popen(
+        [sys.executable, "-m", "hpcrun", "render", str(blend), *args, "-o", str(tmp_path / "f")],
+        env=env,
+        cwd=local_cluster.workdir,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        view = wait_running(local_cluster)
+        following.send_signal(signal.SIGINT)
+        out, err = following.communicate(timeout=30)
+    finally:
+        following.kill()
+    assert following.returncode == 130, out + err
+    run = view["run"]
+    assert (
+        f"interrupted: render run {run} goes on on the cluster; follow it with "
+        f"`hpcrun render status {run}`, cancel it with `hpcrun render status {run} --cancel`"
+    ) in err, err
+    assert "Traceback" not in err
+    going = as_json(render(local_cluster, "status", str(run), "--json"))
+    assert going["status"] == "rendering"
+    assert sorted(c["status"] for c in going["chunks"]) == ["pending", "pending", "running"]
+
+    cancelled = as_json(render(local_cluster, "status", str(run), "--cancel", "--json"))
+    assert [c["status"] for c in cancelled["chunks"]] == ["cancelled"] * 3, cancelled
+    text = render(local_cluster, "status", str(run)).stdout
+    assert "chunks: 3 cancelled" in text and "pending" not in text, text
+    jobs = local_cluster.client.jobs([going["array_job_id"]])
+    assert jobs and all(j.state.is_terminal for j in jobs), jobs

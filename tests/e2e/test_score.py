@@ -157,6 +157,22 @@ def test_pytriton_on_four_nodes_gives_the_models_own_predictions_in_order(
     assert score_runs(local_cluster) == before
 
 
+def test_a_small_table_with_many_tasks_makes_one_shard_and_says_why(
+    local_cluster: Cluster, data: dict[str, Any], tmp_path: Path
+) -> None:
+    # Issue 14: `--tasks 1000` on a 1,000-row table made 1,000 shards, each a server.
+    small = tmp_path / "small.parquet"
+    pq.write_table(pq.read_table(data["table"]).slice(0, 1000), small)
+    args = ["-m", str(data["model"]), "-i", str(small), "-o", str(tmp_path / "out.parquet")]
+    done = score(local_cluster, *args, "--tasks", "1000", "--server", "none")
+    assert (
+        "1 shard, not 1000: fewer than 10,000 rows per shard would cost more in task "
+        "start-up than it saves (1,000 rows in all)"
+    ) in done.stderr, done.stderr
+    assert "job array" in done.stderr and ": 1 shard(s), 1,000 rows" in done.stderr
+    assert ": done" in done.stdout and "shards: 1 done" in done.stdout, done.stdout
+
+
 def test_server_none_and_csv_give_the_same_predictions(
     local_cluster: Cluster, data: dict[str, Any], tmp_path: Path
 ) -> None:

@@ -136,11 +136,13 @@ def test_a_missing_launcher_is_named_at_attach_time(
 
 @pytest.fixture(scope="module")
 def tunnelled(attached: Attached) -> Iterator[tuple[subprocess.Popen[str], str, int]]:
-    """`hpcrun index --nodes 2 --tunnel` held open in the background, as a user runs it."""
+    """`hpcrun index --nodes 2 --tunnel` held open in the background, as a user runs it
+    (--insecure-public: without --auth a remote viewer is refused; tests/security has that)."""
     port = free_port()
     env = clean_environ(HPCRUN_HOME=str(attached.home))
     process = subprocess.Popen(
-        [*HPCRUN, "index", "--nodes", "2", "--scene", "supernova", "--port", str(port), "--tunnel"],
+        [*HPCRUN, "index", "--nodes", "2", "--scene", "supernova", "--port", str(port), "--tunnel",
+         "--insecure-public"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -125,3 +125,34 @@ def test_a_run_whose_encode_was_lost_twice_fails_and_says_how_to_resume(
     assert view["status"] == "failed"
     assert "resubmitted once already" in view["detail"]
     assert "run the same command again to resume" in view["detail"]
+
+
+def test_a_run_whose_array_and_encode_were_both_lost_submits_both_again(
+    local_cluster: Cluster, blend: Path, tmp_path: Path
+) -> None:
+    """A controller SIGKILLed seconds after a submit saved neither job (seen in the
+    slurmctld fault test under load): the unfinished chunks and the encode come again."""
+    out = tmp_path / "frames"
+    run = start_render(local_cluster, blend, out)
+    local_cluster.client.cancel([run["array_job_id"], run["encode_job_id"]])
+    store = local_cluster.store
+    record = store.array_run(run["run"])
+    assert record is not None
+    store.set_array_run(
+        record.id,
+        RunState(record.status),
+        detail=record.detail,
+        array_job_id="4000010",
+        final_job_id="4000011",
+    )
+
+    view = follow(local_cluster, run["run"])
+
+    assert view["status"] == "done", view
+    assert pngs(out) == ["frame_0001.png", "frame_0002.png"]
+    assert (out / "rolling_ball.mp4").stat().st_size > 0
+    record = store.array_run(run["run"])
+    assert record is not None
+    (entry,) = record.plan["resubmitted"]
+    assert entry["lost_array"] == "4000010" and entry["lost"] == "4000011"
+    assert record.array_job_id == entry["array"] and record.final_job_id == entry["resubmitted"]

@@ -13,6 +13,13 @@ missing() {
     if ! complete_png "$png"; then rm -f "$png"; echo "$frame"; fi
   done
 }
+# Blender reports "Saved:" and exits 0 on a full disk, leaving a cut-off PNG (issue 14):
+# frames still missing with under 1 MiB free mean no space, and no retry can help.
+disk_full() {
+  local free_kib
+  free_kib=$(df -Pk "$frames_dir" 2>/dev/null | awk 'NR == 2 {print $4}')
+  [ -n "$free_kib" ] && [ "$free_kib" -lt 1024 ] && echo "$free_kib"
+}
 mkdir -p "$frames_dir"
 for attempt in $(seq 1 "$attempts"); do
   todo=$(missing)
@@ -27,6 +34,11 @@ for attempt in $(seq 1 "$attempts"); do
     --python-expr 'import bpy; s = bpy.context.scene; s.render.use_overwrite = False; s.render.use_placeholder = False; s.render.image_settings.file_format = '"'"'PNG'"'"'; s.render.resolution_x = 320; s.render.resolution_y = 180; s.render.resolution_percentage = 100; s.cycles.samples = 16' \
     -E CYCLES -o "$frames_dir/frame_####" -F PNG -s "$from" -e "$to" -a
   echo "hpcrun: blender exited $?"
+  if [ -n "$(missing)" ] && free_kib=$(disk_full); then
+    echo "hpcrun: chunk $index FAILED: no space left on $frames_dir ($free_kib KiB free);" \
+      "frames missing: $(echo $(missing))"
+    exit 1
+  fi
 done
 todo=$(missing)
 if [ -z "$todo" ]; then

@@ -289,3 +289,55 @@ def test_is_terminal(state: JobState) -> None:
 def test_waiting_states_are_not_terminal() -> None:
     for state in ("PENDING", "RUNNING", "COMPLETING", "REQUEUED", "RESIZING", "SUSPENDED"):
         assert not JobState.parse(state).is_terminal
+
+
+def test_sacct_cancelled_pending_tasks_of_an_array_are_one_record_expanded_per_task() -> None:
+    # sacct's words for `--array=0-9%1` cancelled while task 0 ran (local cluster, Slurm
+    # 22.05): the nine tasks that never started are one record. Issue 14: status went on
+    # saying they were pending; the scheduler's task parser read "[1-9%1]" as an index.
+    from hpcrun.slurm.scheduler import task_status
+
+    jobs = parse_sacct(
+        "1_0|2|CANCELLED by 0|0:0|1|n1|wrap\n1_[1-9%1]|1|CANCELLED by 0|0:0|1|None assigned|wrap\n"
+    )
+    assert [j.job_id for j in jobs] == [f"1_{i}" for i in range(10)]
+    assert {(j.array_job_id, j.state, j.nodelist) for j in jobs[1:]} == {
+        ("1", JobState.CANCELLED, "")
+    }
+    assert [task_status(j).index for j in jobs] == list(range(10))
+    split = parse_sacct("5_[1,3-4,8]|5|CANCELLED by 0|0:0|0|None assigned|frames\n")
+    assert [j.array_task_id for j in split] == ["1", "3", "4", "8"]
+
+
+def test_nodelists_expand_as_slurm_writes_them() -> None:
+    from hpcrun.slurm.parse import expand_nodelist
+
+    assert expand_nodelist("n2") == ("n2",)
+    assert expand_nodelist("") == ()
+    assert expand_nodelist("n[1-3,7],gpu-[08-10]") == (
+        *("n1", "n2", "n3", "n7"),
+        *("gpu-08", "gpu-09", "gpu-10"),
+    )
+    assert expand_nodelist("n1,n4") == ("n1", "n4")
+
+
+@pytest.mark.parametrize(
+    ("state", "reason", "trouble"),
+    [
+        ("mixed", "", None),
+        ("idle", "", None),
+        ("draining", "maintenance", None),  # running jobs finish on a draining node
+        ("mixed*", "", "slurmd is not responding"),
+        ("down*", "Not responding", "slurmd is not responding (Not responding)"),
+        ("down", "admin", "node is down (admin)"),
+    ],
+)
+def test_slurm_says_which_nodes_do_not_serve_their_jobs(
+    state: str, reason: str, trouble: str | None
+) -> None:
+    # sinfo's states on the local cluster after a slurmd was SIGKILLed: `*` at 18 s,
+    # `down*` with "Not responding" at 43 s (SlurmdTimeout=30).
+    from hpcrun.slurm.parse import Node
+    from hpcrun.slurm.scheduler import slurm_node_trouble
+
+    assert slurm_node_trouble(Node("n2", state, 8, "", reason)) == trouble

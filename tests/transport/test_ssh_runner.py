@@ -7,6 +7,7 @@ Everything runs against a real sshd on loopback started by `tests/sshd.py`.
 from __future__ import annotations
 
 import http.server
+import os
 import shutil
 import socket
 import subprocess
@@ -265,3 +266,67 @@ def test_concurrent_commands_share_one_connection(ssh: SSHRunner) -> None:
         outs = list(pool.map(lambda i: ssh.run(["echo", str(i)]).stdout, range(16)))
     assert outs == [f"{i}\n" for i in range(16)]
     assert ssh.get("/proc/self/comm")  # SFTP alongside
+
+
+@pytest.mark.ssh
+def test_a_command_the_connection_drops_under_runs_once_and_its_outcome_comes(
+    ssh: SSHRunner, tmp_path: Path
+) -> None:
+    """The network goes away while `sbatch` (here: a script that counts its runs) runs:
+    hpcrun reconnects and returns what the command really did, instead of guessing or
+    running it again."""
+    runs = tmp_path / "runs"
+    script = f"echo run >> {runs}; sleep 1.5; echo out; echo err >&2; exit 3"
+    transport = ssh.connect()
+
+    def drop() -> None:
+        time.sleep(0.5)
+        transport.sock.close()  # type: ignore[union-attr]
+
+    dropper = threading.Thread(target=drop)
+    dropper.start()
+    done = ssh.run(["sh", "-c", script], timeout_s=30)
+    dropper.join()
+    assert ssh.connect() is not transport  # it did reconnect
+    assert (done.returncode, done.stdout, done.stderr) == (3, "out\n", "err\n")
+    assert runs.read_text() == "run\n"  # once
+    # With input too: the script reaches the command whole, once.
+    counted = ssh.run(["sh", "-c", f"cat >> {runs}"], input="second\n")
+    assert counted.ok and runs.read_text() == "run\nsecond\n"
+
+
+@pytest.mark.ssh
+def test_spools_are_removed_once_read(ssh: SSHRunner) -> None:
+    home = Path(ssh.run(["sh", "-c", "echo $HOME"]).stdout.strip())
+    spool = home / ".hpcrun" / "ssh-spool"
+    before = {p.name for p in spool.iterdir()}  # other runners' (hpcrun processes') too
+    ssh.run(["true"])
+    ssh.run(["true"])  # removes the spools of the two before it
+    left = {p.name for p in spool.iterdir()} - before
+    assert len(left) == 1, left  # only the last one's, removed by the next command or close
+    ssh.close()
+    assert not left & {p.name for p in spool.iterdir()}
+
+
+@pytest.mark.ssh
+def test_a_new_connection_sweeps_what_ended_processes_left(
+    ssh: SSHRunner, sshd_server: SshServer  # noqa: F811
+) -> None:
+    home = Path(ssh.run(["sh", "-c", "echo $HOME"]).stdout.strip())
+    spool = home / ".hpcrun" / "ssh-spool"
+    ended, running = spool / f"ended-{uuid.uuid4().hex}", spool / f"running-{uuid.uuid4().hex}"
+    for directory in (ended, running):
+        directory.mkdir(parents=True)
+        (directory / "out").write_text("")
+    (ended / "rc").write_text("0\n")
+    old = time.time() - 20 * 60
+    os.utime(ended / "rc", (old, old))
+    os.utime(running, (old, old))
+    fresh = runner_for(sshd_server)
+    try:
+        assert fresh.run(["true"]).ok
+    finally:
+        fresh.close()
+    assert not ended.exists()  # ended 20 minutes ago: nobody will read it any more
+    assert running.exists()  # no exit status yet: its command may still run
+    shutil.rmtree(running)

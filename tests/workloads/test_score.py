@@ -29,6 +29,7 @@ from hpcrun.workloads.score import (
     output_width,
     plan_shards,
     shard_script,
+    shards_for,
 )
 from tests.golden_util import assert_golden
 
@@ -80,6 +81,34 @@ def test_fewer_shards_than_tasks_when_the_table_is_small_and_none_empty() -> Non
     assert plan_shards([Unit(0, 0, row_group=0)], 4) == []
     with pytest.raises(UsageError, match="at least 1"):
         plan_shards(csv, 0)
+
+
+def test_a_small_table_is_not_cut_into_shards_too_small_to_pay_for_their_server() -> None:
+    # Issue 14: `--tasks 1000` on 1,000 rows made 1,000 shards, each starting Triton.
+    shards, why = shards_for([Unit(0, 1000, row_group=0)], 1000, server="triton")
+    assert [s.rows for s in shards] == [1000]
+    assert why == (
+        "1 shard, not 1000: fewer than 10,000 rows per shard would cost more in Triton "
+        "server start-up than it saves (1,000 rows in all)"
+    )
+    shards, why = shards_for([Unit(0, 25_000, row_group=0)], 4, server="none")
+    assert [s.rows for s in shards] == [12_500, 12_500]
+    assert why.startswith("2 shards, not 4: fewer than 10,000 rows") and "in task start-up" in why
+    # As many as asked when every shard keeps enough rows: no reason given.
+    shards, why = shards_for([Unit(0, 200_000, row_group=0)], 4, server="pytriton")
+    assert (len(shards), why) == (4, "")
+
+
+def test_a_csv_with_fewer_blocks_than_tasks_says_shards_are_whole_blocks() -> None:
+    csv = [Unit(0, 40_000, start=0, end=16 << 20), Unit(0, 40_000, start=16 << 20, end=1 << 25)]
+    shards, why = shards_for(csv, 3, server="none")
+    assert [s.rows for s in shards] == [40_000, 40_000]
+    assert why == (
+        "2 shards, not 3: a CSV shard reads whole line-aligned blocks of about 16 MiB, "
+        "and the table has 2"
+    )
+    one, why = shards_for([Unit(0, 20_000, start=0, end=900)], 3, server="none")
+    assert len(one) == 1 and why.startswith("1 shard, not 3: a CSV shard reads whole")
 
 
 def test_random_layouts_cover_every_row_exactly_once() -> None:

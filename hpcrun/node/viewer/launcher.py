@@ -37,10 +37,12 @@ OPTION_PREFIXES = ("-dice::", "-index::", "-app::", "-nvindex::")
 USAGE = """\
 usage: hpcrun-nvindex-slurm [-v] [-a<jobid>] [VIEWER_SCRIPT] [--add FILE.prj]...
                             [-dice::KEY VALUE]... [--port N] [--auth USER:PASSWORD_FILE]
+                            [--listen ADDRESS] [--insecure-public]
                             [--rendezvous DIR] [--scene-data DIR] [--bricks N]
 
 Open renderer with the command line of NVIDIA's nvindex-slurm; run one task per node
-under srun. Rank 0 serves the viewer on http://<node>:PORT/ (default 8080) and renders;
+under srun. Rank 0 serves the viewer on http://<node>:PORT/ (default 8080; on 127.0.0.1
+only unless --auth or --insecure-public) and renders;
 the other ranks render. With -a<jobid> every task joins the viewer of that job.
 
   -v                    more log output (lists IndeX options that are accepted but unused)
@@ -52,6 +54,10 @@ the other ranks render. With -a<jobid> every task joins the viewer of that job.
   --port N              HTTP port of the viewer (default 8080; 0: any free port, the
                         readiness line tells which)
   --auth USER:FILE      HTTP basic auth for every page and API; FILE holds the password
+  --listen ADDRESS      where the HTTP port listens (default: every interface with --auth
+                        or --insecure-public, else 127.0.0.1 only)
+  --insecure-public     allow serving the network without --auth (anyone who reaches
+                        the node can steer the session and see the data)
   --rendezvous DIR      where the viewer publishes its address for the agents (default
                         $NVINDEX_OPEN_RENDEZVOUS, else ~/.hpcrun/index-rendezvous);
                         must be storage every node sees
@@ -102,6 +108,8 @@ def parse_args(argv: Sequence[str]) -> LaunchOptions:
     extra: list[tuple[str, str]] = []
     port = DEFAULT_PORT
     auth: str | None = None
+    listen: str | None = None
+    insecure_public = False
     rendezvous: str | None = None
     scene_data: str | None = None
     bricks: int | None = None
@@ -135,6 +143,12 @@ def parse_args(argv: Sequence[str]) -> LaunchOptions:
             auth, i = _take_value(args, i, "--auth")
             if ":" not in auth:
                 raise UsageError("--auth takes USER:PASSWORD_FILE", "e.g. --auth admin:~/.pw")
+        elif arg == "--listen" or arg.startswith("--listen="):
+            listen, i = _take_value(args, i, "--listen")
+            if not listen:
+                raise UsageError("--listen needs an address", "e.g. --listen 127.0.0.1")
+        elif arg == "--insecure-public":
+            insecure_public, i = True, i + 1
         elif arg == "--rendezvous" or arg.startswith("--rendezvous="):
             rendezvous, i = _take_value(args, i, "--rendezvous")
         elif arg == "--scene-data" or arg.startswith("--scene-data="):
@@ -171,6 +185,8 @@ def parse_args(argv: Sequence[str]) -> LaunchOptions:
         extra=tuple(extra),
         port=port,
         auth=auth,
+        listen=listen,
+        insecure_public=insecure_public,
         rendezvous=rendezvous,
         scene_data=scene_data,
         bricks=bricks,

@@ -9,6 +9,7 @@ module, never the launcher.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import socket
@@ -20,6 +21,8 @@ from hpcrun.errors import HpcrunError, UsageError
 DEFAULT_PORT = 8080
 INTERNAL_AGENT_FLAG = "--internal-agent"
 """Marks the viewer's own agent child (never typed by people)."""
+LOOPBACK = "127.0.0.1"
+ALL_INTERFACES = "0.0.0.0"
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,8 @@ class LaunchOptions:
     extra: tuple[tuple[str, str], ...] = ()
     port: int = DEFAULT_PORT
     auth: str | None = None
+    listen: str | None = None  # the HTTP address; None: see `http_bind_address`
+    insecure_public: bool = False
     rendezvous: str | None = None
     scene_data: str | None = None
     bricks: int | None = None
@@ -70,6 +75,37 @@ def read_auth(spec: str) -> tuple[str, str]:
     if not password:
         raise HpcrunError(f"the password file {path} is empty", "write the password into it")
     return user, password
+
+
+def is_loopback(address: str) -> bool:
+    """True for addresses only this host can reach (127.0.0.0/8, ::1, localhost)."""
+    if address == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything, so it counts as public
+
+
+def http_bind_address(options: LaunchOptions) -> str:
+    """Where the viewer's HTTP server listens: `--listen`, else every interface when
+    the viewer is protected (--auth) or told it may be open (--insecure-public), else
+    loopback only.
+
+    The page and its API steer the session and show the data, and nothing but --auth
+    guards them, so an unprotected viewer never serves the network by accident: a public
+    `--listen` without --auth is refused unless --insecure-public says it is meant.
+    """
+    protected = options.auth is not None or options.insecure_public
+    address = options.listen or (ALL_INTERFACES if protected else LOOPBACK)
+    if not protected and not is_loopback(address):
+        raise UsageError(
+            f"--listen {address}: the viewer would serve its page and API to the network "
+            "without a password",
+            "pass --auth USER:PASSWORD_FILE, or --insecure-public if anyone who can reach "
+            "this node may use it (or --listen 127.0.0.1)",
+        )
+    return address
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,8 @@ from hpcrun.node.viewer.options import (
     INTERNAL_AGENT_FLAG,
     LaunchOptions,
     TaskIdentity,
+    http_bind_address,
+    is_loopback,
     log_unused_options,
     read_auth,
 )
@@ -294,7 +296,9 @@ def advertised_host() -> str:
 
     $NVINDEX_OPEN_HOST wins; otherwise the address of the interface that routes off
     this host (no packet is sent: connecting a UDP socket only picks the route), then the
-    host name's address, then loopback. Servers listen on every interface anyway.
+    host name's address, then loopback. The agent port listens on every interface (agents
+    prove themselves with the rendezvous token); the HTTP port where `http_bind_address`
+    says.
     """
     override = os.environ.get("NVINDEX_OPEN_HOST")
     if override:
@@ -325,7 +329,7 @@ def _spawn_own_agent(options: LaunchOptions, identity: TaskIdentity, directory: 
 
 
 async def _serve(options: LaunchOptions, identity: TaskIdentity, scene: LoadedScene,
-                 credentials: tuple[str, str] | None, directory: Path) -> int:
+                 credentials: tuple[str, str] | None, directory: Path, http_host: str) -> int:
     viewer = Viewer(scene, identity.job_id)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -337,7 +341,7 @@ async def _serve(options: LaunchOptions, identity: TaskIdentity, scene: LoadedSc
                            access_log=logging.getLogger("aiohttp.access"),
                            shutdown_timeout=2.0)
     await runner.setup()
-    site = web.TCPSite(runner, host="0.0.0.0", port=options.port, reuse_address=True)
+    site = web.TCPSite(runner, host=http_host, port=options.port, reuse_address=True)
     try:
         await site.start()
     except OSError as exc:
@@ -349,7 +353,12 @@ async def _serve(options: LaunchOptions, identity: TaskIdentity, scene: LoadedSc
         ) from None
     http_port = options.port or int(runner.addresses[0][1])
     host = advertised_host()
-    viewer.url = f"http://{host}:{http_port}"
+    # A viewer bound to one address is reached there (loopback: this host only).
+    url_host = host if http_host in ("0.0.0.0", "::") else http_host
+    viewer.url = f"http://{url_host}:{http_port}"
+    if is_loopback(http_host) and credentials is None:
+        log.info("the page listens on %s only (no --auth); pass --auth USER:PASSWORD_FILE "
+                 "to serve other hosts", http_host)
     info = rendezvous.Rendezvous(identity.job_id, host, agent_port, http_port, os.getpid(),
                                  viewer.token)
     tasks = [asyncio.create_task(viewer.render_loop()), asyncio.create_task(viewer.heartbeat())]
@@ -400,12 +409,13 @@ def run_viewer(options: LaunchOptions, identity: TaskIdentity) -> int:
     does; it waits for the rendezvous file like any other agent."""
     if options.verbose:
         log_unused_options(options, log)
+    http_host = http_bind_address(options)  # a refused exposure fails before anything starts
     credentials = read_auth(options.auth) if options.auth else None
     directory = rendezvous.rendezvous_dir(options.rendezvous)
     signal.signal(signal.SIGTERM, _exit_on_signal)  # until the loop takes over: end the child
     child = _spawn_own_agent(options, identity, directory)
     try:
         scene = open_scene(options.scenes, options.bricks)
-        return asyncio.run(_serve(options, identity, scene, credentials, directory))
+        return asyncio.run(_serve(options, identity, scene, credentials, directory, http_host))
     finally:
         _end_child(child)
