@@ -16,9 +16,9 @@ APT_PROBES := slurmctld slurmd munged slurmdbd mariadbd sbatch chromium chromedr
 APT_LEAN_PACKAGES := blender ffmpeg
 APT_LEAN_PROBES := blender ffmpeg ffprobe
 
-.PHONY: setup setup-system setup-venv demo demo-render demo-score test suite lint unit bench cluster-up cluster-down clean
+.PHONY: setup setup-system setup-venv demo demo-render demo-score test suite lint unit bench cluster-up cluster-down k8s-binaries k8s-up k8s-down clean
 
-setup: setup-system setup-venv ## install Slurm, munge, MariaDB (apt) and the project (.venv)
+setup: setup-system setup-venv k8s-binaries ## install Slurm, munge, MariaDB (apt), the project (.venv) and the test Kubernetes control plane (Go, cached)
 
 setup-system:
 	@missing=0; for p in $(APT_PROBES); do command -v $$p >/dev/null || PATH=$$PATH:/usr/sbin command -v $$p >/dev/null || missing=1; done; \
@@ -107,6 +107,15 @@ cluster-up: setup
 
 cluster-down: setup-venv
 	$(HPCRUN) down --yes
+
+k8s-binaries: ## build the Kubernetes control plane + kwok + helm from Go modules (cached in ~/.cache/hpcrun)
+	PATH=$$PATH:/usr/local/go/bin scripts/k8s/build.sh
+
+k8s-up: k8s-binaries ## start a kwok cluster (real apiserver/scheduler/etcd, 4 fake GPU nodes); prints its kubeconfig
+	scripts/k8s/up.sh
+
+k8s-down: ## delete the kwok cluster and its processes
+	scripts/k8s/down.sh
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -53,7 +53,9 @@ class Lack:
 @dataclass(frozen=True)
 class BackendEntry:
     name: str
-    backend_class: str  # "module:Class"; the class has `from_record(record, store)`
+    # "module:Class"; the class has `from_record(record, store)`. None: no backend is
+    # built yet (the files validate and render; `create` is refused through Feature.CREATE).
+    backend_class: str | None
     config_model: str  # "module:Model" of its cluster files; `backend` is its Literal tag
     description: str
     example: str  # a commented cluster file in the repository
@@ -80,6 +82,12 @@ class BackendEntry:
         )
 
     def load_class(self) -> Any:
+        if self.backend_class is None:
+            raise HpcrunError(
+                f"backend {self.name!r} has no implementation in this hpcrun yet",
+                f"its cluster files validate and render (`hpcrun config validate`); "
+                f"see {self.example}",
+            )
         return _load(self.backend_class)
 
     def model(self) -> type[BaseModel]:
@@ -130,6 +138,27 @@ _NO_HEAD_NODE_DESKTOP = Lack(
     "(`hpcrun create --config configs/index-aws.yaml`); here, open the URLs "
     "hpcrun prints in a local browser",
 )
+
+
+def _kubernetes_lacks(create_hint: str) -> dict[Feature, Lack]:
+    """What eks and kubernetes clusters lack: everything, until the Kubernetes backend
+    exists (issue 15); after it, Slurm, DCV and the Slurm-only features still."""
+    not_slurm = "runs Kubernetes, not Slurm"
+    on_slurm = "use a Slurm cluster (local, ssh or parallelcluster) for it"
+    return {
+        Feature.CREATE: Lack(
+            "needs hpcrun's Kubernetes backend, which is not built yet", create_hint
+        ),
+        Feature.SLURM: Lack(not_slurm, on_slurm),
+        Feature.JOB_EXPANSION: Lack(not_slurm, on_slurm),
+        Feature.ACCOUNTING: Lack(not_slurm, on_slurm),
+        Feature.DESKTOP: Lack(
+            "has no head node to run a remote desktop on",
+            "open the session URLs hpcrun prints (through the ingress) in a local browser",
+        ),
+        Feature.SHELL: Lack("has no head node to log in to", "use kubectl with its kubeconfig"),
+    }
+
 
 REGISTRY: Mapping[str, BackendEntry] = {
     entry.name: entry
@@ -192,6 +221,32 @@ REGISTRY: Mapping[str, BackendEntry] = {
             create_options=frozenset({"trust_new_host", "suppress_validators"}),
             down_verbs=("delete (every AWS resource of)", "deleted"),
             deep_check="hpcrun.config.pcluster:validate_data",
+        ),
+        BackendEntry(
+            name="eks",
+            backend_class=None,
+            config_model="hpcrun.config.eks:EksClusterConfig",
+            problem_lines="hpcrun.config.eks:problem_lines",
+            description="an Amazon EKS cluster (eksctl or the EKS API + kubeconfig)",
+            example="configs/index-eks.yaml",
+            config_noun="eks cluster config",
+            lacks=_kubernetes_lacks(
+                "`hpcrun config render FILE --format eksctl` writes the eksctl ClusterConfig; "
+                "`eksctl create cluster -f` of it makes the cluster meanwhile"
+            ),
+            deep_check="hpcrun.config.eks:validate_data",
+        ),
+        BackendEntry(
+            name="kubernetes",
+            backend_class=None,
+            config_model="hpcrun.config.eks:KubernetesClusterConfig",
+            problem_lines="hpcrun.config.eks:kubernetes_problem_lines",
+            description="an existing Kubernetes cluster, through a kubeconfig context",
+            example="configs/kubernetes.yaml",
+            config_noun="kubernetes cluster config",
+            lacks=_kubernetes_lacks("`hpcrun config validate FILE` checks the file meanwhile"),
+            down_verbs=("detach from", "detached"),
+            deep_check="hpcrun.config.eks:validate_kubernetes_data",
         ),
     )
 }

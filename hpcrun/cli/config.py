@@ -54,7 +54,10 @@ def _write(text: str, output: Path | None, force: bool) -> None:
 @app.command()
 def init(
     preset: Annotated[
-        str, typer.Option("--preset", "-p", help="index-aws, index-g4dn or local.")
+        str,
+        typer.Option(
+            "--preset", "-p", help="index-aws, index-g4dn, index-eks, kubernetes or local."
+        ),
     ] = "index-aws",
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
@@ -153,27 +156,49 @@ def render(
     fmt: Annotated[
         str | None,
         typer.Option(
-            "--format", "-f", help="pcluster-v3 or pcluster-v2 (default: the file's format)."
+            "--format",
+            "-f",
+            help="pcluster-v3 or pcluster-v2 (default: the file's format); eksctl for eks files.",
         ),
     ] = None,
     subnet_id: Annotated[
         str | None, typer.Option("--subnet-id", help="Use this subnet (for subnet_id: create).")
     ] = None,
 ) -> None:
-    """Print the ParallelCluster config (v3 YAML or v2 INI) this cluster file becomes."""
+    """Print the ParallelCluster config (v3 YAML or v2 INI) or, for an eks file, the eksctl
+    ClusterConfig (checked against eksctl's own schema) this cluster file becomes."""
     from hpcrun.config.pcluster import FORMATS, validate_parallelcluster_config
     from hpcrun.config.pcluster import render as render_config
 
-    if fmt is not None and fmt not in FORMATS:
-        raise UsageError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
+    if fmt is not None and fmt not in (*FORMATS, "eksctl"):
+        raise UsageError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}, eksctl")
     data = _load(file)
+    if data.get("backend") == "eks" or fmt == "eksctl":
+        _render_eksctl(file, data, fmt)
+        return
+    pcluster_fmt = next((f for f in FORMATS if f == fmt), None)
     if data.get("backend", "local") != "parallelcluster":
         raise UsageError(
             f"{file} is not a ParallelCluster file (backend: {data.get('backend', 'local')})",
             "only backend: parallelcluster files render to pcluster configs",
         )
     config = validate_parallelcluster_config(data, str(file))
-    sys.stdout.write(render_config(config, fmt, source=file.name, subnet_id=subnet_id))
+    sys.stdout.write(render_config(config, pcluster_fmt, source=file.name, subnet_id=subnet_id))
+
+
+def _render_eksctl(file: Path, data: dict[str, Any], fmt: str | None) -> None:
+    from hpcrun.config.eks import EksClusterConfig, render_checked
+    from hpcrun.config.models import validate_cluster_data
+
+    if data.get("backend") != "eks" or fmt not in (None, "eksctl"):
+        raise UsageError(
+            f"--format {fmt} does not apply to {file} (backend: {data.get('backend', 'local')})",
+            "eks files render with --format eksctl; parallelcluster files with pcluster-v3 "
+            "or pcluster-v2",
+        )
+    config = validate_cluster_data(data, str(file))
+    assert isinstance(config, EksClusterConfig)
+    sys.stdout.write(render_checked(config, source=file.name))
 
 
 @app.command("import")

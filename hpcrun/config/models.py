@@ -24,6 +24,7 @@ from hpcrun.files import read_text_file
 if TYPE_CHECKING:
     from pydantic_core import ErrorDetails
 
+    from hpcrun.config.eks.model import EksClusterConfig, KubernetesClusterConfig
     from hpcrun.config.pcluster.model import ParallelClusterConfig
 
 MAX_LOCAL_NODES = 16
@@ -112,7 +113,10 @@ class SshClusterConfig(BaseModel):
 
 ClusterConfig = LocalClusterConfig
 # Any backend's cluster file; the union pydantic validates is built from the registry.
-AnyClusterConfig: TypeAlias = "LocalClusterConfig | SshClusterConfig | ParallelClusterConfig"
+AnyClusterConfig: TypeAlias = (
+    "LocalClusterConfig | SshClusterConfig | ParallelClusterConfig | EksClusterConfig"
+    " | KubernetesClusterConfig"
+)
 
 
 def _invalid(source: str, what: str, exc: ValidationError) -> str:

@@ -16,6 +16,8 @@ TEMPLATES = Path(__file__).parent / "templates"
 PRESETS: dict[str, str] = {
     "index-aws": "NVIDIA IndeX on ParallelCluster: g4dn.4xlarge head + DCV, p3.8xlarge compute",
     "index-g4dn": "NVIDIA IndeX on ParallelCluster: g4dn.4xlarge head + DCV, g4dn.12xlarge compute",
+    "index-eks": "NVIDIA IndeX on Amazon EKS: g4dn.xlarge GPU node group 1-7, OIDC, nginx ingress",
+    "kubernetes": "an existing Kubernetes cluster, through a kubeconfig context",
     "local": "a real Slurm cluster on this machine (no cloud)",
 }
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from hpcrun.backends import REGISTRY, backend_entry, open_backend
+from hpcrun.backends import REGISTRY, backend_entry, open_backend, refusal
 from hpcrun.backends.base import Feature
 from hpcrun.config.models import LocalClusterConfig, load_cluster_file, validate_cluster_data
 from hpcrun.config.presets import preset_text
@@ -47,9 +47,9 @@ def test_the_union_is_made_of_the_registry_models() -> None:
 def test_unknown_backend_names_list_the_known_ones(tmp_path: Path) -> None:
     with pytest.raises(UsageError) as err:
         backend_entry("slurm-on-mars")
-    assert err.value.hint == "use one of: local, ssh, parallelcluster"
-    with pytest.raises(UsageError, match="backend 'kubernetes' is not one hpcrun knows"):
-        validate_cluster_data({"backend": "kubernetes"})
+    assert err.value.hint == "use one of: local, ssh, parallelcluster, eks, kubernetes"
+    with pytest.raises(UsageError, match="backend 'nomad' is not one hpcrun knows"):
+        validate_cluster_data({"backend": "nomad"})
     store = StateStore(tmp_path)
     store.put_cluster("old", "nomad", {"name": "old"}, ClusterState.UP)
     record = store.cluster("old")
@@ -57,7 +57,7 @@ def test_unknown_backend_names_list_the_known_ones(tmp_path: Path) -> None:
     with pytest.raises(HpcrunError) as opened:
         open_backend(record, store)
     assert "uses backend 'nomad', which this hpcrun lacks" in opened.value.message
-    assert opened.value.hint == "known backends: local, parallelcluster, ssh"
+    assert opened.value.hint == "known backends: eks, kubernetes, local, parallelcluster, ssh"
 
 
 def test_unhashable_backend_values_are_usage_errors(tmp_path: Path) -> None:
@@ -110,3 +110,35 @@ def test_importing_the_registry_imports_no_backend() -> None:
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+KUBERNETES_LACKS = {
+    Feature.CREATE,
+    Feature.SLURM,
+    Feature.DESKTOP,
+    Feature.JOB_EXPANSION,
+    Feature.ACCOUNTING,
+    Feature.SHELL,
+}
+
+
+@pytest.mark.parametrize("backend", ["eks", "kubernetes"])
+def test_kubernetes_backends_validate_but_have_no_class_yet(tmp_path: Path, backend: str) -> None:
+    entry = backend_entry(backend)
+    assert entry.backend_class is None  # no class that pretends to work
+    assert entry.unsupported({}) == KUBERNETES_LACKS
+    assert entry.deep_check is not None
+    example = load_cluster_file(REPO / entry.example)
+    assert example.backend == backend
+    refused = refusal(example.name, backend, Feature.CREATE, "hpcrun create")
+    assert refused.message == (
+        f"cluster {example.name!r} ({backend}) has no way to be created or attached, which "
+        "hpcrun create needs: it needs hpcrun's Kubernetes backend, which is not built yet"
+    )
+    # a record of such a cluster (from a later hpcrun) opens to a clear error, not a crash
+    store = StateStore(tmp_path)
+    store.put_cluster(example.name, backend, example.model_dump(), ClusterState.DOWN)
+    record = store.cluster(example.name)
+    assert record is not None
+    with pytest.raises(HpcrunError, match=f"backend '{backend}' has no implementation"):
+        open_backend(record, store)

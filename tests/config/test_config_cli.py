@@ -28,7 +28,7 @@ def invoke(*args: str) -> tuple[int, str, str]:
     return result.exit_code, result.stdout, result.stderr
 
 
-@pytest.mark.parametrize("preset", ["index-aws", "index-g4dn", "local"])
+@pytest.mark.parametrize("preset", ["index-aws", "index-g4dn", "index-eks", "kubernetes", "local"])
 def test_init_prints_the_preset(preset: str) -> None:
     code, out, _ = invoke("init", "--preset", preset)
     assert code == 0 and out == preset_text(preset)
@@ -45,7 +45,7 @@ def test_init_writes_a_file_and_refuses_to_overwrite_it(tmp_path: Path) -> None:
     assert code == 2 and "index-aws" in message
 
 
-@pytest.mark.parametrize("name", ["index-aws", "index-g4dn", "local"])
+@pytest.mark.parametrize("name", ["index-aws", "index-g4dn", "index-eks", "kubernetes", "local"])
 def test_validate_presets_ok(name: str) -> None:
     code, out, _ = invoke("validate", str(REPO / "configs" / f"{name}.yaml"))
     assert code == 0

@@ -145,11 +145,11 @@ def test_missing_file_is_a_usage_error(tmp_path: Path) -> None:
         load_cluster_file(tmp_path / "absent.yaml")
 
 
-@pytest.mark.parametrize("backend", ["aws", "eks", "slurm"])
+@pytest.mark.parametrize("backend", ["aws", "gke", "slurm"])
 def test_unknown_backends_are_refused(tmp_path: Path, backend: str) -> None:
     with pytest.raises(UsageError, match=f"backend: '{backend}' is not one hpcrun knows") as err:
         load_cluster_file(write(tmp_path, f"backend: {backend}\nnodes: 2\n"))
-    assert err.value.hint == "use one of: local, ssh, parallelcluster"
+    assert err.value.hint == "use one of: local, ssh, parallelcluster, eks, kubernetes"
 
 
 def test_ssh_file_loads_and_names_bad_keys(tmp_path: Path) -> None:

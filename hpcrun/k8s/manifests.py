@@ -1,0 +1,326 @@
+"""An IndeX session on Kubernetes as the objects NVIDIA's chart makes (NVIDIA/nvindex-cloud,
+charts/nvindex), built from the same values: `nodeCount`, `gpuCount`, the scene's files,
+`ingress.host/tls`, `auth`, the image and its pull secret, the service account.
+
+Pure: a `IndexRelease` in, a list of plain objects (dicts, ready for server-side apply)
+out, in the order they are applied; golden files pin them. What differs from the chart,
+and why:
+- every object carries `app.kubernetes.io/managed-by: hpcrun` and the session label, so
+  a stop (or a prune) finds exactly the session's objects;
+- the viewer Service serves port 8080, where the chart's Ingress sends traffic (the
+  chart's Service listens on 80, so its Ingress names a port the Service does not have);
+- the viewer and the workers repel each other (pod anti-affinity by host name): the chart
+  gets one pod per node only when `gpuCount` is every GPU of a node; here that holds for
+  any `--gpus-per-node`, as `salloc --exclusive` or `--gpus-per-node` does on Slurm;
+- no setup init container (it fetched IndeX's licence and data with a cloud CLI image);
+  the data location is the container's environment, read through the service account.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+MANAGED_BY = "hpcrun"
+SESSION_LABEL = "hpcrun.io/session"
+GPU_RESOURCE = "nvidia.com/gpu"
+VIEWER_HTTP_PORT = 8080
+# The IndeX cluster ports of NVIDIA's chart: discovery, global and local traffic.
+DISCOVERY_PORT, GLOBAL_PORT, LOCAL_PORT = 5555, 10000, 10001
+SCENES_DIR = "/scenes"
+
+
+@dataclass(frozen=True)
+class IndexRelease:
+    """One IndeX session: what `helm install NAME charts/nvindex --set ...` is told."""
+
+    name: str  # the release name: every object is `<name>-...`
+    namespace: str
+    session: str  # the value of SESSION_LABEL
+    nodes: int  # nodeCount: the viewer and nodes-1 workers, one pod a node
+    gpus_per_node: int  # gpuCount: GPUs each pod asks for
+    image: str
+    scene_files: Mapping[str, str]  # file name -> text: the scene ConfigMap
+    pull_secret: str | None = None
+    service_account: str | None = None
+    data_location: str | None = None  # NVINDEX_DATA_BUCKET, e.g. s3://bucket/scenes
+    htpasswd: str | None = None  # `user:hash` for the Ingress' basic auth; None: no auth
+    ingress_host: str | None = None  # None: no Ingress (reach it with `index --tunnel`)
+    tls_secret: str | None = None
+    extra_labels: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.nodes < 1:
+            raise ValueError(f"an IndeX session needs at least 1 node, not {self.nodes}")
+        if self.gpus_per_node < 0:
+            raise ValueError(f"GPUs per node cannot be negative ({self.gpus_per_node})")
+        if "scene.prj" not in self.scene_files:
+            raise ValueError("the scene files must hold scene.prj")
+
+    @property
+    def workers(self) -> int:
+        return self.nodes - 1
+
+    @property
+    def viewer_name(self) -> str:
+        return f"{self.name}-viewer"
+
+    @property
+    def worker_name(self) -> str:
+        return f"{self.name}-worker"
+
+    @property
+    def discovery_name(self) -> str:
+        """The headless Service the workers find the viewer by (`<name>-viewer-0`)."""
+        return f"{self.name}-viewer-0"
+
+    @property
+    def auth_secret_name(self) -> str:
+        return f"{self.name}-auth-secret"
+
+    @property
+    def path(self) -> str:
+        return f"/{self.name}"
+
+
+def labels(release: IndexRelease, component: str | None = None) -> dict[str, str]:
+    found = {
+        "app.kubernetes.io/name": "nvindex",
+        "app.kubernetes.io/instance": release.name,
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        SESSION_LABEL: release.session,
+        **release.extra_labels,
+    }
+    if component is not None:
+        found["app.kubernetes.io/component"] = component
+    return found
+
+
+def selector(release: IndexRelease, component: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "nvindex",
+        "app.kubernetes.io/instance": release.name,
+        "app.kubernetes.io/component": component,
+    }
+
+
+def _metadata(release: IndexRelease, name: str, component: str | None = None) -> dict[str, Any]:
+    return {"name": name, "namespace": release.namespace, "labels": labels(release, component)}
+
+
+def _ports(*numbers: int) -> list[dict[str, Any]]:
+    return [{"containerPort": n} for n in numbers]
+
+
+def _pod_spec(release: IndexRelease, container: dict[str, Any]) -> dict[str, Any]:
+    if release.gpus_per_node:
+        container["resources"] = {"limits": {GPU_RESOURCE: str(release.gpus_per_node)}}
+    spec: dict[str, Any] = {
+        "containers": [container],
+        "affinity": {
+            "podAntiAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": [
+                    {
+                        "labelSelector": {
+                            "matchLabels": {"app.kubernetes.io/instance": release.name}
+                        },
+                        "topologyKey": "kubernetes.io/hostname",
+                    }
+                ]
+            }
+        },
+    }
+    if release.pull_secret:
+        spec["imagePullSecrets"] = [{"name": release.pull_secret}]
+    if release.service_account:
+        spec["serviceAccountName"] = release.service_account
+    return spec
+
+
+def _cluster_args(discovery_address: str) -> list[str]:
+    return [
+        "--cluster",
+        "TCP_WITH_DISCOVERY",
+        "-dice::network::retention",
+        "5",
+        "-app::enable_fail_safety",
+        "yes",
+        "-dice::network::discovery_address",
+        discovery_address,
+    ]
+
+
+def viewer_statefulset(release: IndexRelease) -> dict[str, Any]:
+    env = [{"name": "NVINDEX_SCENES_DIR", "value": SCENES_DIR}]
+    if release.data_location:
+        env.append({"name": "NVINDEX_DATA_BUCKET", "value": release.data_location})
+    container = {
+        "name": "nvindex",
+        "image": release.image,
+        "command": ["./nvindex-viewer.sh"],
+        "args": ["--add", f"{SCENES_DIR}/scene.prj", *_cluster_args("0.0.0.0")],
+        "ports": _ports(DISCOVERY_PORT, GLOBAL_PORT, LOCAL_PORT, VIEWER_HTTP_PORT),
+        "env": env,
+        "volumeMounts": [{"name": "scene-files", "mountPath": SCENES_DIR}],
+        "readinessProbe": {
+            "tcpSocket": {"port": VIEWER_HTTP_PORT},
+            "periodSeconds": 5,
+        },
+    }
+    pod = _pod_spec(release, container)
+    pod["volumes"] = [{"name": "scene-files", "configMap": {"name": f"{release.name}-scenes"}}]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": _metadata(release, release.viewer_name, "viewer"),
+        "spec": {
+            "replicas": 1,
+            "serviceName": release.discovery_name,
+            "selector": {"matchLabels": selector(release, "viewer")},
+            "template": {
+                "metadata": {"labels": labels(release, "viewer")},
+                "spec": pod,
+            },
+        },
+    }
+
+
+def worker_deployment(release: IndexRelease) -> dict[str, Any]:
+    container = {
+        "name": "nvindex",
+        "image": release.image,
+        "command": ["./nvindex-remote-service.sh"],
+        "args": _cluster_args(release.discovery_name),
+        "ports": _ports(GLOBAL_PORT, LOCAL_PORT),
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _metadata(release, release.worker_name, "worker"),
+        "spec": {
+            "replicas": release.workers,
+            "selector": {"matchLabels": selector(release, "worker")},
+            "template": {
+                "metadata": {"labels": labels(release, "worker")},
+                "spec": _pod_spec(release, container),
+            },
+        },
+    }
+
+
+def discovery_service(release: IndexRelease) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(release, release.discovery_name, "viewer"),
+        "spec": {
+            "type": "ClusterIP",
+            "clusterIP": "None",
+            "ports": [
+                {"name": "discovery", "port": DISCOVERY_PORT, "targetPort": DISCOVERY_PORT},
+                {"name": "global", "port": GLOBAL_PORT, "targetPort": GLOBAL_PORT},
+                {"name": "local", "port": LOCAL_PORT, "targetPort": LOCAL_PORT},
+            ],
+            "selector": selector(release, "viewer"),
+        },
+    }
+
+
+def viewer_service(release: IndexRelease) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(release, release.viewer_name, "viewer"),
+        "spec": {
+            "type": "ClusterIP",
+            "ports": [
+                {"name": "http", "port": VIEWER_HTTP_PORT, "targetPort": VIEWER_HTTP_PORT}
+            ],
+            "selector": selector(release, "viewer"),
+        },
+    }
+
+
+def scenes_configmap(release: IndexRelease) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _metadata(release, f"{release.name}-scenes"),
+        "data": dict(sorted(release.scene_files.items())),
+    }
+
+
+def auth_secret(release: IndexRelease) -> dict[str, Any]:
+    """The htpasswd Secret ingress-nginx reads (key `auth`). `stringData`, so the
+    password's hash is never base64-encoded by hand; the password itself is never here."""
+    assert release.htpasswd is not None
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _metadata(release, release.auth_secret_name),
+        "type": "Opaque",
+        "stringData": {"auth": release.htpasswd + "\n"},
+    }
+
+
+def ingress(release: IndexRelease) -> dict[str, Any]:
+    assert release.ingress_host is not None
+    annotations = {
+        "nginx.ingress.kubernetes.io/proxy-send-timeout": "3600",
+        "nginx.ingress.kubernetes.io/proxy-read-timeout": "3600",
+    }
+    if release.htpasswd is not None:
+        annotations |= {
+            "nginx.ingress.kubernetes.io/auth-type": "basic",
+            "nginx.ingress.kubernetes.io/auth-secret": release.auth_secret_name,
+            "nginx.ingress.kubernetes.io/auth-realm": "Authentication Required",
+        }
+    spec: dict[str, Any] = {
+        "ingressClassName": "nginx",
+        "rules": [
+            {
+                "host": release.ingress_host,
+                "http": {
+                    "paths": [
+                        {
+                            "path": release.path,
+                            "pathType": "Prefix",
+                            "backend": {
+                                "service": {
+                                    "name": release.viewer_name,
+                                    "port": {"number": VIEWER_HTTP_PORT},
+                                }
+                            },
+                        }
+                    ]
+                },
+            }
+        ],
+    }
+    if release.tls_secret:
+        spec["tls"] = [{"hosts": [release.ingress_host], "secretName": release.tls_secret}]
+    metadata = _metadata(release, release.name)
+    metadata["annotations"] = annotations
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": metadata,
+        "spec": spec,
+    }
+
+
+def index_objects(release: IndexRelease) -> list[dict[str, Any]]:
+    """Every object of the session, in apply order: what the pods mount and find first."""
+    objects = [scenes_configmap(release)]
+    if release.htpasswd is not None:
+        objects.append(auth_secret(release))
+    objects += [
+        discovery_service(release),
+        viewer_service(release),
+        viewer_statefulset(release),
+        worker_deployment(release),
+    ]
+    if release.ingress_host is not None:
+        objects.append(ingress(release))
+    return objects
