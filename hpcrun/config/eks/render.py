@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 from hpcrun.config.eks.model import EksClusterConfig
 from hpcrun.config.eks.problems import Problem
-from hpcrun.config.pcluster.render import yaml_scalar
 from hpcrun.errors import UsageError
+from hpcrun.templates import yaml_environment
 
 if TYPE_CHECKING:
     import jinja2
@@ -63,20 +63,8 @@ class RenderError(UsageError):
     """The rendered ClusterConfig is one eksctl's schema refuses."""
 
 
-@cache
 def _environment() -> jinja2.Environment:
-    import jinja2
-
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "templates")),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        autoescape=False,
-    )
-    env.filters["yaml"] = yaml_scalar
-    return env
+    return yaml_environment("hpcrun.config.eks")
 
 
 def render_eksctl(config: EksClusterConfig, *, source: str = "") -> str:

@@ -40,7 +40,6 @@ from hpcrun.config.pcluster.render import (
     render_v2,
     render_v3,
     scheduler_parameters,
-    yaml_scalar,
 )
 from hpcrun.config.pcluster.schema import (
     PCLUSTER_PATH_TO_KEY,
@@ -48,6 +47,7 @@ from hpcrun.config.pcluster.schema import (
     pcluster_schema_problems,
     validate_data,
 )
+from hpcrun.templates import yaml_scalar
 
 __all__ = [
     "FORMATS",

@@ -19,8 +19,6 @@ slurm.conf on the head node the same way (append to an existing value, else add 
 from __future__ import annotations
 
 import re
-from functools import lru_cache
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hpcrun.config.pcluster.model import (
@@ -31,6 +29,7 @@ from hpcrun.config.pcluster.model import (
     ParallelClusterConfig,
 )
 from hpcrun.errors import UsageError
+from hpcrun.templates import yaml_environment
 
 if TYPE_CHECKING:
     import jinja2
@@ -40,36 +39,9 @@ class RenderError(UsageError):
     """The file is valid but cannot become this pcluster format (e.g. `subnet_id: create`)."""
 
 
-@lru_cache(maxsize=1)
 def _environment() -> jinja2.Environment:
-    import jinja2
+    return yaml_environment("hpcrun.config.pcluster")
 
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "templates")),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        autoescape=False,
-    )
-    env.filters["yaml"] = yaml_scalar
-    return env
-
-
-def yaml_scalar(value: object) -> str:
-    """A YAML scalar that reads back as the same value: plain when safe, else JSON-quoted."""
-    import json
-
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    text = str(value)
-    if re.fullmatch(r"[A-Za-z0-9_./@+-]+(:[A-Za-z0-9_./@+-]+)*", text) and not re.fullmatch(
-        r"(?i)(true|false|yes|no|on|off|null|~|[-+0-9.eE_:]+)", text
-    ):
-        return text
-    return json.dumps(text)
 
 
 def scheduler_parameters(config: ParallelClusterConfig) -> str | None:
