@@ -92,13 +92,17 @@ class SessionView:
 
     session: IndexSessionRecord
     jobs: list[dict[str, Any]] = field(default_factory=list)
-    nodes: list[str] = field(default_factory=list)
     viewer: dict[str, Any] | None = None
     viewer_error: str | None = None
     hosts_of: dict[str, list[str]] = field(default_factory=dict)  # live job id -> its nodes
     healed: list[str] = field(default_factory=list)  # nodes whose agent `heal` restarted
     # Nodes of the session whose scheduler agent (slurmd) is dead, each with a message.
     dead_nodes: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def nodes(self) -> list[str]:
+        """Every node of the session's live jobs, in the order of the jobs."""
+        return [host for hosts in self.hosts_of.values() for host in hosts]
 
     @property
     def agents(self) -> int | None:
@@ -459,7 +463,6 @@ class IndexSessions(ClusterService):
             )
             if job is not None and not job.ended and job.nodelist:
                 view.hosts_of[record.slurm_job_id] = self.driver.hosts(job)
-                view.nodes += view.hosts_of[record.slurm_job_id]
         view.session = self._note_if_ended(session, found)
         if view.session.status == "running" and view.nodes:
             view.dead_nodes = self._dead_nodes(view.nodes)

@@ -165,9 +165,9 @@ class SlurmClient:
         and their begin time (a requeue puts it 2 minutes ahead) set to now."""
         if not ids:
             return
-        _ok(self.runner.run(["scontrol", "release", ",".join(ids)]))
-        for job_id in ids:
-            _ok(self.runner.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"]))
+        listed = ",".join(ids)
+        _ok(self.runner.run(["scontrol", "release", listed]))
+        _ok(self.runner.run(["scontrol", "update", f"JobId={listed}", "StartTime=now"]))
 
     def resume_nodes(self, names: Sequence[str]) -> None:
         """`scontrol update State=RESUME`: nodes Slurm drained back into service."""

@@ -62,7 +62,13 @@ def agents_allocation(plan: IndexPlan, nodes: int, *, expand_job: str | None = N
 
 
 def _launch_argv(
-    plan: IndexPlan, job_id: str, nodes: int, args: Sequence[str], nodelist: str | None
+    plan: IndexPlan,
+    job_id: str,
+    nodes: int,
+    args: Sequence[str],
+    nodelist: str | None,
+    *,
+    overlap: bool = False,
 ) -> list[str]:
     step = JobSpec(
         command=(plan.install.launcher, *args),
@@ -72,9 +78,11 @@ def _launch_argv(
         workdir=plan.install.workdir,
     )
     argv = step.to_srun_argv(jobid=job_id)
-    if nodelist:
-        # Agents for nodes merged into a grown job: run only on the new nodes.
-        argv.insert(argv.index("srun") + 2, f"--nodelist={nodelist}")
+    # Where in the allocation the step runs: only on the given nodes (those merged into a
+    # grown job, or those whose agent died), beside the steps already there (--overlap).
+    placement = ["--overlap"] * overlap + ([f"--nodelist={nodelist}"] if nodelist else [])
+    at = argv.index("srun") + 2  # after `srun --jobid=J`
+    argv[at:at] = placement
     return argv
 
 
@@ -95,23 +103,29 @@ def viewer_step(plan: IndexPlan, job_id: str) -> list[str]:
 
 
 def agents_step(
-    plan: IndexPlan, job_id: str, initial_job: str, nodes: int, *, nodelist: str | None = None
+    plan: IndexPlan,
+    job_id: str,
+    initial_job: str,
+    nodes: int,
+    *,
+    nodelist: str | None = None,
+    overlap: bool = False,
 ) -> list[str]:
     """`srun -N<k> nvindex-slurm -a<initial job> ./nvindex-viewer.sh`: render agents only,
     connecting to the viewer of the session's first job."""
     args = [f"-a{initial_job}", plan.install.viewer_script]
     if plan.install.open_renderer:
         args += list(plan.open_options)
-    return _launch_argv(plan, job_id, nodes, args, nodelist)
+    return _launch_argv(plan, job_id, nodes, args, nodelist, overlap=overlap)
 
 
 def restart_step(plan: IndexPlan, job_id: str, initial_job: str, hosts: Sequence[str]) -> list[str]:
     """Agents again on `hosts` of job `job_id`, whose own agents died: the step they ran in
     still holds its share of those nodes until its last task ends, so the new step
     overlaps it (`--overlap`) instead of queueing behind it."""
-    argv = agents_step(plan, job_id, initial_job, len(hosts), nodelist=",".join(hosts))
-    argv.insert(argv.index("srun") + 2, "--overlap")
-    return argv
+    return agents_step(
+        plan, job_id, initial_job, len(hosts), nodelist=",".join(hosts), overlap=True
+    )
 
 
 # --- shrinking ------------------------------------------------------------------------------

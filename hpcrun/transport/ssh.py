@@ -255,7 +255,7 @@ class SSHRunner:
             spent, self._read_spools = self._read_spools, []
             if spent and self._client is not None:
                 with contextlib.suppress(HpcrunError, paramiko.SSHException, OSError, EOFError):
-                    self._run_shell(f"rm -rf {' '.join(shlex.quote(s) for s in spent)}", 10.0)
+                    self._run_shell(_remove(spent), 10.0)
             self._drop()
 
     def __enter__(self) -> SSHRunner:
@@ -344,7 +344,7 @@ class SSHRunner:
         with self._lock:
             spent, self._read_spools = self._read_spools, []
             first, self._swept_old = not self._swept_old, True
-        text = f"rm -rf {' '.join(shlex.quote(s) for s in spent)}; " if spent else ""
+        text = f"{_remove(spent)}; " if spent else ""
         if first:
             text += (
                 f"find {SPOOL_ROOT} -mindepth 2 -maxdepth 2 -name rc -mmin +10 "
@@ -709,6 +709,10 @@ def _spool_command(command: str, spool: str, input_size: int | None) -> str:
         f"( exec {command} ) < {stdin} > {d}/out 2> {d}/err; echo $? > {d}/rc; "
         f'cat {d}/out; cat {d}/err >&2; exit "$(cat {d}/rc)"'
     )
+
+
+def _remove(spools: Sequence[str]) -> str:
+    return "rm -rf " + " ".join(shlex.quote(s) for s in spools)
 
 
 class _NeverStarted(Exception):

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from hpcrun.cli import main
 from hpcrun.config.models import LocalClusterConfig
 from hpcrun.errors import UnknownJob
 from hpcrun.services.jobs import JobsService
 from hpcrun.state import ClusterState, StateStore
+from tests.cli.test_refusals import run
 
 
 @pytest.fixture
@@ -35,12 +35,6 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> StateStore:
     store.record_submit_failed(failed, "sbatch: error: ...")
     return store
 
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exited:
-        main(list(args))
-    out, err = capsys.readouterr()
-    return int(exited.value.code or 0), out, err
 
 
 def test_status_says_jobs_are_unknown_and_shows_the_records(

@@ -10,14 +10,13 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from typer.testing import CliRunner
 
 from hpcrun.cli import main
-from hpcrun.cli.config import app
 from hpcrun.config import eks
 from hpcrun.config.models import load_cluster_file, validate_cluster_data
 from hpcrun.config.presets import preset_text
-from hpcrun.errors import HpcrunError, UsageError
+from hpcrun.errors import UsageError
+from tests.config.test_config_cli import invoke
 from tests.golden_util import assert_golden
 
 REPO = Path(__file__).resolve().parents[2]
@@ -296,15 +295,6 @@ def test_schema_findings_name_the_hpcrun_key() -> None:
 
 # --- the CLI ---------------------------------------------------------------------------
 
-
-def invoke(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(app, list(args))
-    if isinstance(result.exception, HpcrunError):
-        exc = result.exception
-        return exc.exit_code, result.stdout, f"{exc.message}\n{exc.hint or ''}"
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.stdout, result.stderr
 
 
 def test_init_writes_the_eks_preset_as_in_configs(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from hpcrun.slurm.index import (
     agents_step,
     initial_allocation,
     plan_shrink,
+    restart_step,
     viewer_step,
 )
 from tests.golden_util import argv_text, assert_golden
@@ -60,6 +61,12 @@ def test_merge_grows_the_first_job_and_runs_agents_on_the_new_nodes_only() -> No
         ]
     )
     assert_golden("index_nvidia_merge.txt", text)
+
+
+def test_a_restarted_agent_runs_on_its_node_beside_the_step_that_lost_it() -> None:
+    argv = restart_step(OPEN_PLAN, "42", "41", ["n3", "n5"])
+    assert argv[:5] == ["srun", "--jobid=42", "--overlap", "--nodelist=n3,n5", "--nodes=2"]
+    assert "-a41" in argv
 
 
 def test_open_renderer_takes_the_same_command_line_plus_port_and_rendezvous() -> None:
