@@ -140,21 +140,21 @@ _NO_HEAD_NODE_DESKTOP = Lack(
 )
 
 
-def _kubernetes_lacks(create_hint: str) -> dict[Feature, Lack]:
-    """What eks and kubernetes clusters lack: everything, until the Kubernetes backend
-    exists (issue 15); after it, Slurm, DCV and the Slurm-only features still."""
+def _kubernetes_lacks() -> dict[Feature, Lack]:
+    """What eks and kubernetes clusters lack: Slurm, and with it job arrays (render and
+    score on Kubernetes come with their own workers), DCV and a head node."""
     not_slurm = "runs Kubernetes, not Slurm"
     on_slurm = "use a Slurm cluster (local, ssh or parallelcluster) for it"
     return {
-        Feature.CREATE: Lack(
-            "needs hpcrun's Kubernetes backend, which is not built yet", create_hint
-        ),
         Feature.SLURM: Lack(not_slurm, on_slurm),
-        Feature.JOB_EXPANSION: Lack(not_slurm, on_slurm),
+        Feature.JOB_EXPANSION: Lack(
+            not_slurm, "leave --merge out: a scale changes the worker replicas in place"
+        ),
         Feature.ACCOUNTING: Lack(not_slurm, on_slurm),
         Feature.DESKTOP: Lack(
             "has no head node to run a remote desktop on",
-            "open the session URLs hpcrun prints (through the ingress) in a local browser",
+            "open the session URLs hpcrun prints (through the ingress) in a local browser, "
+            "or `hpcrun index tunnel`",
         ),
         Feature.SHELL: Lack("has no head node to log in to", "use kubectl with its kubeconfig"),
     }
@@ -224,27 +224,26 @@ REGISTRY: Mapping[str, BackendEntry] = {
         ),
         BackendEntry(
             name="eks",
-            backend_class=None,
+            backend_class="hpcrun.backends.eks:EksBackend",
             config_model="hpcrun.config.eks:EksClusterConfig",
             problem_lines="hpcrun.config.eks:problem_lines",
-            description="an Amazon EKS cluster (eksctl or the EKS API + kubeconfig)",
+            description="an Amazon EKS cluster (the EKS API + kubeconfig)",
             example="configs/index-eks.yaml",
             config_noun="eks cluster config",
-            lacks=_kubernetes_lacks(
-                "`hpcrun config render FILE --format eksctl` writes the eksctl ClusterConfig; "
-                "`eksctl create cluster -f` of it makes the cluster meanwhile"
-            ),
+            lacks=_kubernetes_lacks(),
+            down_verbs=("delete (every AWS resource of)", "deleted"),
             deep_check="hpcrun.config.eks:validate_data",
         ),
         BackendEntry(
+            # Creating one attaches to it: the API must answer and let hpcrun apply.
             name="kubernetes",
-            backend_class=None,
+            backend_class="hpcrun.backends.kubernetes:KubernetesBackend",
             config_model="hpcrun.config.eks:KubernetesClusterConfig",
             problem_lines="hpcrun.config.eks:kubernetes_problem_lines",
             description="an existing Kubernetes cluster, through a kubeconfig context",
             example="configs/kubernetes.yaml",
             config_noun="kubernetes cluster config",
-            lacks=_kubernetes_lacks("`hpcrun config validate FILE` checks the file meanwhile"),
+            lacks=_kubernetes_lacks(),
             down_verbs=("detach from", "detached"),
             deep_check="hpcrun.config.eks:validate_kubernetes_data",
         ),

@@ -90,6 +90,11 @@ class ClusterStatus:
     # Why `jobs` is not Slurm's answer (its controller is down or did not answer): then
     # the empty list means "unknown", not "no jobs".
     jobs_error: str | None = None
+    # Kubernetes: each node (ready, instance type, node group, GPUs and GPUs used) and
+    # each node group as the cloud describes it.
+    kube_nodes: list[dict[str, Any]] = field(default_factory=list)
+    node_groups: list[dict[str, Any]] = field(default_factory=list)
+    slurm: bool = True  # False: a Kubernetes cluster, which has no Slurm jobs to show
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -104,6 +109,8 @@ class ClusterStatus:
             ],
             "jobs": [j.to_json() for j in self.jobs],
             "jobs_error": self.jobs_error,
+            **({"kube_nodes": self.kube_nodes} if self.kube_nodes else {}),
+            **({"node_groups": self.node_groups} if self.node_groups else {}),
         }
 
 

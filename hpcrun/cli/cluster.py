@@ -189,6 +189,12 @@ def create(
             f"Cluster [bold]{status.name}[/bold] is up: {len(status.nodes)} nodes idle "
             f"in {elapsed:.1f} s."
         )
+    elif not status.slurm:
+        gpus = sum(n["gpus"] for n in status.kube_nodes)
+        out.print(
+            f"Cluster [bold]{status.name}[/bold] ({status.backend}, {status.detail}) is up: "
+            f"{len(status.kube_nodes)} nodes, {gpus} GPUs, in {elapsed:.1f} s."
+        )
     else:
         idle = sum(1 for n in status.nodes if n.node.state == "idle")
         out.print(
@@ -197,6 +203,10 @@ def create(
         )
     if entry.on_this_machine:
         out.print(f"Slurm commands work after: export SLURM_CONF={status.slurm_conf}")
+    elif not status.slurm:
+        out.print(
+            "Next: `hpcrun index --nodes 2 --scene supernova`; kubectl works with its kubeconfig."
+        )
     else:
         out.print("A shell on its head node: hpcrun ssh")
 
@@ -239,6 +249,16 @@ def status(cluster: ClusterOption = None, json_out: JsonOption = False) -> None:
                 style=style,
             )
         out.print(table)
+    for group in current.node_groups:
+        out.print(
+            f"node group {group['name']}: {group['status']}, "
+            f"{', '.join(group['instance_types'])} {group['capacity_type'] or ''}, "
+            f"{group['min_size']}-{group['max_size']} nodes (desired {group['desired_size']})"
+        )
+    if current.kube_nodes:
+        _print_kube_nodes(current.kube_nodes)
+    if not current.slurm:
+        return
     dead = [d for d in current.daemons if d.died and not d.name.startswith("slurmd-")]
     for daemon in dead:
         out.print(
@@ -264,6 +284,27 @@ def status(cluster: ClusterOption = None, json_out: JsonOption = False) -> None:
         f"Jobs: {len(active)} active, {len(current.jobs) - len(active)} recently ended"
         + (" (`hpcrun jobs` lists them)" if current.jobs else "")
     )
+
+
+def _print_kube_nodes(nodes: list[dict[str, Any]]) -> None:
+    """A Kubernetes cluster's nodes, as `kubectl get nodes` plus their GPUs in use."""
+    from rich.table import Table
+
+    table = Table(
+        "node", "state", "instance type", "node group", "gpus used", box=None, pad_edge=False
+    )
+    for node in nodes:
+        table.add_row(
+            node["name"],
+            "Ready" if node["ready"] else "NotReady",
+            node["instance_type"] or "-",
+            node["node_group"] or "-",
+            f"{node['gpus_used']}/{node['gpus']}",
+            style="" if node["ready"] else "red",
+        )
+    console().print(table)
+    used, total = sum(n["gpus_used"] for n in nodes), sum(n["gpus"] for n in nodes)
+    console().print(f"GPUs: {used} of {total} in use on {len(nodes)} nodes")
 
 
 def _recorded_work(store: StateStore, cluster: str) -> dict[str, dict[str, int]]:

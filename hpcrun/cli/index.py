@@ -198,10 +198,15 @@ def index(
         agents = f", {view.agents} agents" if view.agents is not None else ""
         out.print(
             f"IndeX session {s.id} on {plural(len(view.nodes), 'node')}{agents} "
-            f"(job {view.jobs[0]['job_id']}, {s.detail}, all up in "
+            f"({_noun(s)} {view.jobs[0]['job_id']}, {s.detail}, all up in "
             f"{time.monotonic() - started:.1f} s)"
         )
         out.print(f"Viewer: {s.url}")
+        if view.login is not None:
+            out.print(
+                f"Login:  {view.login[0]} / {view.login[1]}  (shown once: hpcrun keeps only "
+                "its hash, in the session's Secret)"
+            )
         out.print("Next: `hpcrun scale +2` adds nodes, `hpcrun index stop` ends the session.")
     if tunnel:
         _hold_tunnel(sessions, view.session, tunnel_port, open_browser)
@@ -306,6 +311,11 @@ def index_status(
         _print_view(view)
 
 
+def _noun(session: IndexSessionRecord) -> str:
+    """What a session's allocation is called: a Kubernetes release, or a Slurm job."""
+    return "release" if (session.plan.get("install") or {}).get("image") else "job"
+
+
 def _print_view(view: SessionView) -> None:
     from hpcrun.services.index import plural
 
@@ -316,10 +326,18 @@ def _print_view(view: SessionView) -> None:
     out.print(f"  renderer: {'NVIDIA IndeX' if s.renderer == 'nvindex' else 'open renderer'}")
     if s.url:
         out.print(f"  viewer:   {s.url}")
+    # On Kubernetes a session is one release whose scale is its worker replicas.
+    noun = _noun(s)
     for job in view.jobs:
+        role = "" if noun == "release" else f" ({job['role']})"
         out.print(
-            f"  job {job['job_id']} ({job['role']}): {job['state']}, {plural(job['nodes'], 'node')}"
+            f"  {noun} {job['job_id']}{role}: {job['state']}, {plural(job['nodes'], 'node')}"
             + (f" {job['nodelist']}" if job["nodelist"] else "")
+        )
+    for workload in view.workloads:
+        out.print(
+            f"  {workload['kind']} {workload['name']}: {workload['ready']} of "
+            f"{workload['desired']} Ready"
         )
     if view.viewer is not None:
         v = view.viewer

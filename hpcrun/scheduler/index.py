@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from hpcrun.errors import UsageError
 from hpcrun.scheduler import Progress
@@ -31,6 +31,8 @@ class IndexInstall:
     scenes_dir: str
     viewer_script: str = "./nvindex-viewer.sh"
     open_renderer: bool = False
+    # The container image the session's pods run (Kubernetes); None: installed on nodes.
+    image: str | None = None
 
 
 # NVIDIA's IndeX AMI for ParallelCluster.
@@ -52,6 +54,7 @@ class IndexPlan:
     time_limit: str | None = None  # as the user typed it (--time) for every allocation
     # Options only the open renderer understands (rendezvous directory, basic auth).
     open_options: tuple[str, ...] = field(default_factory=tuple)
+    session: str = ""  # the session's id, for schedulers that name objects after it
 
     def validate(self) -> None:
         if self.nodes < 1:
@@ -79,6 +82,9 @@ class Allocation:
     ended: bool
     nodes: int
     nodelist: str  # the scheduler's compact list of its nodes ("" when it holds none)
+    # Kubernetes: the workloads behind it (kind, name, ready, desired) and its Ready pods.
+    workloads: tuple[dict[str, Any], ...] = ()
+    pods_ready: int | None = None
 
 
 @dataclass(frozen=True)
@@ -114,6 +120,21 @@ class Grown:
 
 
 class IndexDriver(Protocol):
+    def install(self, renderer: str) -> IndexInstall | None:
+        """What runs the session when the scheduler brings it itself (Kubernetes: an
+        image); None: look for IndeX or the open renderer on the cluster's nodes."""
+        ...
+
+    def credentials(self, job_id: str) -> tuple[str, str] | None:
+        """The (user, password) made for the session at start, in memory only, to be
+        shown once; None where the session has none."""
+        ...
+
+    def public_url(self, job_id: str, host: str, port: int) -> str | None:
+        """The viewer's URL where the scheduler publishes it (an Ingress path); None: the
+        backend's endpoint of `host:port`."""
+        ...
+
     def validate(self, plan: IndexPlan) -> None:
         """Refuse what the scheduler would refuse (a bad --time), before anything exists."""
         ...

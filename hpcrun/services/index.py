@@ -98,6 +98,11 @@ class SessionView:
     healed: list[str] = field(default_factory=list)  # nodes whose agent `heal` restarted
     # Nodes of the session whose scheduler agent (slurmd) is dead, each with a message.
     dead_nodes: list[dict[str, str]] = field(default_factory=list)
+    # Kubernetes: the session's workloads (ready/desired replicas) and its Ready pods.
+    workloads: list[dict[str, Any]] = field(default_factory=list)
+    pods_ready: int | None = None
+    # The (user, password) made for the session at start: shown once, stored nowhere.
+    login: tuple[str, str] | None = None
 
     @property
     def nodes(self) -> list[str]:
@@ -136,6 +141,9 @@ class SessionView:
             "missing_agents": self.missing_agents,
             "healed": self.healed,
             "dead_nodes": self.dead_nodes,
+            "workloads": self.workloads,
+            "pods_ready": self.pods_ready,
+            **({"login": {"user": self.login[0], "password": self.login[1]}} if self.login else {}),
         }
 
 
@@ -191,10 +199,11 @@ class IndexSessions(ClusterService):
         started = time.monotonic()
         install = self._install(request.renderer)
         scene = self._scene(request.scene, install)
+        # Pods of an image each have their own address: no two sessions share a host.
         clash = [
             s.id
             for s in self.store.index_sessions(self.cluster, active_only=True)
-            if s.plan.get("port") == request.port
+            if s.plan.get("port") == request.port and install.image is None
         ]
         if clash:
             raise HpcrunError(
@@ -233,6 +242,7 @@ class IndexSessions(ClusterService):
                 install=replace(install, workdir=workdir),
                 open_options=self._open_options(workdir, request.auth, request.insecure_public),
             )
+        plan = replace(plan, session=str(session_id))
         # The workdir is named after the session's id, known only once its row exists.
         self.store.set_index_session_plan(session_id, workdir, _plan_json(plan, request.auth))
         log = posixpath.join(workdir, "viewer.log")
@@ -248,7 +258,7 @@ class IndexSessions(ClusterService):
                 plan, log, wait=request.wait_for_nodes, progress=self.progress, on_allocated=record
             )
             host, port = self._wait_ready(job_id, log, request.timeout_s)
-            url = self.backend.endpoint(host, port)
+            url = self.driver.public_url(job_id, host, port) or self.backend.endpoint(host, port)
             ready_s = time.monotonic() - started
             self.store.set_index_session(
                 session_id, SessionState.RUNNING, url=url, detail=f"ready in {ready_s:.1f} s"
@@ -261,7 +271,9 @@ class IndexSessions(ClusterService):
             if isinstance(exc, KeyboardInterrupt):
                 raise StartInterrupted(session_id, granted) from exc
             raise
-        return self.view(self.session(session_id))
+        view = self.view(self.session(session_id))
+        view.login = self.driver.credentials(job_id)
+        return view
 
     def _undo_start(
         self, session_id: int, job_row: int, job_id: str | None, exc: BaseException
@@ -276,6 +288,9 @@ class IndexSessions(ClusterService):
     def _install(self, renderer: str) -> IndexInstall:
         if renderer not in {"auto", "nvindex", "open"}:
             raise UsageError(f"--renderer {renderer!r}: choose auto, nvindex or open")
+        provided = self.driver.install(renderer)
+        if provided is not None:
+            return provided
         if renderer != "open":
             if self.workspace.which([NVIDIA_AMI.launcher])[NVIDIA_AMI.launcher]:
                 return NVIDIA_AMI
@@ -300,7 +315,12 @@ class IndexSessions(ClusterService):
 
     def _scene(self, scene: str, install: IndexInstall) -> str:
         """The .prj path on the cluster. For the open renderer on this machine's cluster its
-        data is made here first; a remote viewer makes it itself on first use."""
+        data is made here first; a remote viewer makes it itself on first use. Pods of an
+        image get the scene's files from here (a ConfigMap): its path on this machine."""
+        if install.image is not None:
+            from hpcrun.scenes.catalog import resolve_scene
+
+            return str(resolve_scene(scene))
         if not install.open_renderer or not self.site.shares_local_files:
             return self._cluster_scene(scene, install)
         from hpcrun.scenes import ensure_data, load_scene
@@ -463,6 +483,9 @@ class IndexSessions(ClusterService):
             )
             if job is not None and not job.ended and job.nodelist:
                 view.hosts_of[record.slurm_job_id] = self.driver.hosts(job)
+            if job is not None and job.pods_ready is not None:
+                view.workloads += list(job.workloads)
+                view.pods_ready = (view.pods_ready or 0) + job.pods_ready
         view.session = self._note_if_ended(session, found)
         if view.session.status == "running" and view.nodes:
             view.dead_nodes = self._dead_nodes(view.nodes)
@@ -682,7 +705,8 @@ class IndexSessions(ClusterService):
     def _stop(self, session: IndexSessionRecord, timeout_s: float) -> SessionView:
         ids = [j.slurm_job_id for j in session.live_jobs if j.slurm_job_id]
         if ids:
-            self.progress.step(f"ending job{'s' * (len(ids) != 1)} {', '.join(ids)}")
+            noun = "release" if self._plan(session).install.image else "job"
+            self.progress.step(f"ending {noun}{'s' * (len(ids) != 1)} {', '.join(ids)}")
             self.driver.stop(ids, timeout_s=timeout_s)
         for job in session.live_jobs:
             self.store.update_index_job(job.id, status=IndexJobState.ENDED)

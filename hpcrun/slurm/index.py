@@ -23,6 +23,7 @@ from hpcrun.scheduler.index import (
     READY_MARKER,
     Allocation,
     Grown,
+    IndexInstall,
     IndexPlan,
     SessionJob,
     ShrinkStep,
@@ -196,6 +197,15 @@ class SlurmIndexDriver:
     def __init__(self, client: SlurmClient, runner: Runner) -> None:
         self.client = client
         self.runner = runner
+
+    def install(self, renderer: str) -> IndexInstall | None:
+        return None  # IndeX or the open renderer is installed on the nodes
+
+    def credentials(self, job_id: str) -> tuple[str, str] | None:
+        return None
+
+    def public_url(self, job_id: str, host: str, port: int) -> str | None:
+        return None
 
     def validate(self, plan: IndexPlan) -> None:
         initial_allocation(plan)  # JobSpec's checks (e.g. --time syntax)

@@ -113,7 +113,6 @@ def test_importing_the_registry_imports_no_backend() -> None:
 
 
 KUBERNETES_LACKS = {
-    Feature.CREATE,
     Feature.SLURM,
     Feature.DESKTOP,
     Feature.JOB_EXPANSION,
@@ -122,23 +121,20 @@ KUBERNETES_LACKS = {
 }
 
 
-@pytest.mark.parametrize("backend", ["eks", "kubernetes"])
-def test_kubernetes_backends_validate_but_have_no_class_yet(tmp_path: Path, backend: str) -> None:
-    entry = backend_entry(backend)
-    assert entry.backend_class is None  # no class that pretends to work
+@pytest.mark.parametrize("name", ["eks", "kubernetes"])
+def test_a_kubernetes_cluster_lacks_slurm_and_a_head_node_but_opens(
+    tmp_path: Path, name: str
+) -> None:
+    entry = backend_entry(name)
     assert entry.unsupported({}) == KUBERNETES_LACKS
-    assert entry.deep_check is not None
     example = load_cluster_file(REPO / entry.example)
-    assert example.backend == backend
-    refused = refusal(example.name, backend, Feature.CREATE, "hpcrun create")
-    assert refused.message == (
-        f"cluster {example.name!r} ({backend}) has no way to be created or attached, which "
-        "hpcrun create needs: it needs hpcrun's Kubernetes backend, which is not built yet"
-    )
-    # a record of such a cluster (from a later hpcrun) opens to a clear error, not a crash
     store = StateStore(tmp_path)
-    store.put_cluster(example.name, backend, example.model_dump(), ClusterState.DOWN)
+    store.put_cluster(example.name, name, example.model_dump(), ClusterState.UP)
     record = store.cluster(example.name)
     assert record is not None
-    with pytest.raises(HpcrunError, match=f"backend '{backend}' has no implementation"):
-        open_backend(record, store)
+    backend = open_backend(record, store)  # opening connects to nothing yet
+    assert backend.name == name and backend.unsupported == KUBERNETES_LACKS
+    refused = refusal(example.name, name, Feature.SLURM, "hpcrun submit")
+    assert "has no Slurm scheduler, which hpcrun submit needs: it runs Kubernetes" in (
+        refused.message
+    )

@@ -11,7 +11,6 @@ import jsonschema
 import pytest
 import yaml
 
-from hpcrun.cli import main
 from hpcrun.config import eks
 from hpcrun.config.models import load_cluster_file, validate_cluster_data
 from hpcrun.config.presets import preset_text
@@ -344,24 +343,3 @@ def test_render_refuses_formats_that_do_not_fit_the_backend(tmp_path: Path) -> N
     bad.write_text(yaml.safe_dump(preset(region="nowhere")))
     code, _, message = invoke("render", str(bad), "-f", "eksctl")
     assert code == 2 and "region: 'nowhere' is not valid here" in message
-
-
-@pytest.mark.parametrize("name", ["index-eks", "kubernetes"])
-def test_create_refuses_in_one_line_until_the_kubernetes_backend_exists(
-    name: str,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    monkeypatch.setenv("HPCRUN_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("HPCRUN_CLUSTER", raising=False)
-    with pytest.raises(SystemExit) as exited:
-        main(["create", "--config", str(REPO / "configs" / f"{name}.yaml")])
-    _, err = capsys.readouterr()
-    assert exited.value.code == 1
-    first = err.splitlines()[0]
-    assert "needs hpcrun's Kubernetes backend, which is not built yet" in first
-    assert first.startswith("error: cluster ")
-    from hpcrun.state import StateStore
-
-    assert StateStore(tmp_path / "home").clusters() == []  # nothing recorded

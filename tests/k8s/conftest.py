@@ -54,7 +54,7 @@ def control_plane() -> Iterator[ControlPlane]:
             pytest.fail(message)
         pytest.skip(message)
     workdir = short_tempdir("hk8s")
-    env = {**os.environ, "HPCRUN_KWOK_WORKDIR": str(workdir), "HPCRUN_K8S_NODES": "4"}
+    env = {**os.environ, "HPCRUN_KWOK_WORKDIR": str(workdir), "HPCRUN_K8S_NODES": "6"}
     name = "hpcrun-test"
     try:
         up = subprocess.run(

@@ -146,6 +146,29 @@ def _nvindex_access() -> list[ServiceAccount]:
     ]
 
 
+# NVIDIA's chart (charts/nvindex/values.yaml): its image in NVIDIA's ECR registry, pulled
+# with the secret `nvindexcr` that NVIDIA's provisioning makes from the Marketplace login.
+NVINDEX_IMAGE = "185367027512.dkr.ecr.us-east-1.amazonaws.com/nvindex:360141"
+NVINDEX_PULL_SECRET = "nvindexcr"
+
+
+class IndexImage(BaseModel):
+    """What IndeX pods run: the image, its pull secret, their service account and data."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    image: str = Field(NVINDEX_IMAGE, min_length=1, description="NVIDIA IndeX container image")
+    pull_secret: str | None = Field(
+        NVINDEX_PULL_SECRET, pattern=DNS_LABEL_RE, description="image pull secret (null: none)"
+    )
+    service_account: str | None = Field(
+        None, pattern=DNS_LABEL_RE, description="service account of the pods (IRSA for S3)"
+    )
+    data_location: str | None = Field(
+        None, pattern=r"^s3://[a-z0-9.-]{3,63}(/.*)?$", description="scene data in S3"
+    )
+
+
 class Ingress(BaseModel):
     """ingress-nginx in front of the sessions: TLS at the load balancer, basic auth."""
 
@@ -185,6 +208,9 @@ class EksClusterConfig(BaseModel):
     oidc: bool = Field(True, description="an IAM OIDC provider (needed by service accounts)")
     service_accounts: list[ServiceAccount] = Field(default_factory=_nvindex_access)
     ingress: Ingress = Field(default_factory=Ingress)  # type: ignore[arg-type]
+    index: IndexImage = Field(
+        default_factory=lambda: IndexImage(service_account="nvindex-access"),  # type: ignore[call-arg]
+    )
     tags: dict[str, str] = Field(default_factory=dict, description="tags on every resource")
 
     @field_validator("kubernetes_version", mode="before")
@@ -231,6 +257,23 @@ class EksClusterConfig(BaseModel):
         return f"{self.name}: eks {self.kubernetes_version} in {self.region}, {groups}"
 
 
+class ExistingIngress(BaseModel):
+    """The ingress-nginx controller the cluster already runs (IngressClass nginx), which
+    sessions are published on, as the EKS backend's own."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = Field(
+        ...,
+        pattern=r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$",
+        description="its host name (the load balancer's)",
+    )
+    tls_secret: str | None = Field(
+        None, pattern=DNS_LABEL_RE, description="TLS secret for the host (null: plain http)"
+    )
+    basic_auth: bool = Field(True, description="basic auth (user nvindex) on every session")
+
+
 class KubernetesClusterConfig(BaseModel):
     """A Kubernetes cluster that already exists (an EKS cluster made by someone else, or
     any other), reached through a kubeconfig context."""
@@ -242,6 +285,10 @@ class KubernetesClusterConfig(BaseModel):
     kubeconfig: str = Field("~/.kube/config", min_length=1, description="kubeconfig file")
     context: str | None = Field(None, min_length=1, description="context (default: current)")
     namespace: str = Field("default", pattern=DNS_LABEL_RE, description="hpcrun's namespace")
+    index: IndexImage = Field(default_factory=IndexImage)  # type: ignore[arg-type]
+    ingress: ExistingIngress | None = Field(
+        None, description="an ingress-nginx the cluster runs already (null: none; --tunnel)"
+    )
 
     def summary(self) -> str:
         context = self.context or "current context"

@@ -1,0 +1,209 @@
+"""A Kubernetes cluster hpcrun did not make, through a kubeconfig context: `backend:
+kubernetes` (an EKS cluster made by someone else, a lab cluster, the test control plane).
+
+"Creating" it checks access (the API answers, hpcrun may manage objects in its
+namespace) and records what it found; `down` detaches: it removes hpcrun's own objects
+(every object labelled `app.kubernetes.io/managed-by: hpcrun` in its namespace) and
+leaves the cluster running. Work reaches the cluster through `hpcrun.k8s` only: IndeX
+sessions as NVIDIA's chart makes them (`KubernetesIndexDriver`). The session files hpcrun
+keeps (a session's events) live on this machine, in the cluster's directory under
+HPCRUN_HOME; the cluster sees none of them. The EKS backend (`hpcrun.backends.eks`)
+adds the AWS lifecycle around this one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from hpcrun.backends import backend_entry, refusal
+from hpcrun.backends.base import ClusterSite, ClusterStatus, Feature, Progress
+from hpcrun.errors import HpcrunError
+from hpcrun.scheduler import Scheduler, Workspace
+from hpcrun.scheduler.index import IndexDriver
+from hpcrun.slurm import SlurmClient
+from hpcrun.state import ClusterRecord, ClusterState, StateStore
+from hpcrun.transport.runner import LocalRunner
+from hpcrun.transport.workspace import RunnerWorkspace
+
+if TYPE_CHECKING:
+    from lightkube import Client
+
+    from hpcrun.k8s.index import Publishing
+
+
+class KubernetesBackend:
+    name = "kubernetes"
+    unsupported: frozenset[Feature]  # declared in the registry (hpcrun.backends)
+
+    def __init__(self, config: dict[str, Any], store: StateStore) -> None:
+        self.config = dict(config)
+        self.unsupported = backend_entry(self.name).unsupported(self.config)
+        self.store = store
+        self.cluster_name: str = self.config["name"]
+
+    @classmethod
+    def from_record(cls, record: ClusterRecord, store: StateStore) -> KubernetesBackend:
+        return cls(record.config, store)
+
+    # how the cluster is reached ------------------------------------------------------
+
+    @property
+    def kubeconfig(self) -> str:
+        return os.path.expanduser(str(self.config.get("kubeconfig") or "~/.kube/config"))
+
+    @property
+    def context(self) -> str | None:
+        return self.config.get("context")
+
+    @property
+    def namespace(self) -> str:
+        return str(self.config.get("namespace") or "default")
+
+    @functools.cached_property
+    def client(self) -> Client:
+        from hpcrun.k8s.apply import connect
+
+        return connect(self.kubeconfig, self.context)
+
+    def publishing(self) -> Publishing:
+        from hpcrun.k8s.index import Publishing
+
+        ingress = self.config.get("ingress") or {}
+        if not ingress.get("host"):
+            return Publishing()
+        return Publishing(
+            host=ingress["host"],
+            tls_secret=ingress.get("tls_secret"),
+            basic_auth=bool(ingress.get("basic_auth", True)),
+        )
+
+    # what services use ---------------------------------------------------------------
+
+    def slurm(self) -> SlurmClient:
+        raise refusal(self.cluster_name, self.name, Feature.SLURM, "this command")
+
+    def scheduler(self) -> Scheduler:
+        raise refusal(self.cluster_name, self.name, Feature.SLURM, "render and score job arrays")
+
+    def workspace(self) -> Workspace:
+        return RunnerWorkspace(LocalRunner(), self.site().workspace)
+
+    def site(self) -> ClusterSite:
+        return ClusterSite(
+            workspace=str(self.store.home / "kubernetes" / self.cluster_name),
+            launcher=None,
+            scenes_dir=None,
+            shares_local_files=False,
+        )
+
+    def index_driver(self) -> IndexDriver:
+        from hpcrun.k8s.index import KubernetesIndexDriver, PodsOf
+
+        index = self.config.get("index") or {}
+        pods = PodsOf(
+            image=str(index.get("image") or ""),
+            pull_secret=index.get("pull_secret"),
+            service_account=index.get("service_account"),
+            data_location=index.get("data_location"),
+        )
+        return KubernetesIndexDriver(self.client, self.namespace, pods, self.publishing())
+
+    def endpoint(self, host: str, port: int) -> str:
+        return f"http://{host}:{port}"  # a Service's address inside the cluster
+
+    def default_workdir(self) -> str | None:
+        return None
+
+    def desktop_url(self) -> str | None:
+        raise refusal(self.cluster_name, self.name, Feature.DESKTOP, "hpcrun dcv")
+
+    def shell_argv(self, command: Sequence[str] = ()) -> list[str]:
+        raise refusal(self.cluster_name, self.name, Feature.SHELL, "hpcrun ssh")
+
+    @contextlib.contextmanager
+    def reach(self, host: str, port: int, local_port: int = 0) -> Iterator[int]:
+        """`kubectl port-forward` of the Service `host` names (`<svc>.<ns>.svc`)."""
+        from hpcrun.k8s.portforward import port_forward
+
+        service, _, rest = host.partition(".")
+        namespace = rest.partition(".")[0] or self.namespace
+        with port_forward(
+            self.kubeconfig, self.context, namespace, f"svc/{service}", port, local_port
+        ) as bound:
+            yield bound
+
+    # attach / status / detach --------------------------------------------------------
+
+    def create(self, progress: Progress) -> bool:
+        """Check access and record it; False when the same cluster was already attached."""
+        previous = self.store.cluster(self.cluster_name)
+        if previous is not None and previous.backend != self.name:
+            raise HpcrunError(
+                f"a {previous.backend} cluster named {self.cluster_name!r} already exists",
+                "pick another name in the cluster file",
+            )
+        found = self.check_access(progress)
+        resolved = {**self.config, "kubeconfig": self.kubeconfig, "server": found["server"]}
+        unchanged = previous is not None and previous.config == resolved and previous.status == "up"
+        self.config = resolved
+        self.store.put_cluster(self.cluster_name, self.name, resolved, ClusterState.UP)
+        return not unchanged
+
+    def check_access(self, progress: Progress) -> dict[str, Any]:
+        from hpcrun.k8s.cluster import check_access
+
+        progress.step(f"connecting to the Kubernetes API ({self.kubeconfig})")
+        found = check_access(self.client, self.namespace, kubeconfig=self.kubeconfig)
+        progress.step(
+            f"{found['nodes']} nodes, {found['gpus']} GPUs ({found['server']}, namespace "
+            f"{self.namespace})"
+        )
+        return found
+
+    def status(self) -> ClusterStatus:
+        record = self.store.cluster(self.cluster_name)
+        state = record.status if record else "detached"
+        detail = f"{self.config.get('server', '')} namespace {self.namespace}".strip()
+        nodes: list[dict[str, Any]] = []
+        if state == "up":
+            from hpcrun.k8s.cluster import node_views
+
+            try:
+                nodes = node_views(self.client)
+            except HpcrunError as exc:
+                state, detail = "unreachable", exc.message
+        return ClusterStatus(
+            name=self.cluster_name,
+            backend=self.name,
+            state=state,
+            detail=detail,
+            kube_nodes=nodes,
+            slurm=False,
+        )
+
+    def destroy(self, progress: Progress, *, purge: bool = False) -> None:
+        """Detach: remove hpcrun's own objects (its IndeX sessions); the cluster stays."""
+        self.remove_own_objects(progress)
+        self.store.end_index_sessions(self.cluster_name, "hpcrun detached from the cluster")
+        progress.step("the cluster keeps running: hpcrun did not create it")
+        if purge:
+            self.store.delete_cluster(self.cluster_name)
+        else:
+            self.store.set_cluster_status(self.cluster_name, ClusterState.DETACHED)
+
+    def remove_own_objects(self, progress: Progress) -> None:
+        from hpcrun.k8s.apply import Applier
+
+        sessions = self.store.index_sessions(self.cluster_name, active_only=True)
+        releases = [j.slurm_job_id for s in sessions for j in s.live_jobs if j.slurm_job_id]
+        if not releases:
+            return
+        progress.step(f"removing hpcrun's IndeX sessions {', '.join(releases)}")
+        applier = Applier(self.client, progress=progress.step)
+        for release in releases:
+            with contextlib.suppress(HpcrunError):
+                applier.delete_session(self.namespace, release)

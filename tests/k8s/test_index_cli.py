@@ -1,0 +1,167 @@
+"""`hpcrun create / index / scale / index status / index stop / down` on a `backend:
+kubernetes` cluster, through the real CLI against the real control plane: the objects of
+NVIDIA's chart, Ready on distinct nodes, scaled in place, removed on stop; a GPU request
+no node can hold fails with the scheduler's reason and leaves nothing; the session's
+password is shown once and written nowhere."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import run_cli, short_tempdir
+from tests.k8s.conftest import ControlPlane
+
+pytestmark = [pytest.mark.k8s, pytest.mark.slow]
+
+NAMESPACE = "index-cli"
+HOST = "index.example.test"
+
+
+@dataclass(frozen=True)
+class Attached:
+    home: Path
+    plane: ControlPlane
+    cluster_file: Path
+
+    def cli(self, *args: str, check: bool = True) -> Any:
+        return run_cli(*args, "--cluster", "kube", home=self.home, check=check, timeout=240)
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self.cli(*args, "--json").stdout)
+
+    def labelled(self, selector: str) -> list[str]:
+        done = self.plane.kubectl(
+            "get", "configmap,secret,service,statefulset,deployment,ingress,pod",
+            "-n", NAMESPACE, "-l", selector, "-o", "name",
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout.split()
+
+
+def write_cluster_file(path: Path, plane: ControlPlane, **extra: str) -> Path:
+    lines = [
+        "backend: kubernetes",
+        "name: kube",
+        f"kubeconfig: {plane.kubeconfig}",
+        f"namespace: {NAMESPACE}",
+        "index:",
+        "  image: nvcr.io/nvidia/nvindex:test",
+        "  pull_secret: null",
+        "ingress:",
+        f"  host: {HOST}",
+        "  tls_secret: ingress-tls-secret",
+    ]
+    lines += [f"{k}: {v}" for k, v in extra.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def attached(control_plane: ControlPlane) -> Iterator[Attached]:
+    home = short_tempdir("hk8h")
+    made = control_plane.kubectl("create", "namespace", NAMESPACE)
+    assert made.returncode == 0 or "AlreadyExists" in made.stderr, made.stderr
+    cluster_file = write_cluster_file(home / "kube.yaml", control_plane)
+    done = run_cli("create", "--config", str(cluster_file), home=home)
+    assert "6 nodes, 12 GPUs" in done.stdout + done.stderr
+    yield Attached(home, control_plane, cluster_file)
+    run_cli("down", "--cluster", "kube", "--yes", "--purge", home=home, check=False)
+
+
+def test_an_index_session_is_the_charts_objects_ready_scaled_in_place_and_stopped(
+    attached: Attached,
+) -> None:
+    started = attached.json("index", "--nodes", "3", "--scene", "supernova")
+    release = started["jobs"][0]["job_id"]
+    assert started["status"] == "running"
+    assert started["url"] == f"https://{HOST}/{release}"
+    assert started["pods_ready"] == 3 and started["agents"] is None
+    assert len(set(started["nodes"])) == 3  # the viewer and 2 workers on distinct nodes
+    assert {(w["kind"], w["ready"], w["desired"]) for w in started["workloads"]} == {
+        ("StatefulSet", 1, 1),
+        ("Deployment", 2, 2),
+    }
+    password = started["login"]["password"]
+    assert started["login"]["user"] == "nvindex" and len(password) >= 16
+
+    objects = attached.labelled(f"hpcrun.io/session={release}")
+    for wanted in (
+        f"configmap/{release}-scenes",
+        f"secret/{release}-auth-secret",
+        f"service/{release}-viewer-0",
+        f"service/{release}-viewer",
+        f"statefulset.apps/{release}-viewer",
+        f"deployment.apps/{release}-worker",
+        f"ingress.networking.k8s.io/{release}",
+    ):
+        assert wanted in objects, objects
+    scene = attached.plane.kubectl(
+        "get", "configmap", f"{release}-scenes", "-n", NAMESPACE, "-o", "jsonpath={.data}"
+    )
+    assert "scene.prj" in scene.stdout
+
+    # Shown once, stored nowhere: no file under HPCRUN_HOME holds the password.
+    for path in attached.home.rglob("*"):
+        if path.is_file():
+            assert password.encode() not in path.read_bytes(), path
+    status = attached.json("index", "status")
+    assert "login" not in status and status["pods_ready"] == 3
+
+    grown = attached.json("scale", "+2")
+    assert grown["pods_ready"] == 5 and len(set(grown["nodes"])) == 5
+    assert grown["jobs"][0]["job_id"] == release  # the same release, resized in place
+    shrunk = attached.json("scale", "-1")
+    assert shrunk["pods_ready"] == 4
+    workers = attached.plane.kubectl(
+        "get", "deployment", f"{release}-worker", "-n", NAMESPACE,
+        "-o", "jsonpath={.spec.replicas}",
+    )
+    assert workers.stdout == "3"
+
+    text = attached.cli("index", "status").stdout
+    assert f"release {release}: 4/4 pods ready, 4 nodes" in text
+    assert "Deployment " + release + "-worker: 3 of 3 Ready" in text
+
+    stopped = attached.json("index", "stop")
+    assert stopped["status"] == "stopped"
+    assert attached.labelled(f"hpcrun.io/session={release}") == []
+
+
+def test_more_gpus_than_a_node_has_fail_with_the_schedulers_reason_and_leave_nothing(
+    attached: Attached,
+) -> None:
+    done = attached.cli("index", "--nodes", "2", "--gpus-per-node", "3", check=False)
+    assert done.returncode == 1, done.stdout + done.stderr
+    said = done.stderr
+    assert "Insufficient nvidia.com/gpu" in said, said
+    assert "Traceback" not in said
+    assert attached.labelled("app.kubernetes.io/managed-by=hpcrun") == []
+    last = attached.json("index", "status", "--all")[-1]
+    assert last["status"] == "failed" and "Insufficient nvidia.com/gpu" in last["detail"]
+
+
+def test_status_shows_nodes_with_gpus_and_slurm_commands_are_refused(attached: Attached) -> None:
+    shown = attached.json("status")
+    assert shown["backend"] == "kubernetes" and shown["state"] == "up"
+    assert len(shown["kube_nodes"]) == 6
+    assert all(n["ready"] and n["gpus"] == 2 for n in shown["kube_nodes"])
+    refused = attached.cli("submit", "--", "true", check=False)
+    assert refused.returncode != 0
+    assert "has no Slurm scheduler" in refused.stderr, refused.stderr
+
+
+def test_a_cluster_hpcrun_may_not_reach_is_refused_at_create(control_plane: ControlPlane) -> None:
+    home = short_tempdir("hk8x")
+    cluster_file = write_cluster_file(home / "kube.yaml", control_plane, namespace="no-such-ns")
+    text = cluster_file.read_text().replace(f"namespace: {NAMESPACE}\n", "")
+    cluster_file.write_text(text)
+    done = run_cli("create", "--config", str(cluster_file), home=home, check=False)
+    assert done.returncode == 1
+    assert "namespace no-such-ns" in done.stderr and "Traceback" not in done.stderr
+    assert run_cli("status", "--cluster", "kube", home=home, check=False).returncode != 0
