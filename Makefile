@@ -111,7 +111,7 @@ cluster-down: setup-venv
 k8s-binaries: ## build the Kubernetes control plane + kwok + helm from Go modules (cached in ~/.cache/hpcrun)
 	PATH=$$PATH:/usr/local/go/bin scripts/k8s/build.sh
 
-k8s-up: k8s-binaries ## start a kwok cluster (real apiserver/scheduler/etcd, 4 fake GPU nodes); prints its kubeconfig
+k8s-up: k8s-binaries ## start a kwok cluster (real apiserver/scheduler/etcd, 4 fake GPU nodes); prints its kubeconfig and an hpcrun cluster file
 	scripts/k8s/up.sh
 
 k8s-down: ## delete the kwok cluster and its processes

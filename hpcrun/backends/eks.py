@@ -117,14 +117,31 @@ class EksBackend(KubernetesBackend):
 
     def _set_up_inside(self, progress: Progress) -> None:
         """What the cluster needs inside: the IRSA service accounts, bound to their IAM
-        roles. Nothing is asked of the API server when there is nothing to set up."""
+        roles, and ingress-nginx as NVIDIA's script sets it up. Nothing is asked of the
+        API server when there is nothing to set up."""
         roles = self.resources.get("service_account_roles") or {}
-        if not roles:
-            return
-        from hpcrun.k8s.service_accounts import apply_service_accounts
+        if roles:
+            from hpcrun.k8s.service_accounts import apply_service_accounts
 
-        progress.step(f"service accounts {', '.join(sorted(roles))} bound to their IAM roles")
-        apply_service_accounts(self.client, roles)
+            progress.step(f"service accounts {', '.join(sorted(roles))} bound to their IAM roles")
+            apply_service_accounts(self.client, roles)
+        ingress = self.config.get("ingress") or {}
+        if ingress.get("enabled", True) and not self.config.get("ingress_host"):
+            from hpcrun.k8s.helm import Helm
+            from hpcrun.k8s.ingress import NAMESPACE, IngressChart, set_up_ingress
+
+            tls = str(ingress.get("tls") or "self-signed")
+            self.config["ingress_host"] = set_up_ingress(
+                self.client,
+                Helm(self.kubeconfig, self.context, NAMESPACE),
+                chart=IngressChart(
+                    chart=str(ingress.get("chart") or "ingress-nginx"),
+                    repository=ingress.get("repository"),
+                ),
+                self_signed_tls=tls == "self-signed",
+                acm_certificate=None if tls == "self-signed" else tls,
+                say=progress.step,
+            )
 
     def status(self) -> ClusterStatus:
         record = self.store.cluster(self.cluster_name)
@@ -143,8 +160,7 @@ class EksBackend(KubernetesBackend):
                 if aws_status == "gone" and state == "up":
                     state = "gone"
                 detail = detail or (
-                    f"EKS {described.get('version') or ''} in {self.config['region']}: "
-                    f"{aws_status}"
+                    f"EKS {described.get('version') or ''} in {self.config['region']}: {aws_status}"
                 )
         if state == "up":
             from hpcrun.k8s.cluster import node_views
@@ -164,9 +180,17 @@ class EksBackend(KubernetesBackend):
         )
 
     def destroy(self, progress: Progress, *, purge: bool = False) -> None:
-        """Remove what create made, newest first, and wait until AWS says it is gone."""
+        """Remove what create made, newest first, and wait until AWS says it is gone:
+        ingress-nginx first, so that its load balancer does not hold the VPC."""
         with contextlib.suppress(HpcrunError):
             self.remove_own_objects(progress)  # the API may be gone with a failed create
+        if self.config.get("ingress_host"):
+            from hpcrun.k8s.helm import Helm
+            from hpcrun.k8s.ingress import NAMESPACE, RELEASE
+
+            progress.step("removing ingress-nginx and its load balancer (helm uninstall)")
+            with contextlib.suppress(HpcrunError):
+                Helm(self.kubeconfig, self.context, NAMESPACE).uninstall(RELEASE, timeout_s=600)
         self.store.end_index_sessions(self.cluster_name, "the EKS cluster was deleted")
         self.lifecycle(progress).delete(self.resources)
         with contextlib.suppress(FileNotFoundError):

@@ -110,7 +110,15 @@ class KubernetesBackend:
             service_account=index.get("service_account"),
             data_location=index.get("data_location"),
         )
-        return KubernetesIndexDriver(self.client, self.namespace, pods, self.publishing())
+        from hpcrun.k8s.helm import Helm
+
+        return KubernetesIndexDriver(
+            self.client,
+            self.namespace,
+            pods,
+            self.publishing(),
+            helm=Helm(self.kubeconfig, self.context, self.namespace),
+        )
 
     def endpoint(self, host: str, port: int) -> str:
         return f"http://{host}:{port}"  # a Service's address inside the cluster

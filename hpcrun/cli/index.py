@@ -104,7 +104,12 @@ def index(
         ),
     ] = False,
     port: Annotated[
-        int, typer.Option("--port", help="The viewer's HTTP port.", envvar="HPCRUN_INDEX_PORT")
+        int,
+        typer.Option(
+            "--port",
+            help="The viewer's HTTP port (on Kubernetes: its Service's port).",
+            envvar="HPCRUN_INDEX_PORT",
+        ),
     ] = 8080,
     time_limit: Annotated[
         str | None,
@@ -143,6 +148,16 @@ def index(
     open_browser: Annotated[
         bool, typer.Option("--open", help="Open the viewer in a browser once it is ready.")
     ] = False,
+    chart: Annotated[
+        str | None,
+        typer.Option(
+            "--chart",
+            help="Kubernetes: install this helm chart (NVIDIA's charts/nvindex, or any chart "
+            "to its values: nodeCount, gpuCount, scene, ingress, auth) instead of hpcrun's "
+            "own objects; scale is `helm upgrade --set nodeCount=N`, stop `helm uninstall`.",
+            show_default=False,
+        ),
+    ] = None,
     wait: WaitOption = False,
     timeout_s: TimeoutOption = 120.0,
     tunnel: TunnelOption = False,
@@ -182,6 +197,7 @@ def index(
                 wait_for_nodes=wait,
                 timeout_s=timeout_s,
                 time_limit=time_limit,
+                chart=chart,
             )
         )
     except StartInterrupted as stopped:
@@ -207,6 +223,8 @@ def index(
                 f"Login:  {view.login[0]} / {view.login[1]}  (shown once: hpcrun keeps only "
                 "its hash, in the session's Secret)"
             )
+        if ".svc:" in s.url:  # a Kubernetes Service's address: no ingress publishes it
+            out.print("(inside the cluster: `hpcrun index tunnel` forwards it to this machine)")
         out.print("Next: `hpcrun scale +2` adds nodes, `hpcrun index stop` ends the session.")
     if tunnel:
         _hold_tunnel(sessions, view.session, tunnel_port, open_browser)

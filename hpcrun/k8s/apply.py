@@ -254,13 +254,12 @@ class Applier:
             time.sleep(0.2)
 
 
-def pending_reason(client: Client, namespace: str, session: str) -> str:
-    """Why the session's pods that are not scheduled wait: the scheduler's own message
+def pending_reason(client: Client, namespace: str, labels: Mapping[str, str]) -> str:
+    """Why the pods (of `labels`) that are not scheduled wait: the scheduler's own message
     (`0/3 nodes are available: 3 Insufficient nvidia.com/gpu`), first one found."""
     from lightkube.resources.core_v1 import Pod
 
-    labels = session_labels(session)
-    for pod in client.list(Pod, namespace=namespace, labels=labels):
+    for pod in client.list(Pod, namespace=namespace, labels=dict(labels)):
         for condition in (pod.status.conditions if pod.status else None) or []:
             if condition.type == "PodScheduled" and condition.status == "False":
                 name = pod.metadata.name if pod.metadata else "?"

@@ -49,6 +49,7 @@ class IndexRelease:
     ingress_host: str | None = None  # None: no Ingress (reach it with `index --tunnel`)
     tls_secret: str | None = None
     extra_labels: Mapping[str, str] = field(default_factory=dict)
+    service_port: int = VIEWER_HTTP_PORT  # where the viewer Service (and Ingress) serve it
 
     def __post_init__(self) -> None:
         if self.nodes < 1:
@@ -235,7 +236,7 @@ def viewer_service(release: IndexRelease) -> dict[str, Any]:
         "spec": {
             "type": "ClusterIP",
             "ports": [
-                {"name": "http", "port": VIEWER_HTTP_PORT, "targetPort": VIEWER_HTTP_PORT}
+                {"name": "http", "port": release.service_port, "targetPort": VIEWER_HTTP_PORT}
             ],
             "selector": selector(release, "viewer"),
         },
@@ -289,7 +290,7 @@ def ingress(release: IndexRelease) -> dict[str, Any]:
                             "backend": {
                                 "service": {
                                     "name": release.viewer_name,
-                                    "port": {"number": VIEWER_HTTP_PORT},
+                                    "port": {"number": release.service_port},
                                 }
                             },
                         }

@@ -33,6 +33,8 @@ class IndexInstall:
     open_renderer: bool = False
     # The container image the session's pods run (Kubernetes); None: installed on nodes.
     image: str | None = None
+    # A helm chart to NVIDIA's IndeX values contract that makes the pods (Kubernetes).
+    chart: str | None = None
 
 
 # NVIDIA's IndeX AMI for ParallelCluster.
@@ -66,7 +68,12 @@ class IndexPlan:
             )
         if not 1 <= self.port <= 65535:
             raise UsageError(f"--port must be 1-65535, got {self.port}")
-        if not self.install.open_renderer and self.port != DEFAULT_PORT:
+        # IndeX's own viewer listens on 8080; a Kubernetes Service can serve it elsewhere.
+        if (
+            not self.install.open_renderer
+            and self.install.image is None
+            and (self.port != DEFAULT_PORT)
+        ):
             raise UsageError(
                 f"--port {self.port}: IndeX's own viewer listens on {DEFAULT_PORT}",
                 "change the port in IndeX's nvindex-viewer.sh configuration instead",
@@ -196,6 +203,7 @@ class IndexDriver(Protocol):
 
     def shrink(
         self,
+        plan: IndexPlan,
         jobs: Sequence[SessionJob],
         count: int,
         *,

@@ -84,6 +84,7 @@ class StartRequest:
     wait_for_nodes: bool = False
     timeout_s: float = 120.0
     time_limit: str | None = None
+    chart: str | None = None  # Kubernetes: a helm chart to NVIDIA's values contract
 
 
 @dataclass
@@ -197,7 +198,7 @@ class IndexSessions(ClusterService):
 
     def start(self, request: StartRequest) -> SessionView:
         started = time.monotonic()
-        install = self._install(request.renderer)
+        install = self._install(request.renderer, request.chart)
         scene = self._scene(request.scene, install)
         # Pods of an image each have their own address: no two sessions share a host.
         clash = [
@@ -285,10 +286,18 @@ class IndexSessions(ClusterService):
         self.store.update_index_job(job_row, status=job_state)
         self.store.set_index_session(session_id, state, detail=detail)
 
-    def _install(self, renderer: str) -> IndexInstall:
+    def _install(self, renderer: str, chart: str | None = None) -> IndexInstall:
         if renderer not in {"auto", "nvindex", "open"}:
             raise UsageError(f"--renderer {renderer!r}: choose auto, nvindex or open")
         provided = self.driver.install(renderer)
+        if chart is not None:
+            if provided is None:
+                raise UsageError(
+                    f"--chart installs a helm chart on a Kubernetes cluster; {self.cluster} "
+                    "runs Slurm",
+                    "leave --chart out here, or use a kubernetes or eks cluster",
+                )
+            return replace(provided, chart=str(Path(chart).resolve()))
         if provided is not None:
             return provided
         if renderer != "open":
@@ -403,8 +412,8 @@ class IndexSessions(ClusterService):
             if now >= next_job_check:
                 next_job_check = now + 1.0
                 failure = self.driver.failure(job_id, text)
-                if failure is not None:
-                    raise _step_failed(failure, log, text)
+                if failure is not None:  # the log as the driver left it (it may add why)
+                    raise _step_failed(failure, log, self.read_text(log))
             if now >= deadline:
                 raise _step_failed(
                     f"the viewer did not report ready within {timeout_s:g} s", log, text
@@ -694,7 +703,7 @@ class IndexSessions(ClusterService):
             else:
                 self.store.update_index_job(row.id, nodes=step.nodes_after, resized=True)
 
-        self.driver.shrink(jobs, count, progress=self.progress, on_step=record)
+        self.driver.shrink(self._plan(session), jobs, count, progress=self.progress, on_step=record)
 
     # stop --------------------------------------------------------------------------------
 

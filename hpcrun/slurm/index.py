@@ -327,6 +327,7 @@ class SlurmIndexDriver:
 
     def shrink(
         self,
+        plan: IndexPlan,
         jobs: Sequence[SessionJob],
         count: int,
         *,

@@ -5,7 +5,8 @@
 #   scripts/k8s/up.sh [NAME]       (NAME default $HPCRUN_K8S_CLUSTER or "hpcrun")
 # Env: HPCRUN_K8S_NODES (4), HPCRUN_K8S_GPUS (2 per node), HPCRUN_K8S_INSTANCE_TYPE,
 #      HPCRUN_K8S_CACHE, HPCRUN_KWOK_WORKDIR, K8S_VERSION.
-# Prints the kubeconfig path last (stdout); everything else goes to stderr.
+# Writes a `backend: kubernetes` cluster file beside the kubeconfig (hpcrun-cluster.yaml)
+# and prints the kubeconfig path last (stdout); everything else goes to stderr.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$here/env.sh"
@@ -118,5 +119,18 @@ kc wait --for=condition=Ready node -l type=kwok --timeout=60s >&2
 for _ in $(seq 120); do kc -n default get serviceaccount default >/dev/null 2>&1 && break; sleep 0.5; done
 kc -n default get serviceaccount default >/dev/null
 log "== $NODES nodes Ready after $(elapsed) s"
+# A ready cluster file for hpcrun (`hpcrun create --config` it): the kwok pods run no
+# container, so any image name does; none needs pulling.
+cluster_file=$(cluster_dir "$NAME")/hpcrun-cluster.yaml
+cat >"$cluster_file" <<EOF
+backend: kubernetes
+name: $NAME
+kubeconfig: $KUBECONFIG_PATH
+namespace: default
+index:
+  image: nvcr.io/nvidia/nvindex:kwok
+  pull_secret: null
+EOF
+log "== hpcrun cluster file: $cluster_file"
 log "export KUBECONFIG=$KUBECONFIG_PATH"
 echo "$KUBECONFIG_PATH"

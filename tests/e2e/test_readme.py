@@ -1,9 +1,11 @@
 """Run the README's examples top to bottom and compare what they print with the README.
 
 Every ```console block is a shell session: `$ ` lines are commands (run with bash, the
-project's venv first on PATH, in a fresh `$HPCRUN_HOME`), the lines after them are the
-expected stdout and stderr. `...` inside a line matches any text; a line of just `...`
-matches any number of lines. Trailing spaces are ignored. So the docs cannot rot.
+project's venv first on PATH, in a fresh `$HPCRUN_HOME`; `make` lines in the repository),
+the lines after them are the expected stdout and stderr. The README's test Kubernetes
+control plane (`make k8s-up`, in ~/.cache/hpcrun/kwok) is the test's own, in its home.
+`...` inside a line matches any text; a line of just `...` matches any number of lines.
+Trailing spaces are ignored. So the docs cannot rot.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from tests.conftest import (
     slurm_installed,
 )
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+REPO = Path(__file__).resolve().parents[2]
+README = REPO / "README.md"
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 
@@ -78,13 +81,16 @@ def test_readme_examples_run_as_documented() -> None:
     # session on 8080 on the same machine does not make the docs look broken.
     port = free_port()
     env["HPCRUN_INDEX_PORT"] = str(port)
+    kwok = home / "kwok"
+    env["HPCRUN_KWOK_WORKDIR"] = str(kwok)
     try:
-        for command, readme_expected in steps:
+        for readme_command, readme_expected in steps:
             expected = [line.replace(":8080", f":{port}") for line in readme_expected]
+            command = readme_command.replace("~/.cache/hpcrun/kwok", str(kwok))
             done = subprocess.run(
                 ["bash", "-o", "pipefail", "-c", command],
                 env=env,
-                cwd=workdir,
+                cwd=REPO if command.startswith("make ") else workdir,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 text=True,
@@ -99,6 +105,10 @@ def test_readme_examples_run_as_documented() -> None:
                 + f"\n--- it printed:\n{done.stdout}"
             )
     finally:
+        subprocess.run(
+            ["make", "-s", "k8s-down"], cwd=REPO, env=env, capture_output=True, check=False,
+            timeout=120,
+        )
         run_cli("index", "stop", "--cluster", "dev", home=home, check=False)
         run_cli("down", "--yes", "--purge", "--cluster", "dev", home=home, check=False)
         leftovers = processes_mentioning(str(home))

@@ -11,7 +11,14 @@ from typing import Any
 import pytest
 
 from hpcrun.errors import HpcrunError
-from hpcrun.k8s.apply import Applier, Rejected, connect, pending_reason, ref_of
+from hpcrun.k8s.apply import (
+    Applier,
+    Rejected,
+    connect,
+    pending_reason,
+    ref_of,
+    session_labels,
+)
 from hpcrun.k8s.manifests import IndexRelease, index_objects
 from tests.k8s.conftest import ControlPlane
 
@@ -44,7 +51,11 @@ def applier(control_plane: ControlPlane) -> Iterator[Applier]:
 
 def pod_nodes(plane: ControlPlane, session: str) -> dict[str, str]:
     done = plane.kubectl(
-        "get", "pods", "-l", f"hpcrun.io/session={session}", "-o",
+        "get",
+        "pods",
+        "-l",
+        f"hpcrun.io/session={session}",
+        "-o",
         "jsonpath={range .items[*]}{.metadata.name}={.spec.nodeName}{'\\n'}{end}",
     )
     assert done.returncode == 0, done.stderr
@@ -56,7 +67,12 @@ def test_a_session_applies_becomes_ready_scales_in_place_and_leaves_nothing(
 ) -> None:
     refs = applier.apply(index_objects(release("s1", nodes=3)))
     assert {r.kind for r in refs} == {
-        "ConfigMap", "Secret", "Service", "StatefulSet", "Deployment", "Ingress"
+        "ConfigMap",
+        "Secret",
+        "Service",
+        "StatefulSet",
+        "Deployment",
+        "Ingress",
     }
     applier.wait_ready(refs, timeout_s=90)
     nodes = pod_nodes(control_plane, "s1")
@@ -90,7 +106,7 @@ def test_more_gpus_than_a_node_has_is_one_line_with_the_schedulers_reason(
             applier.wait_ready(
                 refs,
                 timeout_s=5,
-                why_not=lambda: pending_reason(applier.client, NAMESPACE, "s2"),
+                why_not=lambda: pending_reason(applier.client, NAMESPACE, session_labels("s2")),
             )
         line = failed.value.message
         assert "StatefulSet idx-s2-viewer 0 of 1 ready" in line

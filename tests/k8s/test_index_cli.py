@@ -7,6 +7,8 @@ password is shown once and written nowhere."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -165,3 +167,58 @@ def test_a_cluster_hpcrun_may_not_reach_is_refused_at_create(control_plane: Cont
     assert done.returncode == 1
     assert "namespace no-such-ns" in done.stderr and "Traceback" not in done.stderr
     assert run_cli("status", "--cluster", "kube", home=home, check=False).returncode != 0
+
+
+CHART = Path(__file__).with_name("nvindex-chart")
+
+
+def test_a_chart_to_nvidias_values_contract_is_installed_scaled_and_uninstalled_by_helm(
+    attached: Attached, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", f"{attached.plane.bin}:{os.environ['PATH']}")
+    started = attached.json("index", "--nodes", "2", "--chart", str(CHART))
+    release = started["jobs"][0]["job_id"]
+    # The chart's own names (fullname = release-chart) and its Ingress path, as NVIDIA's.
+    assert started["url"] == f"https://{HOST}/{release}-nvindex"
+    assert started["pods_ready"] == 2 and len(set(started["nodes"])) == 2
+    password = started["login"]["password"]
+    helm = [str(attached.plane.bin / "helm"), "--kubeconfig", str(attached.plane.kubeconfig),
+            "-n", NAMESPACE]
+    values = json.loads(
+        subprocess.run([*helm, "get", "values", release, "-o", "json"],
+                       capture_output=True, text=True, check=True).stdout
+    )
+    assert values["nodeCount"] == 2 and values["gpuCount"] == 2
+    assert values["scene"] == "scenes/00-supernova_ncsa_small"
+    assert values["ingress"] == {"enabled": True, "host": HOST,
+                                 "tls": {"secretName": "ingress-tls-secret"}}
+    assert values["auth"]["username"] == "nvindex"
+    scene = attached.plane.kubectl(
+        "get", "configmap", f"{release}-nvindex-scenes", "-n", NAMESPACE,
+        "-o", "jsonpath={.data.scene\\.prj}",
+    )
+    assert "the chart's own copy of the scene" in scene.stdout
+
+    grown = attached.json("scale", "+2")
+    assert grown["pods_ready"] == 4 and grown["jobs"][0]["job_id"] == release
+    history = subprocess.run([*helm, "history", release, "-o", "json"],
+                             capture_output=True, text=True, check=True).stdout
+    assert len(json.loads(history)) == 2  # one `helm upgrade --reuse-values --set nodeCount=4`
+    assert attached.json("scale", "-1")["pods_ready"] == 3
+
+    for path in attached.home.rglob("*"):
+        if path.is_file():
+            assert password.encode() not in path.read_bytes(), path
+
+    assert attached.json("index", "stop")["status"] == "stopped"
+    listed = subprocess.run([*helm, "list", "-q"], capture_output=True, text=True, check=True)
+    assert release not in listed.stdout
+    assert attached.labelled(f"app.kubernetes.io/instance={release}") == []
+
+
+def test_a_chart_directory_without_chart_yaml_is_refused_before_anything_exists(
+    attached: Attached, tmp_path: Path
+) -> None:
+    done = attached.cli("index", "--nodes", "2", "--chart", str(tmp_path), check=False)
+    assert done.returncode == 2
+    assert "not a helm chart (no Chart.yaml there)" in done.stderr

@@ -182,6 +182,11 @@ class Ingress(BaseModel):
         "or an ACM certificate ARN",
     )
     basic_auth: bool = Field(True, description="basic auth (user nvindex) on every session")
+    chart: str = Field("ingress-nginx", min_length=1, description="the controller's chart")
+    repository: str | None = Field(
+        "https://kubernetes.github.io/ingress-nginx",
+        description="its helm repository (null: `chart` is a local path, e.g. a mirror)",
+    )
 
     @field_validator("tls")
     @classmethod
