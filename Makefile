@@ -16,7 +16,7 @@ APT_PROBES := slurmctld slurmd munged slurmdbd mariadbd sbatch chromium chromedr
 APT_LEAN_PACKAGES := blender ffmpeg
 APT_LEAN_PROBES := blender ffmpeg ffprobe
 
-.PHONY: setup setup-system setup-venv demo demo-render demo-score test suite lint unit bench cluster-up cluster-down k8s-binaries k8s-up k8s-down clean
+.PHONY: setup setup-system setup-venv demo demo-render demo-score test suite lint unit bench cluster-up cluster-down k8s-binaries k8s-up k8s-down open-renderer-image clean
 
 setup: setup-system setup-venv k8s-binaries ## install Slurm, munge, MariaDB (apt), the project (.venv) and the test Kubernetes control plane (Go, cached)
 
@@ -116,6 +116,11 @@ k8s-up: k8s-binaries ## start a kwok cluster (real apiserver/scheduler/etcd, 4 f
 
 k8s-down: ## delete the kwok cluster and its processes
 	scripts/k8s/down.sh
+
+OPEN_RENDERER_IMAGE ?= hpcrun/open-renderer:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+open-renderer-image: ## build the open renderer's container image (needs docker or podman; nothing else does)
+	@engine=$$(command -v docker || command -v podman) || { echo "error: no container engine (docker or podman) here; build the image where one runs" >&2; exit 1; }; \
+	$$engine build -f scripts/docker/open-renderer.Dockerfile -t $(OPEN_RENDERER_IMAGE) .
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

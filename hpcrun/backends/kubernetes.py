@@ -101,14 +101,16 @@ class KubernetesBackend:
         )
 
     def index_driver(self) -> IndexDriver:
+        from hpcrun.config.eks.model import NVINDEX_IMAGE, OPEN_RENDERER_IMAGE
         from hpcrun.k8s.index import KubernetesIndexDriver, PodsOf
 
         index = self.config.get("index") or {}
         pods = PodsOf(
-            image=str(index.get("image") or ""),
+            image=str(index.get("image") or NVINDEX_IMAGE),
             pull_secret=index.get("pull_secret"),
             service_account=index.get("service_account"),
             data_location=index.get("data_location"),
+            open_image=str(index.get("open_image") or OPEN_RENDERER_IMAGE),
         )
         from hpcrun.k8s.helm import Helm
 

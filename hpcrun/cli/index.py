@@ -244,7 +244,8 @@ def _hold_tunnel(
         console().print(f"The viewer is on this machine already: {session.url}")
         return
     with sessions.tunnel(session, local_port) as url:
-        console().print(f"Tunnel: {url} -> {session.url} (Ctrl-C closes it)")
+        host, port = sessions.viewer.address(session) or ("?", 0)
+        console().print(f"Tunnel: {url} -> the viewer at {host}:{port} (Ctrl-C closes it)")
         sys.stdout.flush()
         if open_browser:
             import webbrowser

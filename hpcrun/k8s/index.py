@@ -72,6 +72,7 @@ class PodsOf:
     pull_secret: str | None = None
     service_account: str | None = None
     data_location: str | None = None
+    open_image: str = ""  # the open renderer's image (--renderer open)
 
 
 @dataclass(frozen=True)
@@ -150,12 +151,16 @@ class KubernetesIndexDriver:
     # what the service asks first ---------------------------------------------------
 
     def install(self, renderer: str) -> IndexInstall | None:
-        """Kubernetes runs an image: there is nothing to look for on the nodes."""
+        """Kubernetes runs an image: NVIDIA's IndeX (auto, nvindex), or the open renderer's
+        (`make open-renderer-image`), whose launcher learns its role from the pod."""
         if renderer == "open":
-            raise HpcrunError(
-                "the open renderer has no container image for Kubernetes yet",
-                "use NVIDIA's IndeX image (the cluster file's index.image, the default), or "
-                "the open renderer on a Slurm cluster (`hpcrun create` makes a local one)",
+            return IndexInstall(
+                launcher="",
+                workdir="",
+                scenes_dir="",
+                viewer_script="",
+                open_renderer=True,
+                image=self.pods.open_image,
             )
         return IndexInstall(
             launcher="", workdir="", scenes_dir="", viewer_script="", image=self.pods.image
@@ -170,6 +175,11 @@ class KubernetesIndexDriver:
         if plan.partition is not None:
             raise UsageError("--partition is Slurm's; node groups are chosen by GPU requests")
         chart = plan.install.chart
+        if chart is not None and plan.install.open_renderer:
+            raise UsageError(
+                "--chart installs NVIDIA's IndeX chart; the open renderer is hpcrun's own objects",
+                "leave out --chart or --renderer open",
+            )
         if chart is not None:
             from hpcrun.k8s.helm import helm_binary, scene_in_chart
 
@@ -241,7 +251,7 @@ class KubernetesIndexDriver:
             session=name,
             nodes=plan.nodes,
             gpus_per_node=gpus,
-            image=self.pods.image,
+            image=plan.install.image or self.pods.image,
             scene_files=scene_files(plan.scene_prj),
             pull_secret=self.pods.pull_secret,
             service_account=self.pods.service_account,
@@ -250,6 +260,8 @@ class KubernetesIndexDriver:
             ingress_host=self.publishing.host,
             tls_secret=self.publishing.tls_secret,
             service_port=plan.port,
+            renderer="open" if plan.install.open_renderer else "nvindex",
+            agent_token=secrets.token_urlsafe(32) if plan.install.open_renderer else None,
         )
         applied = self._applier().apply(index_objects(release))
         self._log(name, "applied " + ", ".join(str(r) for r in applied))

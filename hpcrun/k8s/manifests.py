@@ -50,6 +50,10 @@ class IndexRelease:
     tls_secret: str | None = None
     extra_labels: Mapping[str, str] = field(default_factory=dict)
     service_port: int = VIEWER_HTTP_PORT  # where the viewer Service (and Ingress) serve it
+    # "open": hpcrun's open renderer (`hpcrun-nvindex-slurm` in its image), whose agents
+    # find the viewer by the discovery Service and prove themselves with `agent_token`.
+    renderer: str = "nvindex"
+    agent_token: str | None = None
 
     def __post_init__(self) -> None:
         if self.nodes < 1:
@@ -58,6 +62,10 @@ class IndexRelease:
             raise ValueError(f"GPUs per node cannot be negative ({self.gpus_per_node})")
         if "scene.prj" not in self.scene_files:
             raise ValueError("the scene files must hold scene.prj")
+        if self.renderer not in {"nvindex", "open"}:
+            raise ValueError(f"renderer {self.renderer!r}: nvindex or open")
+        if self.renderer == "open" and not self.agent_token:
+            raise ValueError("the open renderer's agents need a token")
 
     @property
     def workers(self) -> int:
@@ -83,6 +91,11 @@ class IndexRelease:
     @property
     def path(self) -> str:
         return f"/{self.name}"
+
+    @property
+    def agents_secret_name(self) -> str:
+        """The open renderer's agent token, the same in every pod of the release."""
+        return f"{self.name}-agents"
 
 
 def labels(release: IndexRelease, component: str | None = None) -> dict[str, str]:
@@ -152,25 +165,90 @@ def _cluster_args(discovery_address: str) -> list[str]:
     ]
 
 
-def viewer_statefulset(release: IndexRelease) -> dict[str, Any]:
+# Where the open renderer's pods keep what srun tasks keep on shared storage: each pod its
+# own (its agents find the viewer through the environment, `hpcrun.node.viewer.pod`).
+OPEN_RENDERER_DIRS = (
+    "--rendezvous",
+    "/tmp/hpcrun/rendezvous",
+    "--scene-data",
+    "/tmp/hpcrun/scenes",
+)
+
+
+def _open_renderer_env(release: IndexRelease, role: str) -> list[dict[str, Any]]:
+    """Who the pod is, for the open renderer's launcher: role, release, node, pod, and
+    the viewer's agent address and token (the names `hpcrun.node.viewer.pod` reads)."""
+
+    def field_ref(path: str) -> dict[str, Any]:
+        return {"fieldRef": {"fieldPath": path}}
+
+    return [
+        {"name": "HPCRUN_POD_ROLE", "value": role},
+        {"name": "HPCRUN_RELEASE", "value": release.name},
+        {"name": "HPCRUN_NODE_NAME", "valueFrom": field_ref("spec.nodeName")},
+        {"name": "HPCRUN_POD_NAME", "valueFrom": field_ref("metadata.name")},
+        {"name": "HPCRUN_VIEWER_HOST", "value": release.discovery_name},
+        {"name": "HPCRUN_VIEWER_AGENT_PORT", "value": str(GLOBAL_PORT)},
+        {
+            "name": "HPCRUN_VIEWER_TOKEN",
+            "valueFrom": {"secretKeyRef": {"name": release.agents_secret_name, "key": "token"}},
+        },
+    ]
+
+
+def _scene_volume(release: IndexRelease) -> list[dict[str, Any]]:
+    return [{"name": "scene-files", "configMap": {"name": f"{release.name}-scenes"}}]
+
+
+def _viewer_container(release: IndexRelease) -> dict[str, Any]:
+    mounts = [{"name": "scene-files", "mountPath": SCENES_DIR}]
+    if release.renderer == "open":
+        return {
+            "name": "open-renderer",
+            "image": release.image,
+            "command": ["hpcrun-nvindex-slurm"],
+            # Inside the pod network, reached through the viewer Service: the Ingress'
+            # basic auth guards it from outside, as it guards NVIDIA's viewer.
+            "args": [
+                "-v",
+                "--add",
+                f"{SCENES_DIR}/scene.prj",
+                "--port",
+                str(VIEWER_HTTP_PORT),
+                "--listen",
+                "0.0.0.0",
+                "--insecure-public",
+                *OPEN_RENDERER_DIRS,
+            ],
+            "ports": _ports(GLOBAL_PORT, VIEWER_HTTP_PORT),
+            "env": _open_renderer_env(release, "viewer"),
+            "volumeMounts": mounts,
+            "readinessProbe": {
+                "httpGet": {"path": "/api/status", "port": VIEWER_HTTP_PORT},
+                "periodSeconds": 5,
+            },
+        }
     env = [{"name": "NVINDEX_SCENES_DIR", "value": SCENES_DIR}]
     if release.data_location:
         env.append({"name": "NVINDEX_DATA_BUCKET", "value": release.data_location})
-    container = {
+    return {
         "name": "nvindex",
         "image": release.image,
         "command": ["./nvindex-viewer.sh"],
         "args": ["--add", f"{SCENES_DIR}/scene.prj", *_cluster_args("0.0.0.0")],
         "ports": _ports(DISCOVERY_PORT, GLOBAL_PORT, LOCAL_PORT, VIEWER_HTTP_PORT),
         "env": env,
-        "volumeMounts": [{"name": "scene-files", "mountPath": SCENES_DIR}],
+        "volumeMounts": mounts,
         "readinessProbe": {
             "tcpSocket": {"port": VIEWER_HTTP_PORT},
             "periodSeconds": 5,
         },
     }
-    pod = _pod_spec(release, container)
-    pod["volumes"] = [{"name": "scene-files", "configMap": {"name": f"{release.name}-scenes"}}]
+
+
+def viewer_statefulset(release: IndexRelease) -> dict[str, Any]:
+    pod = _pod_spec(release, _viewer_container(release))
+    pod["volumes"] = _scene_volume(release)
     return {
         "apiVersion": "apps/v1",
         "kind": "StatefulSet",
@@ -188,13 +266,27 @@ def viewer_statefulset(release: IndexRelease) -> dict[str, Any]:
 
 
 def worker_deployment(release: IndexRelease) -> dict[str, Any]:
-    container = {
-        "name": "nvindex",
-        "image": release.image,
-        "command": ["./nvindex-remote-service.sh"],
-        "args": _cluster_args(release.discovery_name),
-        "ports": _ports(GLOBAL_PORT, LOCAL_PORT),
-    }
+    if release.renderer == "open":
+        container: dict[str, Any] = {
+            "name": "open-renderer",
+            "image": release.image,
+            "command": ["hpcrun-nvindex-slurm"],
+            "args": list(OPEN_RENDERER_DIRS),
+            "env": _open_renderer_env(release, "worker"),
+            # Agents open the scene the viewer assigns them, at the same path.
+            "volumeMounts": [{"name": "scene-files", "mountPath": SCENES_DIR}],
+        }
+    else:
+        container = {
+            "name": "nvindex",
+            "image": release.image,
+            "command": ["./nvindex-remote-service.sh"],
+            "args": _cluster_args(release.discovery_name),
+            "ports": _ports(GLOBAL_PORT, LOCAL_PORT),
+        }
+    pod = _pod_spec(release, container)
+    if release.renderer == "open":
+        pod["volumes"] = _scene_volume(release)
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -204,7 +296,7 @@ def worker_deployment(release: IndexRelease) -> dict[str, Any]:
             "selector": {"matchLabels": selector(release, "worker")},
             "template": {
                 "metadata": {"labels": labels(release, "worker")},
-                "spec": _pod_spec(release, container),
+                "spec": pod,
             },
         },
     }
@@ -265,6 +357,18 @@ def auth_secret(release: IndexRelease) -> dict[str, Any]:
     }
 
 
+def agents_secret(release: IndexRelease) -> dict[str, Any]:
+    """The open renderer's agent token (made for the session, in no file)."""
+    assert release.agent_token is not None
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _metadata(release, release.agents_secret_name),
+        "type": "Opaque",
+        "stringData": {"token": release.agent_token},
+    }
+
+
 def ingress(release: IndexRelease) -> dict[str, Any]:
     assert release.ingress_host is not None
     annotations = {
@@ -316,6 +420,8 @@ def index_objects(release: IndexRelease) -> list[dict[str, Any]]:
     objects = [scenes_configmap(release)]
     if release.htpasswd is not None:
         objects.append(auth_secret(release))
+    if release.renderer == "open":
+        objects.append(agents_secret(release))
     objects += [
         discovery_service(release),
         viewer_service(release),

@@ -36,6 +36,13 @@ class IndexInstall:
     # A helm chart to NVIDIA's IndeX values contract that makes the pods (Kubernetes).
     chart: str | None = None
 
+    @property
+    def open_processes(self) -> bool:
+        """The open renderer as processes on the nodes (srun tasks), which hpcrun hands
+        its rendezvous and auth files and whose agents it waits for; in pods of an image
+        the pods' own readiness says when it serves."""
+        return self.open_renderer and self.image is None
+
 
 # NVIDIA's IndeX AMI for ParallelCluster.
 NVIDIA_AMI = IndexInstall(

@@ -221,9 +221,15 @@ class IndexSessions(ClusterService):
         )
         plan.validate()
         self.driver.validate(plan)  # the scheduler's own checks before anything exists
-        if install.open_renderer:
+        if install.open_processes:
             _check_auth(request.auth)  # a bad --auth fails before anything exists
             _check_exposure(request, on_this_host=self.site.shares_local_files)
+        elif request.auth or request.insecure_public:
+            raise UsageError(
+                "--auth and --insecure-public are the open renderer's on Slurm nodes; here "
+                "the ingress guards every session",
+                "set ingress.basic_auth in the cluster file (a password is made per session)",
+            )
         self.driver.check_capacity(
             request.nodes, wait=request.wait_for_nodes, progress=self.progress
         )
@@ -237,7 +243,7 @@ class IndexSessions(ClusterService):
         # Session files live on the cluster, in a directory every node sees.
         workdir = posixpath.join(self.workspace.root, "index", str(session_id))
         self.workspace.make_dirs(workdir)
-        if install.open_renderer:
+        if install.open_processes:
             plan = replace(
                 plan,
                 install=replace(install, workdir=workdir),
@@ -260,11 +266,19 @@ class IndexSessions(ClusterService):
             )
             host, port = self._wait_ready(job_id, log, request.timeout_s)
             url = self.driver.public_url(job_id, host, port) or self.backend.endpoint(host, port)
+            if url != self.backend.endpoint(host, port):
+                # Published elsewhere (an Ingress): the tunnel and status still need where
+                # the viewer itself listens.
+                self.store.set_index_session_plan(
+                    session_id,
+                    workdir,
+                    {**_plan_json(plan, request.auth), "viewer_address": [host, port]},
+                )
             ready_s = time.monotonic() - started
             self.store.set_index_session(
                 session_id, SessionState.RUNNING, url=url, detail=f"ready in {ready_s:.1f} s"
             )
-            if install.open_renderer:
+            if install.open_processes:
                 self._wait_agents(self.session(session_id), request.nodes, request.timeout_s)
         except BaseException as exc:
             granted = next(iter(allocated), None)
@@ -635,7 +649,7 @@ class IndexSessions(ClusterService):
         else:
             self._shrink(session, current, -delta)
         session = self.session(session.id)
-        if session.renderer == "open":
+        if self._plan(session).install.open_processes:
             expected = sum(j.nodes for j in session.live_jobs)
             self._wait_agents(session, expected, timeout_s)  # joined, or gone after a shrink
         return self.view(session)

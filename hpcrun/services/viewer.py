@@ -28,16 +28,26 @@ class ViewerClient:
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
 
+    @staticmethod
+    def address(session: IndexSessionRecord) -> tuple[str, int] | None:
+        """Where the viewer listens: the host and port of its URL, or the address recorded
+        beside a URL that an Ingress publishes (Kubernetes); None before it is up."""
+        recorded = session.plan.get("viewer_address")
+        if recorded:
+            return str(recorded[0]), int(recorded[1])
+        parts = urllib.parse.urlsplit(session.url or "")
+        return (parts.hostname, parts.port) if parts.hostname and parts.port else None
+
     @contextlib.contextmanager
     def link(self, session: IndexSessionRecord) -> Iterator[str | None]:
         """A base URL on this machine that reaches the session's viewer for the duration;
         None when the session has no URL yet or the tunnel cannot open."""
-        parts = urllib.parse.urlsplit(session.url or "")
+        address = self.address(session)
         with contextlib.ExitStack() as links:
             port = None
-            if parts.hostname and parts.port:
+            if address is not None:
                 with contextlib.suppress(HpcrunError):
-                    port = links.enter_context(self.backend.reach(parts.hostname, parts.port))
+                    port = links.enter_context(self.backend.reach(*address))
             yield None if port is None else f"http://127.0.0.1:{port}"
 
     @contextlib.contextmanager
@@ -45,21 +55,22 @@ class ViewerClient:
         """The viewer at a URL on this machine while the context is open: forwarded through
         the head node on remote clusters, on the same local port as the viewer's when that
         is free (`local_port` 0), else any free one."""
-        parts = urllib.parse.urlsplit(session.url or "")
-        if session.status != "running" or not parts.hostname or not parts.port:
+        address = self.address(session)
+        if session.status != "running" or address is None:
             raise HpcrunError(
                 f"IndeX session {session.id} is {session.status}: no viewer to forward",
                 "start one with `hpcrun index`",
             )
+        host, viewer_port = address
         with contextlib.ExitStack() as links:
             try:
                 port = links.enter_context(
-                    self.backend.reach(parts.hostname, parts.port, local_port or parts.port)
+                    self.backend.reach(host, viewer_port, local_port or viewer_port)
                 )
             except HpcrunError:
                 if local_port:
                     raise
-                port = links.enter_context(self.backend.reach(parts.hostname, parts.port, 0))
+                port = links.enter_context(self.backend.reach(host, viewer_port, 0))
             yield f"http://127.0.0.1:{port}"
 
     def status(

@@ -117,7 +117,8 @@ def test_gpus_per_node_comes_from_the_instance_type() -> None:
         ({"colour": "blue"}, "colour: unknown key (known keys: backend, name, region, "),
         (
             {"ingress": {"tls": "self-signed", "auth": True}},
-            "ingress.auth: unknown key (known keys: enabled, controller, tls, basic_auth)",
+            "ingress.auth: unknown key (known keys: enabled, controller, tls, basic_auth, chart, "
+            "repository)",
         ),
         (
             {"region": "us-east"},

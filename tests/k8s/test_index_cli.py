@@ -6,6 +6,7 @@ password is shown once and written nowhere."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -222,3 +223,83 @@ def test_a_chart_directory_without_chart_yaml_is_refused_before_anything_exists(
     done = attached.cli("index", "--nodes", "2", "--chart", str(tmp_path), check=False)
     assert done.returncode == 2
     assert "not a helm chart (no Chart.yaml there)" in done.stderr
+
+
+def test_index_tunnel_forwards_the_viewer_through_the_apis_port_forward(
+    attached: Attached, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """No container runs here, so the viewer is a stand-in at the edge: a local HTTP
+    server that kwok's PortForward object makes the viewer pod's port 8080."""
+    import http.server
+    import signal
+    import threading
+    import urllib.request
+
+    from tests.conftest import HPCRUN, cli_env, free_port
+
+    monkeypatch.setenv("PATH", f"{attached.plane.bin}:{os.environ['PATH']}")
+    (tmp_path / "index.html").write_text("the viewer's page\n")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    viewer = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=viewer.serve_forever, daemon=True).start()
+    release = attached.json("index", "--nodes", "2")["jobs"][0]["job_id"]
+    forward = {
+        "apiVersion": "kwok.x-k8s.io/v1alpha1",
+        "kind": "PortForward",
+        "metadata": {"name": f"{release}-viewer-0", "namespace": NAMESPACE},
+        "spec": {"forwards": [{"ports": [8080], "target": {
+            "port": viewer.server_address[1], "address": "127.0.0.1"}}]},
+    }
+    spec = tmp_path / "forward.json"
+    spec.write_text(json.dumps(forward))
+    assert attached.plane.kubectl("apply", "-f", str(spec)).returncode == 0
+    port = free_port()
+    tunnel = subprocess.Popen(
+        [*HPCRUN, "index", "tunnel", "--cluster", "kube", "--tunnel-port", str(port)],
+        env=cli_env(attached.home), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        assert tunnel.stdout is not None
+        line = tunnel.stdout.readline()
+        if not line:
+            tunnel.wait(10)
+            raise AssertionError(tunnel.stderr.read() if tunnel.stderr else "no output")
+        assert f"Tunnel: http://127.0.0.1:{port} -> the viewer at {release}-viewer." in line, line
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as page:
+            assert page.read().decode() == "the viewer's page\n"
+    finally:
+        tunnel.send_signal(signal.SIGINT)
+        _, err = tunnel.communicate(timeout=30)
+        viewer.shutdown()
+    assert tunnel.returncode == 0 and "tunnel closed" in err
+    assert attached.json("index", "stop")["status"] == "stopped"
+
+
+def test_the_open_renderer_runs_from_its_image_with_its_pods_identity(attached: Attached) -> None:
+    started = attached.json("index", "--nodes", "3", "--renderer", "open")
+    release = started["jobs"][0]["job_id"]
+    assert started["renderer"] == "open" and started["pods_ready"] == 3
+    # No container runs under the test control plane: no viewer answers, so no agents.
+    assert started["agents"] is None
+    pods = json.loads(attached.plane.kubectl(
+        "get", "pods", "-n", NAMESPACE, "-l", f"app.kubernetes.io/instance={release}",
+        "-o", "json").stdout)["items"]
+    assert len(pods) == 3
+    for item in pods:
+        (container,) = item["spec"]["containers"]
+        assert container["image"].startswith("hpcrun/open-renderer:")
+        env = {e["name"]: e for e in container["env"]}
+        assert env["HPCRUN_RELEASE"]["value"] == release
+    assert f"secret/{release}-agents" in attached.labelled(f"hpcrun.io/session={release}")
+    assert attached.json("index", "stop")["status"] == "stopped"
+
+
+def test_slurm_only_viewer_flags_are_refused_on_kubernetes(attached: Attached) -> None:
+    done = attached.cli("index", "--nodes", "2", "--renderer", "open", "--insecure-public",
+                        check=False)
+    assert done.returncode == 2 and "the ingress guards every session" in done.stderr
+    done = attached.cli("index", "--nodes", "2", "--renderer", "open", "--chart", str(CHART),
+                        check=False)
+    assert done.returncode == 2 and "leave out --chart or --renderer open" in done.stderr
+    assert attached.labelled("app.kubernetes.io/managed-by=hpcrun") == []

@@ -3,6 +3,7 @@ and the properties the issue names: replicas, GPU limits, labels, ports, the Ing
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -122,3 +123,53 @@ def test_the_password_is_new_each_time_and_only_its_hash_is_kept() -> None:
     assert not check(line, "nvindex", second)
     with pytest.raises(ValueError, match="cannot be empty or hold"):
         htpasswd("a:b", first)
+
+
+OPEN = replace(
+    RELEASE,
+    image="registry.example/hpcrun/open-renderer:0.1.0",
+    pull_secret=None,
+    data_location=None,
+    renderer="open",
+    agent_token="agents-token-of-the-release",
+)
+
+
+def test_the_open_renderers_release_is_golden() -> None:
+    text = yaml.safe_dump_all(index_objects(OPEN), sort_keys=False)
+    assert_golden("k8s/index_release_open.yaml", text)
+
+
+def test_the_open_renderers_pods_say_who_they_are_in_the_names_its_launcher_reads() -> None:
+    from hpcrun.node.viewer import pod
+
+    kinds = by_kind(index_objects(OPEN))
+    (viewer,) = kinds["StatefulSet"]
+    (worker,) = kinds["Deployment"]
+    read = {pod.ROLE, pod.RELEASE, pod.NODE, pod.POD, pod.VIEWER_HOST, pod.AGENT_PORT, pod.TOKEN}
+    for workload, role in ((viewer, "viewer"), (worker, "worker")):
+        (container,) = workload["spec"]["template"]["spec"]["containers"]
+        env = {e["name"]: e for e in container["env"]}
+        assert set(env) == read
+        assert env[pod.ROLE]["value"] == role
+        assert env[pod.VIEWER_HOST]["value"] == OPEN.discovery_name
+        assert env[pod.TOKEN]["valueFrom"]["secretKeyRef"]["name"] == OPEN.agents_secret_name
+        assert container["command"] == ["hpcrun-nvindex-slurm"]
+        assert {"name": "scene-files", "mountPath": "/scenes"} in container["volumeMounts"]
+    secrets = {s["metadata"]["name"]: s for s in kinds["Secret"]}
+    assert secrets[OPEN.agents_secret_name]["stringData"] == {"token": OPEN.agent_token}
+    # The agent port is the one the discovery Service serves.
+    (discovery,) = [s for s in kinds["Service"] if s["spec"].get("clusterIP") == "None"]
+    ports = {p["port"] for p in discovery["spec"]["ports"]}
+    assert int(env[pod.AGENT_PORT]["value"]) in ports
+
+
+def test_the_open_renderers_image_runs_the_launcher_the_package_installs() -> None:
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    scripts = tomllib.loads((root / "pyproject.toml").read_text())["project"]["scripts"]
+    assert "hpcrun-nvindex-slurm" in scripts
+    dockerfile = (root / "scripts" / "docker" / "open-renderer.Dockerfile").read_text()
+    assert "pip install '.[viewer]'" in dockerfile

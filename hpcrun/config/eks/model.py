@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from hpcrun import __version__
 from hpcrun.config.pcluster.model import GPUS_BY_INSTANCE_TYPE, INSTANCE_TYPE_RE, REGION_RE
 
 # Kubernetes minor versions Amazon EKS offers for new clusters (standard or extended
@@ -150,6 +151,9 @@ def _nvindex_access() -> list[ServiceAccount]:
 # with the secret `nvindexcr` that NVIDIA's provisioning makes from the Marketplace login.
 NVINDEX_IMAGE = "185367027512.dkr.ecr.us-east-1.amazonaws.com/nvindex:360141"
 NVINDEX_PULL_SECRET = "nvindexcr"
+# Built from this package by `make open-renderer-image` (scripts/docker/); push it where
+# the cluster pulls from and name it in the cluster file.
+OPEN_RENDERER_IMAGE = f"hpcrun/open-renderer:{__version__}"
 
 
 class IndexImage(BaseModel):
@@ -166,6 +170,11 @@ class IndexImage(BaseModel):
     )
     data_location: str | None = Field(
         None, pattern=r"^s3://[a-z0-9.-]{3,63}(/.*)?$", description="scene data in S3"
+    )
+    open_image: str = Field(
+        OPEN_RENDERER_IMAGE,
+        min_length=1,
+        description="hpcrun's open renderer image (`make open-renderer-image`), --renderer open",
     )
 
 

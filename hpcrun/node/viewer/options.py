@@ -119,7 +119,17 @@ class TaskIdentity:
 
     @staticmethod
     def from_env(env: os._Environ[str] | dict[str, str] | None = None) -> TaskIdentity:
+        """Slurm's task environment, or a Kubernetes pod's (`hpcrun.node.viewer.pod`)."""
+        from hpcrun.node.viewer import pod
+
         env = os.environ if env is None else env
+        if pod.in_pod(env):
+            return TaskIdentity(
+                rank=pod.rank(env),
+                job_id=env.get(pod.RELEASE) or "local",
+                node=env.get(pod.NODE) or socket.gethostname(),
+                cpus=max(1, os.cpu_count() or 1),
+            )
         try:
             rank = int(env.get("SLURM_PROCID", "0"))
         except ValueError:

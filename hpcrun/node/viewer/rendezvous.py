@@ -104,8 +104,22 @@ def remove(directory: Path, info: Rendezvous) -> None:
             path.unlink()
 
 
+def from_pod(job_id: str) -> Rendezvous | None:
+    """In a Kubernetes pod of the release `job_id`, the viewer as its objects name it (its
+    headless Service, the fixed agent port, the release's token); None elsewhere."""
+    from hpcrun.node.viewer import pod
+
+    host, port, token = os.environ.get(pod.VIEWER_HOST), pod.agent_port(), pod.token()
+    if not host or not port or not token or os.environ.get(pod.RELEASE) != job_id:
+        return None
+    return Rendezvous(job_id, host, port, 0, 0, token)
+
+
 def read(directory: Path, job_id: str) -> Rendezvous | None:
     """The job's rendezvous, or None while there is none (or it is unreadable)."""
+    found = from_pod(job_id)
+    if found is not None:
+        return found
     try:
         return Rendezvous.from_json(rendezvous_path(directory, job_id).read_text())
     except (OSError, ValueError, KeyError):

@@ -34,7 +34,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from hpcrun.errors import HpcrunError
 from hpcrun.node.viewer import bricks as brick_grid
-from hpcrun.node.viewer import colormaps, protocol, rendezvous
+from hpcrun.node.viewer import colormaps, pod, protocol, rendezvous
 from hpcrun.node.viewer.frames import Frame, LoadedScene, Viewer, encode_image
 from hpcrun.node.viewer.options import (
     INTERNAL_AGENT_FLAG,
@@ -331,11 +331,14 @@ def _spawn_own_agent(options: LaunchOptions, identity: TaskIdentity, directory: 
 async def _serve(options: LaunchOptions, identity: TaskIdentity, scene: LoadedScene,
                  credentials: tuple[str, str] | None, directory: Path, http_host: str) -> int:
     viewer = Viewer(scene, identity.job_id)
+    viewer.token = pod.token() or viewer.token  # a pod's agents know the release's token
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         loop.add_signal_handler(signum, stop.set)
-    agent_server = await asyncio.start_server(viewer.handle_agent, host="0.0.0.0", port=0)
+    agent_server = await asyncio.start_server(
+        viewer.handle_agent, host="0.0.0.0", port=pod.agent_port()
+    )
     agent_port = int(agent_server.sockets[0].getsockname()[1])
     runner = web.AppRunner(build_app(viewer, credentials), handle_signals=False,
                            access_log=logging.getLogger("aiohttp.access"),
