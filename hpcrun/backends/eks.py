@@ -148,7 +148,6 @@ class EksBackend(KubernetesBackend):
         state = record.status if record else "down"
         detail = (record.detail if record else "") or ""
         groups: list[dict[str, Any]] = []
-        nodes: list[dict[str, Any]] = []
         if record is not None and self.resources:
             try:
                 described = self.lifecycle().describe()
@@ -162,22 +161,7 @@ class EksBackend(KubernetesBackend):
                 detail = detail or (
                     f"EKS {described.get('version') or ''} in {self.config['region']}: {aws_status}"
                 )
-        if state == "up":
-            from hpcrun.k8s.cluster import node_views
-
-            try:
-                nodes = node_views(self.client)
-            except HpcrunError as exc:
-                detail = f"{detail}; the Kubernetes API did not answer: {exc.message}"
-        return ClusterStatus(
-            name=self.cluster_name,
-            backend=self.name,
-            state=state,
-            detail=detail,
-            kube_nodes=nodes,
-            node_groups=groups,
-            slurm=False,
-        )
+        return self.with_nodes(state, detail, groups, api_decides=False)
 
     def destroy(self, progress: Progress, *, purge: bool = False) -> None:
         """Remove what create made, newest first, and wait until AWS says it is gone:

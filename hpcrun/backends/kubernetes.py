@@ -178,6 +178,19 @@ class KubernetesBackend:
         record = self.store.cluster(self.cluster_name)
         state = record.status if record else "detached"
         detail = f"{self.config.get('server', '')} namespace {self.namespace}".strip()
+        return self.with_nodes(state, detail)
+
+    def with_nodes(
+        self,
+        state: str,
+        detail: str,
+        node_groups: Sequence[dict[str, Any]] = (),
+        *,
+        api_decides: bool = True,
+    ) -> ClusterStatus:
+        """The status with the cluster's nodes when it is up. An API that does not answer
+        makes it unreachable (`api_decides`), or is only said in the detail where the
+        cloud's own answer decides the state (EKS)."""
         nodes: list[dict[str, Any]] = []
         if state == "up":
             from hpcrun.k8s.cluster import node_views
@@ -185,13 +198,17 @@ class KubernetesBackend:
             try:
                 nodes = node_views(self.client)
             except HpcrunError as exc:
-                state, detail = "unreachable", exc.message
+                if api_decides:
+                    state, detail = "unreachable", exc.message
+                else:
+                    detail = f"{detail}; {exc.message}"
         return ClusterStatus(
             name=self.cluster_name,
             backend=self.name,
             state=state,
             detail=detail,
             kube_nodes=nodes,
+            node_groups=list(node_groups),
             slurm=False,
         )
 

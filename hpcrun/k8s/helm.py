@@ -14,13 +14,13 @@ pod the scheduler cannot place is reported with its reason at once.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from hpcrun.errors import HpcrunError
+from hpcrun.k8s import tool
 
 
 def chart_values(
@@ -70,14 +70,12 @@ def scene_in_chart(chart: str, prj: str) -> str:
 
 
 def helm_binary() -> str:
-    found = shutil.which("helm")
-    if found is None:
-        raise HpcrunError(
-            "--chart installs a helm chart, and helm is not on PATH",
-            "install helm (https://helm.sh/docs/intro/install/), or leave --chart out: "
-            "hpcrun then applies the chart's objects itself",
-        )
-    return found
+    return tool(
+        "helm",
+        needed_for="--chart installs a helm chart with it",
+        hint="install helm (https://helm.sh/docs/intro/install/), or leave --chart out: "
+        "hpcrun then applies the chart's objects itself",
+    )
 
 
 class Helm:

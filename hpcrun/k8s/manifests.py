@@ -344,29 +344,28 @@ def scenes_configmap(release: IndexRelease) -> dict[str, Any]:
     }
 
 
-def auth_secret(release: IndexRelease) -> dict[str, Any]:
-    """The htpasswd Secret ingress-nginx reads (key `auth`). `stringData`, so the
-    password's hash is never base64-encoded by hand; the password itself is never here."""
-    assert release.htpasswd is not None
+def _secret(release: IndexRelease, name: str, data: dict[str, str]) -> dict[str, Any]:
+    """`stringData`, so nothing is base64-encoded by hand."""
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": _metadata(release, release.auth_secret_name),
+        "metadata": _metadata(release, name),
         "type": "Opaque",
-        "stringData": {"auth": release.htpasswd + "\n"},
+        "stringData": data,
     }
+
+
+def auth_secret(release: IndexRelease) -> dict[str, Any]:
+    """The htpasswd Secret ingress-nginx reads (key `auth`): the password's hash; the
+    password itself is never here."""
+    assert release.htpasswd is not None
+    return _secret(release, release.auth_secret_name, {"auth": release.htpasswd + "\n"})
 
 
 def agents_secret(release: IndexRelease) -> dict[str, Any]:
     """The open renderer's agent token (made for the session, in no file)."""
     assert release.agent_token is not None
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": _metadata(release, release.agents_secret_name),
-        "type": "Opaque",
-        "stringData": {"token": release.agent_token},
-    }
+    return _secret(release, release.agents_secret_name, {"token": release.agent_token})
 
 
 def ingress(release: IndexRelease) -> dict[str, Any]:

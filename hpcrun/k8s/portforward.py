@@ -13,26 +13,24 @@ import contextlib
 import os
 import re
 import select
-import shutil
 import signal
 import subprocess
 import time
 from collections.abc import Iterator
 
 from hpcrun.errors import HpcrunError
+from hpcrun.k8s import tool
 
 _FORWARDING_RE = re.compile(r"Forwarding from 127\.0\.0\.1:(\d+)")
 
 
 def kubectl() -> str:
-    found = shutil.which("kubectl")
-    if found is None:
-        raise HpcrunError(
-            "kubectl is not on PATH: hpcrun forwards the viewer with `kubectl port-forward`",
-            "install kubectl (https://kubernetes.io/docs/tasks/tools/), or open the session "
-            "through the cluster's ingress (its URL)",
-        )
-    return found
+    return tool(
+        "kubectl",
+        needed_for="hpcrun forwards the viewer with `kubectl port-forward`",
+        hint="install kubectl (https://kubernetes.io/docs/tasks/tools/), or open the "
+        "session through the cluster's ingress (its URL)",
+    )
 
 
 @contextlib.contextmanager

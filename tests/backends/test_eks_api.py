@@ -44,16 +44,8 @@ POLL_S = 0.05
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
-    if not Path(sys.executable).with_name("moto_server").exists():
-        message = "moto_server is not installed (pip install -e '.[dev]')"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
-        with moto_server(tmp_path_factory.mktemp("eks")) as started:
-            yield started
+def server(eks_moto: MotoServer) -> MotoServer:
+    return eks_moto
 
 
 def point_at(server: MotoServer, patch: pytest.MonkeyPatch) -> None:

@@ -6,34 +6,23 @@ with its reason and cleaned by `down`, and everything removed in reverse order."
 from __future__ import annotations
 
 import json
-import os
 import stat
 import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.aws import REGION, MotoServer, moto_server
+from tests.aws import REGION, MotoServer
 from tests.conftest import HPCRUN
 
 pytestmark = pytest.mark.aws
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
-    if not Path(sys.executable).with_name("moto_server").exists():
-        message = "moto_server is not installed (pip install -e '.[dev]')"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
-        with moto_server(tmp_path_factory.mktemp("ekscli")) as started:
-            yield started
+def server(eks_moto: MotoServer) -> MotoServer:
+    return eks_moto
 
 
 def cli(server: MotoServer, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
