@@ -223,14 +223,14 @@ class KubernetesBackend:
             self.store.set_cluster_status(self.cluster_name, ClusterState.DETACHED)
 
     def remove_own_objects(self, progress: Progress) -> None:
-        from hpcrun.k8s.apply import Applier
-
+        """End hpcrun's IndeX sessions here as `index stop` does (helm uninstall of a
+        chart's release, delete-and-wait of hpcrun's own objects)."""
         sessions = self.store.index_sessions(self.cluster_name, active_only=True)
         releases = [j.slurm_job_id for s in sessions for j in s.live_jobs if j.slurm_job_id]
         if not releases:
             return
         progress.step(f"removing hpcrun's IndeX sessions {', '.join(releases)}")
-        applier = Applier(self.client, progress=progress.step)
+        driver = self.index_driver()
         for release in releases:
             with contextlib.suppress(HpcrunError):
-                applier.delete_session(self.namespace, release)
+                driver.stop([release], timeout_s=120.0)

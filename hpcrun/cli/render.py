@@ -15,7 +15,9 @@ from hpcrun.cli._common import (
     JsonOption,
     RichProgress,
     console,
-    open_service,
+    require,
+    resolve_cluster,
+    service_of,
 )
 
 if TYPE_CHECKING:
@@ -175,9 +177,14 @@ def render(
 
 
 def _runs(cluster: str | None, quiet: bool) -> tuple[RenderRuns, RichProgress]:
+    """The cluster's render runs, refused before any work where it has no Slurm (its job
+    arrays; Kubernetes' own workers are another issue's)."""
+    from hpcrun.backends.base import Feature
     from hpcrun.services.render import RenderRuns
 
-    return open_service(RenderRuns, cluster, quiet)
+    target = resolve_cluster(cluster)
+    require(target, Feature.SLURM, "hpcrun render")
+    return service_of(RenderRuns, target, quiet)
 
 
 def _status(run_id: int | None, cancel: bool, cluster: str | None, json_out: bool) -> None:

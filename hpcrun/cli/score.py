@@ -11,7 +11,15 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from hpcrun.cli._array import print_tasks, report_submitted, show_status, status_target
-from hpcrun.cli._common import ClusterOption, JsonOption, console, open_service, print_json
+from hpcrun.cli._common import (
+    ClusterOption,
+    JsonOption,
+    console,
+    print_json,
+    require,
+    resolve_cluster,
+    service_of,
+)
 
 if TYPE_CHECKING:
     from hpcrun.cli._common import RichProgress
@@ -224,9 +232,14 @@ def score(
 
 
 def _runs(cluster: str | None, quiet: bool) -> tuple[ScoreRuns, RichProgress]:
+    """The cluster's score runs, refused before any work where it has no Slurm (its job
+    arrays; Kubernetes' own workers are another issue's)."""
+    from hpcrun.backends.base import Feature
     from hpcrun.services.score import ScoreRuns
 
-    return open_service(ScoreRuns, cluster, quiet)
+    target = resolve_cluster(cluster)
+    require(target, Feature.SLURM, "hpcrun score")
+    return service_of(ScoreRuns, target, quiet)
 
 
 def _export(

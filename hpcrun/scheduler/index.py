@@ -76,11 +76,8 @@ class IndexPlan:
         if not 1 <= self.port <= 65535:
             raise UsageError(f"--port must be 1-65535, got {self.port}")
         # IndeX's own viewer listens on 8080; a Kubernetes Service can serve it elsewhere.
-        if (
-            not self.install.open_renderer
-            and self.install.image is None
-            and (self.port != DEFAULT_PORT)
-        ):
+        fixed_port = not self.install.open_renderer and self.install.image is None
+        if fixed_port and self.port != DEFAULT_PORT:
             raise UsageError(
                 f"--port {self.port}: IndeX's own viewer listens on {DEFAULT_PORT}",
                 "change the port in IndeX's nvindex-viewer.sh configuration instead",

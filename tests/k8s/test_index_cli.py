@@ -157,6 +157,15 @@ def test_status_shows_nodes_with_gpus_and_slurm_commands_are_refused(attached: A
     refused = attached.cli("submit", "--", "true", check=False)
     assert refused.returncode != 0
     assert "has no Slurm scheduler" in refused.stderr, refused.stderr
+    blend = attached.home / "scene.blend"
+    blend.write_bytes(b"BLENDER-v304")
+    for command in (["render", str(blend)], ["score", "status"]):
+        refused = attached.cli(*command, check=False)
+        assert refused.returncode == 1, refused.stderr
+        said = refused.stderr.strip()
+        assert said.startswith(f"error: cluster 'kube' (kubernetes) has no Slurm scheduler, "
+                               f"which hpcrun {command[0]} needs"), said
+        assert "blender" not in said  # refused before any work
 
 
 def test_a_cluster_hpcrun_may_not_reach_is_refused_at_create(control_plane: ControlPlane) -> None:
@@ -303,3 +312,29 @@ def test_slurm_only_viewer_flags_are_refused_on_kubernetes(attached: Attached) -
                         check=False)
     assert done.returncode == 2 and "leave out --chart or --renderer open" in done.stderr
     assert attached.labelled("app.kubernetes.io/managed-by=hpcrun") == []
+
+
+def test_down_ends_every_session_of_the_cluster_a_charts_release_too(
+    control_plane: ControlPlane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", f"{control_plane.bin}:{os.environ['PATH']}")
+    home = short_tempdir("hk8d")
+    run_cli("create", "--config", str(write_cluster_file(home / "k.yaml", control_plane)),
+            home=home)
+    own = json.loads(run_cli("index", "--nodes", "2", "--json", home=home).stdout)
+    chart = json.loads(
+        run_cli("index", "--nodes", "2", "--chart", str(CHART), "--json", home=home).stdout
+    )
+    run_cli("down", "--yes", home=home)
+    for started in (own, chart):
+        release = started["jobs"][0]["job_id"]
+        left = control_plane.kubectl(
+            "get", "statefulset,deployment,service,configmap,secret,ingress", "-n", NAMESPACE,
+            "-l", f"app.kubernetes.io/instance={release}", "-o", "name",
+        )
+        assert left.stdout.split() == [], left.stdout
+    helm = subprocess.run(
+        [str(control_plane.bin / "helm"), "--kubeconfig", str(control_plane.kubeconfig), "-n",
+         NAMESPACE, "list", "-q"], capture_output=True, text=True, check=True,
+    )
+    assert chart["jobs"][0]["job_id"] not in helm.stdout
