@@ -79,7 +79,8 @@ class EksBackend(KubernetesBackend):
             )
         if previous is not None:
             # What an earlier create made (all of it, or up to its failure) is reused.
-            self.config = {**self.config, "aws": previous.config.get("aws") or {}}
+            carried = {k: previous.config[k] for k in ("ingress_host",) if k in previous.config}
+            self.config = {**self.config, **carried, "aws": previous.config.get("aws") or {}}
             if previous.status == "up":
                 progress.step(f"EKS cluster {self.cluster_name} exists: checking it")
         unchanged = previous is not None and previous.status == "up"

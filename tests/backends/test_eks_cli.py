@@ -94,9 +94,20 @@ def test_create_describes_and_down_removes_an_eks_cluster(
     text = cli(server, home, "status").stdout
     assert "node group gpu: ACTIVE, g4dn.xlarge SPOT, 1-4 nodes (desired 2)" in text
 
+    # What create found after the cluster (the ingress' load balancer) survives a create
+    # again, which would otherwise set ingress-nginx up anew.
+    from hpcrun.state import ClusterState, StateStore
+
+    store = StateStore(home)
+    record = store.cluster("vis")
+    assert record is not None
+    store.put_cluster("vis", "eks", {**record.config, "ingress_host": "lb.example.test"},
+                      ClusterState.UP)
     again = cli(server, home, "create", "--config", str(tmp_path / "e.yaml"))
     assert again.returncode == 0, again.stderr
     assert "already up" in again.stdout
+    record = StateStore(home).cluster("vis")
+    assert record is not None and record.config["ingress_host"] == "lb.example.test"
 
     assert cli(server, home, "down").returncode != 0  # it asks; no stdin: refused
     gone = cli(server, home, "down", "--yes")
