@@ -209,22 +209,10 @@ class Applier:
 
     def ready(self, ref: Ref) -> tuple[int, int]:
         """(ready, desired) pods of a workload; a Job's (succeeded, completions)."""
-        obj = self.client.get(_resource(ref.api_version, ref.kind), ref.name,
-                              namespace=ref.namespace)
-        spec, status = obj.spec, obj.status
-        if ref.kind == "Job":
-            return int(getattr(status, "succeeded", 0) or 0), int(spec.completions or 1)
-        desired = int(spec.replicas if spec.replicas is not None else 1)
-        if status is None or (status.observedGeneration or 0) < (obj.metadata.generation or 0):
-            return 0, desired  # the controller has not seen this change yet
-        if ref.kind == "Deployment":
-            available = int(status.availableReplicas or 0)
-            rolled = int(status.updatedReplicas or 0) >= desired
-            if rolled and int(status.replicas or 0) == desired:
-                return available, desired
-            # Pods of the previous spec still come or go: not done, whatever is available.
-            return min(available, max(desired - 1, 0)), desired
-        return int(status.readyReplicas or 0), desired
+        obj = self.client.get(
+            _resource(ref.api_version, ref.kind), ref.name, namespace=ref.namespace
+        )
+        return readiness(ref.kind, obj)
 
     def wait_ready(
         self, refs: Sequence[Ref], *, timeout_s: float, why_not: Callable[[], str] | None = None
@@ -252,6 +240,25 @@ class Applier:
                     "see `hpcrun index status`; `hpcrun index stop` removes the session",
                 )
             time.sleep(0.2)
+
+
+def readiness(kind: str, obj: Any) -> tuple[int, int]:
+    """(ready, desired) pods of a workload object as the API returned it (a get or a
+    list); a Job's (succeeded, completions)."""
+    spec, status = obj.spec, obj.status
+    if kind == "Job":
+        return int(getattr(status, "succeeded", 0) or 0), int(spec.completions or 1)
+    desired = int(spec.replicas if spec.replicas is not None else 1)
+    if status is None or (status.observedGeneration or 0) < (obj.metadata.generation or 0):
+        return 0, desired  # the controller has not seen this change yet
+    if kind == "Deployment":
+        available = int(status.availableReplicas or 0)
+        rolled = int(status.updatedReplicas or 0) >= desired
+        if rolled and int(status.replicas or 0) == desired:
+            return available, desired
+        # Pods of the previous spec still come or go: not done, whatever is available.
+        return min(available, max(desired - 1, 0)), desired
+    return int(status.readyReplicas or 0), desired
 
 
 def pending_reason(client: Client, namespace: str, labels: Mapping[str, str]) -> str:

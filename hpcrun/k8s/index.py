@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hpcrun.errors import HpcrunError, UsageError
-from hpcrun.k8s.apply import Applier, Ref, pending_reason, rejection
+from hpcrun.k8s.apply import Applier, Ref, pending_reason, readiness, rejection
 from hpcrun.k8s.cluster import node_gpus
 from hpcrun.k8s.manifests import GPU_RESOURCE, VIEWER_HTTP_PORT, IndexRelease, index_objects
 from hpcrun.scheduler import NullProgress, Progress
@@ -84,6 +84,7 @@ class Workload:
     component: str
     ready: int
     desired: int
+    by_helm: bool = False  # made by a helm release (`--chart`), not by hpcrun's apply
 
     @property
     def is_viewer(self) -> bool:
@@ -91,6 +92,11 @@ class Workload:
 
     def to_json(self) -> dict[str, Any]:
         return {"kind": self.kind, "name": self.name, "ready": self.ready, "desired": self.desired}
+
+
+def totals(workloads: Sequence[Workload]) -> tuple[int, int]:
+    """(Ready, wanted) pods of a release: its viewer and workers together."""
+    return sum(w.ready for w in workloads), sum(w.desired for w in workloads)
 
 
 def scene_files(prj: str) -> dict[str, str]:
@@ -291,7 +297,8 @@ class KubernetesIndexDriver:
 
     def viewer_address(self, job_id: str, log_text: str) -> tuple[str, int] | None:
         workloads = self._workloads(job_id)
-        if not workloads or any(w.ready < w.desired for w in workloads):
+        ready, wanted = totals(workloads)
+        if not workloads or ready < wanted:
             return None
         return self._viewer_service(job_id)
 
@@ -365,8 +372,7 @@ class KubernetesIndexDriver:
             workloads = self._workloads(job_id)
             if not workloads:
                 continue
-            ready = sum(w.ready for w in workloads)
-            wanted = sum(w.desired for w in workloads)
+            ready, wanted = totals(workloads)
             found[job_id] = Allocation(
                 id=job_id,
                 native=f"{ready}/{wanted} pods ready",
@@ -493,14 +499,21 @@ class KubernetesIndexDriver:
             ):
                 meta = item.metadata
                 assert meta is not None and meta.name is not None
-                ready, desired = self._applier().ready(
-                    Ref("apps/v1", kind, meta.name, self.namespace)
+                ready, desired = readiness(kind, item)  # the listed object: no second GET
+                item_labels = meta.labels or {}
+                found.append(
+                    Workload(
+                        kind,
+                        meta.name,
+                        item_labels.get(COMPONENT_LABEL, ""),
+                        ready,
+                        desired,
+                        by_helm=item_labels.get("app.kubernetes.io/managed-by") == "Helm",
+                    )
                 )
-                component = (meta.labels or {}).get(COMPONENT_LABEL, "")
-                found.append(Workload(kind, meta.name, component, ready, desired))
         found.sort(key=lambda w: not w.is_viewer)
         if found:
-            counts = (sum(w.ready for w in found), sum(w.desired for w in found))
+            counts = totals(found)
             if self._seen.get(job_id) != counts:
                 self._seen[job_id] = counts
                 self._progress.advance(*counts, f"{counts[0]} of {counts[1]} IndeX pods Ready")
@@ -511,24 +524,10 @@ class KubernetesIndexDriver:
         workloads = self._workloads(job_id)
         if not workloads:
             raise HpcrunError(f"release {job_id} has no viewer or workers any more")
-        return sum(w.desired for w in workloads)
+        return totals(workloads)[1]
 
     def _is_helm_release(self, job_id: str) -> bool:
-        return any(
-            (w.labels or {}).get("app.kubernetes.io/managed-by") == "Helm"
-            for w in self._labelled_metadata(job_id)
-        )
-
-    def _labelled_metadata(self, job_id: str) -> list[Any]:
-        from lightkube.resources.apps_v1 import StatefulSet
-
-        return [
-            item.metadata
-            for item in self.client.list(
-                StatefulSet, namespace=self.namespace, labels={INSTANCE_LABEL: job_id}
-            )
-            if item.metadata is not None
-        ]
+        return any(w.by_helm for w in self._workloads(job_id))
 
     def _set_nodes(self, job_id: str, plan: IndexPlan, nodes: int) -> None:
         """`helm upgrade --reuse-values --set nodeCount=N` of a chart's release; the
@@ -562,8 +561,7 @@ class KubernetesIndexDriver:
             workloads = self._workloads(job_id)
             if not workloads:
                 raise HpcrunError(f"release {job_id} has no viewer or workers any more")
-            ready = sum(w.ready for w in workloads)
-            wanted = sum(w.desired for w in workloads)
+            ready, wanted = totals(workloads)
             if ready == wanted:
                 return
             stuck = self._stuck(job_id)
