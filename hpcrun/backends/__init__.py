@@ -265,6 +265,18 @@ def backend_entry(name: str) -> BackendEntry:
     return entry
 
 
+def previous_record(store: StateStore, name: str, backend: str) -> ClusterRecord | None:
+    """What the store holds of cluster `name` before a create: None, or a record of the
+    same backend (which create then reuses); a cluster of another backend is refused."""
+    previous = store.cluster(name)
+    if previous is not None and previous.backend != backend:
+        raise HpcrunError(
+            f"a {previous.backend} cluster named {name!r} already exists",
+            "pick another name in the cluster file",
+        )
+    return previous
+
+
 def open_backend(record: ClusterRecord, store: StateStore) -> Backend:
     entry = REGISTRY.get(record.backend)
     if entry is None:

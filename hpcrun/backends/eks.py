@@ -17,6 +17,7 @@ import contextlib
 from pathlib import Path
 from typing import Any
 
+from hpcrun.backends import previous_record
 from hpcrun.backends.base import ClusterStatus, Progress
 from hpcrun.backends.kubernetes import KubernetesBackend
 from hpcrun.errors import HpcrunError
@@ -71,12 +72,7 @@ class EksBackend(KubernetesBackend):
     # create / status / down ----------------------------------------------------------
 
     def create(self, progress: Progress) -> bool:
-        previous = self.store.cluster(self.cluster_name)
-        if previous is not None and previous.backend != self.name:
-            raise HpcrunError(
-                f"a {previous.backend} cluster named {self.cluster_name!r} already exists",
-                "pick another name in the cluster file",
-            )
+        previous = previous_record(self.store, self.cluster_name, self.name)
         if previous is not None:
             # What an earlier create made (all of it, or up to its failure) is reused.
             carried = {k: previous.config[k] for k in ("ingress_host",) if k in previous.config}

@@ -2,13 +2,12 @@
 kubernetes` (an EKS cluster made by someone else, a lab cluster, the test control plane).
 
 "Creating" it checks access (the API answers, hpcrun may manage objects in its
-namespace) and records what it found; `down` detaches: it removes hpcrun's own objects
-(every object labelled `app.kubernetes.io/managed-by: hpcrun` in its namespace) and
-leaves the cluster running. Work reaches the cluster through `hpcrun.k8s` only: IndeX
-sessions as NVIDIA's chart makes them (`KubernetesIndexDriver`). The session files hpcrun
-keeps (a session's events) live on this machine, in the cluster's directory under
-HPCRUN_HOME; the cluster sees none of them. The EKS backend (`hpcrun.backends.eks`)
-adds the AWS lifecycle around this one.
+namespace) and records what it found; `down` detaches: it ends the IndeX sessions hpcrun
+recorded there (as `index stop` does) and leaves the cluster running. Work reaches the
+cluster through `hpcrun.k8s` only: IndeX sessions as NVIDIA's chart makes them
+(`KubernetesIndexDriver`). The session files hpcrun keeps (a session's events) live on
+this machine, in the cluster's directory under HPCRUN_HOME; the cluster sees none of
+them. The EKS backend (`hpcrun.backends.eks`) adds the AWS lifecycle around this one.
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ import os
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from hpcrun.backends import backend_entry, refusal
+from hpcrun.backends import backend_entry, previous_record, refusal
 from hpcrun.backends.base import ClusterSite, ClusterStatus, Feature, Progress
 from hpcrun.errors import HpcrunError
 from hpcrun.scheduler import Scheduler, Workspace
@@ -102,6 +101,7 @@ class KubernetesBackend:
 
     def index_driver(self) -> IndexDriver:
         from hpcrun.config.eks.model import NVINDEX_IMAGE, OPEN_RENDERER_IMAGE
+        from hpcrun.k8s.helm import Helm
         from hpcrun.k8s.index import KubernetesIndexDriver, PodsOf
 
         index = self.config.get("index") or {}
@@ -112,8 +112,6 @@ class KubernetesBackend:
             data_location=index.get("data_location"),
             open_image=str(index.get("open_image") or OPEN_RENDERER_IMAGE),
         )
-        from hpcrun.k8s.helm import Helm
-
         return KubernetesIndexDriver(
             self.client,
             self.namespace,
@@ -150,12 +148,7 @@ class KubernetesBackend:
 
     def create(self, progress: Progress) -> bool:
         """Check access and record it; False when the same cluster was already attached."""
-        previous = self.store.cluster(self.cluster_name)
-        if previous is not None and previous.backend != self.name:
-            raise HpcrunError(
-                f"a {previous.backend} cluster named {self.cluster_name!r} already exists",
-                "pick another name in the cluster file",
-            )
+        previous = previous_record(self.store, self.cluster_name, self.name)
         found = self.check_access(progress)
         resolved = {**self.config, "kubeconfig": self.kubeconfig, "server": found["server"]}
         unchanged = previous is not None and previous.config == resolved and previous.status == "up"

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hpcrun.backends import previous_record
 from hpcrun.backends.base import ClusterStatus, NodeStatus, Progress
 from hpcrun.backends.remote import SshBackend
 from hpcrun.errors import HpcrunError, UsageError
@@ -84,12 +85,7 @@ class ParallelClusterBackend(SshBackend):
         from hpcrun.backends import pcluster_api as api
 
         model = self._model()
-        previous = self.store.cluster(self.cluster_name)
-        if previous is not None and previous.backend != self.name:
-            raise HpcrunError(
-                f"a {previous.backend} cluster named {self.cluster_name!r} already exists",
-                "pick another name in the cluster file",
-            )
+        previous = previous_record(self.store, self.cluster_name, self.name)
         if previous is not None and previous.status == "up" and previous.config.get("host"):
             self.config = {**previous.config, **self.config, "host": previous.config["host"]}
             progress.step(f"cluster {self.cluster_name} exists: checking its head node")

@@ -18,7 +18,7 @@ import shlex
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from hpcrun.backends import backend_entry
+from hpcrun.backends import backend_entry, previous_record
 from hpcrun.backends.base import ClusterSite, ClusterStatus, Feature, NodeStatus, Progress
 from hpcrun.errors import HpcrunError
 from hpcrun.scheduler import Scheduler, Workspace
@@ -148,12 +148,7 @@ class SshBackend:
     def create(self, progress: Progress) -> bool:
         """Attach: check the host key and that Slurm answers, resolve and record paths.
         False when the same cluster was already attached (nothing changed)."""
-        previous = self.store.cluster(self.cluster_name)
-        if previous is not None and previous.backend != self.name:
-            raise HpcrunError(
-                f"a {previous.backend} cluster named {self.cluster_name!r} already exists",
-                "pick another name in the cluster file",
-            )
+        previous = previous_record(self.store, self.cluster_name, self.name)
         progress.step(f"connecting to {self.runner.target} over SSH")
         self.runner.connect()
         progress.step("asking Slurm for its nodes (sinfo)")
