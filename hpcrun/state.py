@@ -113,6 +113,24 @@ _MIGRATIONS = [
     ALTER TABLE render_chunks RENAME TO array_tasks;
     CREATE INDEX array_runs_by_cluster ON array_runs (cluster, kind);
     """,
+    # FLARE systems (`hpcrun flare up`): recorded before provisioning, so a Ctrl-C at any
+    # point leaves a row `flare status` explains and `flare down` cleans. No key material:
+    # the kits' keys stay in the run directory.
+    """
+    CREATE TABLE flare_systems (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        cluster TEXT NOT NULL,
+        plan TEXT NOT NULL,
+        status TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT '',
+        run_dir TEXT NOT NULL DEFAULT '',
+        server_job_id TEXT,
+        sites_job_id TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE INDEX flare_systems_by_cluster ON flare_systems (cluster);
+    """,
 ]
 
 
@@ -170,6 +188,20 @@ class RunState(StrEnum):
     DONE = "done"
     FAILED = "failed"
     CANCELLED = "cancelled"
+
+
+class FlareState(StrEnum):
+    """A FLARE system, from `flare up` to `flare down`."""
+
+    PROVISIONING = "provisioning"  # kits being made; nothing submitted yet
+    STARTING = "starting"  # jobs submitted; waiting for the sites to register
+    RUNNING = "running"  # every site registered once
+    STOPPING = "stopping"  # `flare down` under way
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+
+FLARE_ENDED = frozenset({FlareState.STOPPED, FlareState.FAILED})
 
 
 RUN_ENDED = frozenset({RunState.DONE, RunState.FAILED, RunState.CANCELLED})
@@ -285,6 +317,19 @@ class ArrayRunRecord:
     output: str  # what the user named: a directory, a file or an s3:// URL
     created_at: float
     tasks: tuple[ArrayTaskRecord, ...]
+
+
+@dataclass(frozen=True)
+class FlareSystemRecord:
+    id: int
+    cluster: str
+    plan: dict[str, Any]  # the participants, ports, paths (never a key)
+    status: FlareState
+    detail: str
+    run_dir: str
+    server_job_id: str | None
+    sites_job_id: str | None
+    created_at: float
 
 
 class StateStore:
@@ -679,6 +724,68 @@ class StateStore:
                 for t in tasks
             ),
         )
+
+    # FLARE systems ---------------------------------------------------------------------
+
+    def create_flare_system(self, cluster: str, plan: Mapping[str, Any]) -> int:
+        now = time.time()
+        cur = self._db.execute(
+            """INSERT INTO flare_systems (cluster, plan, status, created_at, updated_at)
+               VALUES (?, ?, ?, ?, ?)""",
+            (cluster, json.dumps(dict(plan), sort_keys=True), FlareState.PROVISIONING, now, now),
+        )
+        return int(cur.lastrowid or 0)
+
+    def set_flare_system(
+        self,
+        system_id: int,
+        status: FlareState,
+        *,
+        detail: str = "",
+        plan: Mapping[str, Any] | None = None,
+        run_dir: str | None = None,
+        server_job_id: str | None = None,
+        sites_job_id: str | None = None,
+    ) -> None:
+        self._db.execute(
+            """UPDATE flare_systems SET status=?, detail=?, plan=COALESCE(?, plan),
+               run_dir=COALESCE(?, run_dir), server_job_id=COALESCE(?, server_job_id),
+               sites_job_id=COALESCE(?, sites_job_id), updated_at=? WHERE id=?""",
+            (
+                status,
+                detail,
+                None if plan is None else json.dumps(dict(plan), sort_keys=True),
+                run_dir,
+                server_job_id,
+                sites_job_id,
+                time.time(),
+                system_id,
+            ),
+        )
+
+    def flare_system(self, system_id: int) -> FlareSystemRecord | None:
+        row = self._db.execute("SELECT * FROM flare_systems WHERE id=?", (system_id,)).fetchone()
+        return _flare_system(row) if row else None
+
+    def flare_systems(self, cluster: str) -> list[FlareSystemRecord]:
+        rows = self._db.execute(
+            "SELECT * FROM flare_systems WHERE cluster=? ORDER BY id", (cluster,)
+        ).fetchall()
+        return [_flare_system(r) for r in rows]
+
+
+def _flare_system(row: sqlite3.Row) -> FlareSystemRecord:
+    return FlareSystemRecord(
+        id=row["id"],
+        cluster=row["cluster"],
+        plan=json.loads(row["plan"]),
+        status=FlareState(row["status"]),
+        detail=row["detail"],
+        run_dir=row["run_dir"],
+        server_job_id=row["server_job_id"],
+        sites_job_id=row["sites_job_id"],
+        created_at=row["created_at"],
+    )
 
 
 def _cluster(row: sqlite3.Row) -> ClusterRecord:

@@ -22,6 +22,8 @@ from importlib.abc import Traversable
 
 SCORE_PACKAGE = "hpcrun.node.score"
 SCORE_NAME = "hpcrun_score"  # the score package's name inside its zipapp
+FLARE_PACKAGE = "hpcrun.node.flare"
+FLARE_NAME = "hpcrun_flare"
 _EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can hold
 _MAIN = '''\
 """Runs {name}: python <this zipapp> ARGS."""
@@ -67,3 +69,8 @@ def build_zipapp(package: str, *, name: str, entry: str = "cli") -> bytes:
 def score_task() -> bytes:
     """The score task (`inspect`, `shard`, `merge`) as shipped to the cluster."""
     return build_zipapp(SCORE_PACKAGE, name=SCORE_NAME)
+
+
+def flare_task() -> bytes:
+    """The FLARE participant task (`server`, `site`) as shipped to the cluster."""
+    return build_zipapp(FLARE_PACKAGE, name=FLARE_NAME)

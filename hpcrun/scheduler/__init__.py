@@ -57,6 +57,7 @@ class After(StrEnum):
     OK = "ok"  # every one of them succeeded
     ANY = "any"  # every one of them ended, however
     NOT_OK = "notok"  # at least one failed
+    STARTED = "started"  # every one of them began running (a server its clients need)
 
 
 class TaskState(StrEnum):

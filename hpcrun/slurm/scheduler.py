@@ -25,7 +25,12 @@ from hpcrun.slurm.client import SlurmClient
 from hpcrun.slurm.parse import Job, JobState, Node, expand_nodelist, held_after_failed_launch
 from hpcrun.slurm.spec import JobSpec, array_range
 
-_DEPENDENCY = {After.OK: "afterok", After.ANY: "afterany", After.NOT_OK: "afternotok"}
+_DEPENDENCY = {
+    After.OK: "afterok",
+    After.ANY: "afterany",
+    After.NOT_OK: "afternotok",
+    After.STARTED: "after",
+}
 
 
 def to_job_spec(spec: WorkSpec) -> JobSpec:

@@ -1,0 +1,635 @@
+"""NVIDIA FLARE systems on a Slurm cluster: provision, start, follow, submit, tear down.
+
+`up` records the system before anything else, provisions the kits on the user's side with
+FLARE's own provisioner (`nvflare provision`), puts them in a run directory every node
+sees, and submits the server job and the site array (`hpcrun.workloads.flare`). The
+server's task picks its ports on its node and publishes where it listens; the sites and
+hpcrun's admin side (the admin kit, which never leaves this machine) point there. `up`
+then follows FLARE's own server log until every site registered.
+
+Everything the admin does goes through FLARE's CLI (`nvflare --format json ...`) with the
+admin kit, over `Backend.reach` (the port itself on the local cluster, an SSH tunnel
+through the head node elsewhere). `down` asks FLARE to shut down first (a cancelled server
+leaves a running job's workers behind for ~20 s), then cancels the jobs, then makes sure
+no process of the system is left.
+
+Keys: the provisioner writes them 0600; hpcrun copies kits to the cluster with
+`put_private` for every `.key`, writes none to the state store or a log, and keeps the
+root CA's state (`provision/`) in the run directory, 0700.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from hpcrun.backends.base import Feature
+from hpcrun.errors import HpcrunError, UsageError
+from hpcrun.scheduler import JobRef, TaskState, TaskStatus
+from hpcrun.services.base import ClusterService
+from hpcrun.services.flare_admin import FlareAdmin
+from hpcrun.state import FLARE_ENDED, FlareState, FlareSystemRecord
+from hpcrun.workloads.flare import (
+    MIN_VERSION,
+    PLAN,
+    TASK,
+    FlarePlan,
+    Participants,
+    check_job,
+    default_project,
+    parse_version,
+    read_project,
+    server_spec,
+    site_names,
+    sites_spec,
+)
+
+_POLL_S = 0.5
+
+
+@dataclass(frozen=True)
+class FlareRequest:
+    sites: int | None = 2  # None: as many as the --project file names
+    gpus_per_site: int | None = None
+    project: str | None = None  # a project.yml of the user's
+    nvflare_version: str | None = None  # what the nodes must have [default: this side's]
+    python: str | None = None  # the nodes' Python with nvflare [default: this one locally]
+    port: int | None = None  # fix the server's FL port (admin: port + 1) instead of picking
+    time_limit_s: int | None = None
+    queue: str | None = None
+    timeout_s: float = 600.0  # for every site to register
+    wait: bool = True
+
+    def validate(self) -> None:
+        if self.sites is not None and self.sites < 1:
+            raise UsageError(f"--sites {self.sites}: a FLARE system needs at least 1 site")
+        if self.gpus_per_site is not None and self.gpus_per_site < 1:
+            raise UsageError(f"--gpus-per-site {self.gpus_per_site}: at least 1, or leave it out")
+        if self.port is not None and not 1024 <= self.port <= 65534:
+            raise UsageError(f"--port {self.port}: between 1024 and 65534 (the admin port is +1)")
+
+
+@dataclass
+class FlareView:
+    """A system as it stands: what `flare status` prints and `--json` returns."""
+
+    system: FlareSystemRecord
+    server: TaskStatus | None = None
+    sites: dict[int, TaskStatus] = field(default_factory=dict)
+    registered: list[str] | None = None  # None: FLARE was not asked (or did not answer)
+    jobs: list[dict[str, Any]] = field(default_factory=list)
+    address: dict[str, Any] | None = None
+    admin_error: str | None = None
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.system.plan["participants"]["sites"])
+
+    def to_json(self) -> dict[str, Any]:
+        record = self.system
+        registered = set(self.registered or ())
+        return {
+            "system": record.id,
+            "status": record.status,
+            "detail": record.detail,
+            "run_dir": record.run_dir,
+            "admin_kit": record.plan.get("admin_kit"),
+            "server": {
+                "name": record.plan["participants"]["server"],
+                "job_id": record.server_job_id,
+                "state": _state(self.server),
+                "node": self.server.node if self.server else None,
+                "address": self.address,
+                "log": record.plan.get("server_log"),
+            },
+            "sites": [
+                {
+                    "name": name,
+                    "task": f"{record.sites_job_id}_{index}" if record.sites_job_id else None,
+                    "state": _state(self.sites.get(index)),
+                    "node": self.sites[index].node if index in self.sites else None,
+                    "registered": None if self.registered is None else name in registered,
+                }
+                for index, name in enumerate(self.names, start=1)
+            ],
+            "jobs": self.jobs,
+            "admin_error": self.admin_error,
+            "problems": self.problems,
+        }
+
+
+def _state(task: TaskStatus | None) -> str:
+    if task is None:
+        return "unknown"
+    return task.native.lower() if task.native else str(task.state)
+
+
+class FlareSystems(ClusterService):
+    """FLARE systems of one cluster."""
+
+    # which system ---------------------------------------------------------------------
+
+    def system(self, system_id: int | None = None) -> FlareSystemRecord:
+        """The one named, else the newest not yet taken down, else the newest."""
+        if system_id is not None:
+            found = self.store.flare_system(system_id)
+            if found is None or found.cluster != self.cluster:
+                raise UsageError(
+                    f"no FLARE system {system_id} on cluster {self.cluster}",
+                    "list them with `hpcrun flare status --all`",
+                )
+            return found
+        systems = self.store.flare_systems(self.cluster)
+        if not systems:
+            raise UsageError(
+                f"no FLARE system on cluster {self.cluster}",
+                "start one with `hpcrun flare up --sites 2`",
+            )
+        live = [s for s in systems if s.status not in FLARE_ENDED]
+        return (live or systems)[-1]
+
+    # up -------------------------------------------------------------------------------
+
+    def up(self, request: FlareRequest) -> FlareView:
+        request.validate()
+        if Feature.SLURM in self.backend.unsupported:
+            raise HpcrunError(
+                f"cluster {self.cluster} has no Slurm: FLARE on Kubernetes is `hpcrun flare up` "
+                "on a cluster of backend kubernetes or eks"
+            )
+        provisioner = _local_nvflare()
+        project_text, source = self._project_text(request)
+        people = read_project(project_text, source)
+        self._check_capacity(len(people.sites), request.gpus_per_site)
+        python = request.python or (sys.executable if self.site.shares_local_files else "python3")
+        self._check_nodes_nvflare(python, request.nvflare_version or provisioner[1])
+        if request.port is not None:
+            self._check_ports_free(request.port)
+            people = replace(people, fl_port=request.port, admin_port=request.port + 1)
+        system_id = self.store.create_flare_system(
+            self.cluster, {"participants": people.to_json(), "source": source}
+        )
+        try:
+            plan = self._provision_and_submit(system_id, request, people, project_text, python)
+        except KeyboardInterrupt:
+            self.store.set_flare_system(
+                system_id,
+                self._recorded(system_id).status,
+                detail="interrupted during `flare up`: `hpcrun flare down` cleans what started",
+            )
+            raise
+        except BaseException as exc:
+            self._undo(system_id, exc)
+            raise
+        if not request.wait:
+            return self.status(self._recorded(system_id), ask_flare=False)
+        return self.wait_registered(self._recorded(system_id), plan, request.timeout_s)
+
+    def _recorded(self, system_id: int) -> FlareSystemRecord:
+        found = self.store.flare_system(system_id)
+        assert found is not None
+        return found
+
+    def _project_text(self, request: FlareRequest) -> tuple[str, str]:
+        if request.project is None:
+            return default_project(request.sites or 2), "hpcrun's project (--sites)"
+        path = Path(request.project).expanduser()
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise UsageError(f"--project {request.project}: {exc.strerror}") from None
+        people = read_project(text, str(path))
+        if request.sites is not None and request.sites != len(people.sites):
+            raise UsageError(
+                f"--sites {request.sites}, but {path} names {len(people.sites)} site(s): "
+                f"{', '.join(people.sites)}",
+                "leave --sites out with --project (the file says how many)",
+            )
+        return text, str(path)
+
+    def _check_capacity(self, sites: int, gpus: int | None) -> None:
+        """One CPU for the server and one per site (and `gpus` GPUs per site's node)."""
+        nodes = [n for n in self.backend.slurm().nodes() if n.is_available or "idle" in n.state]
+        cpus = sum(n.cpus for n in nodes)
+        if cpus and sites + 1 > cpus:
+            raise UsageError(
+                f"--sites {sites}: the cluster runs at most {cpus} tasks at once "
+                f"({len(nodes)} nodes up), and the server needs one of them",
+                f"use --sites {max(cpus - 1, 1)} or fewer, or grow the cluster",
+            )
+        if gpus:
+            with_gpus = [n for n in nodes if _gpus(n.gres) >= gpus]
+            if len(with_gpus) < 1:
+                raise UsageError(
+                    f"--gpus-per-site {gpus}: no node of cluster {self.cluster} has {gpus} GPU(s)",
+                    "leave --gpus-per-site out (FLARE sites run on CPUs too) or add GPU nodes",
+                )
+
+    def _check_nodes_nvflare(self, python: str, wanted: str) -> None:
+        probe = "import nvflare, sys; print(nvflare.__version__)"
+        done = self.workspace.run([python, "-c", probe], timeout_s=120.0)
+        install = (
+            f"install it into the nodes' Python ({python} -m pip install 'nvflare=={wanted}') "
+            "or pass --python with one that has it"
+        )
+        if done.returncode == 127 or "No such file" in done.stderr[:300]:
+            raise HpcrunError(f"{python} is not there on the cluster's nodes", install)
+        if not done.ok:
+            raise HpcrunError(f"nvflare is not installed in {python} on the cluster", install)
+        found = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else "?"
+        if parse_version(found) < MIN_VERSION:
+            raise HpcrunError(
+                f"the cluster's nvflare is {found}; hpcrun needs {'.'.join(map(str, MIN_VERSION))} "
+                "or newer (2.4 and 2.5 refuse Python 3.11, and their kits are signed)",
+                install,
+            )
+        if parse_version(found)[:2] != parse_version(wanted)[:2]:
+            raise HpcrunError(
+                f"the cluster's nvflare is {found}; this side's provisioner makes kits "
+                f"for {wanted}",
+                f"install nvflare {found} here (pip install 'nvflare=={found}'), or {install}",
+            )
+
+    def _check_ports_free(self, port: int) -> None:
+        if not self.site.shares_local_files:
+            return  # the server's node is not known yet; its task reports a taken port
+        for candidate in (port, port + 1):
+            with socket.socket() as probe:
+                try:
+                    probe.bind(("", candidate))
+                except OSError:
+                    raise UsageError(
+                        f"--port {port}: port {candidate} is in use on this cluster's nodes",
+                        "pick another --port, or leave it out (hpcrun then picks free ones)",
+                    ) from None
+
+    def _provision_and_submit(
+        self,
+        system_id: int,
+        request: FlareRequest,
+        people: Participants,
+        project_text: str,
+        python: str,
+    ) -> FlarePlan:
+        run_dir = posixpath.join(self.workspace.root, "flare", str(system_id))
+        local_dir = (
+            Path(run_dir)
+            if self.site.shares_local_files
+            else self.store.home / "flare" / self.cluster / str(system_id)
+        )
+        plan = FlarePlan(
+            name=f"flare-{system_id}",
+            run_dir=run_dir,
+            python=python,
+            task=posixpath.join(run_dir, TASK),
+            participants=people,
+            gpus_per_site=request.gpus_per_site,
+            time_limit_s=request.time_limit_s,
+            queue=request.queue,
+            fixed_ports=request.port is not None,
+        )
+        admin_kit = local_dir / "kits" / people.admin
+        self.store.set_flare_system(
+            system_id,
+            FlareState.PROVISIONING,
+            run_dir=run_dir,
+            plan={
+                "participants": people.to_json(),
+                "source": str(request.project or "hpcrun"),
+                "admin_kit": str(admin_kit),
+                "server_log": plan.server_log,
+                "python": python,
+                "gpus_per_site": request.gpus_per_site,
+                "local_dir": str(local_dir),
+            },
+        )
+        self.progress.step(f"provisioning {len(people.sites)} site(s) with FLARE's provisioner")
+        _provision(project_text, local_dir, request.project)
+        self._ship(plan, local_dir)
+        server = self.scheduler.submit(server_spec(plan))
+        self.store.set_flare_system(system_id, FlareState.PROVISIONING, server_job_id=server.id)
+        sites = self.scheduler.submit(sites_spec(plan, server))
+        self.store.set_flare_system(system_id, FlareState.STARTING, sites_job_id=sites.id)
+        self.progress.step(
+            f"server job {server}, site array {sites} ({len(people.sites)} task(s), "
+            "starting once the server does)"
+        )
+        return plan
+
+    def _ship(self, plan: FlarePlan, local_dir: Path) -> None:
+        """flare.json, the task, and (on a remote cluster) every kit but the admin's."""
+        from hpcrun.node.zipapp import flare_task
+
+        ws = self.workspace
+        ws.make_dirs(posixpath.join(plan.run_dir, "logs"))
+        ws.put(posixpath.join(plan.run_dir, PLAN), json.dumps(plan.node_plan(), indent=2).encode())
+        ws.put(plan.task, flare_task())
+        if self.site.shares_local_files:
+            return
+        people = plan.participants
+        for name in (people.server, *people.sites):
+            kit = local_dir / "kits" / name
+            for path in sorted(p for p in kit.rglob("*") if p.is_file()):
+                target = posixpath.join(plan.kit(name), *path.relative_to(kit).parts)
+                if path.stat().st_mode & 0o077 == 0:
+                    ws.put_private(target, path.read_text())
+                else:
+                    ws.put(target, path.read_bytes())
+
+    def _undo(self, system_id: int, exc: BaseException) -> None:
+        record = self._recorded(system_id)
+        refs = [JobRef(i) for i in (record.server_job_id, record.sites_job_id) if i]
+        if refs:
+            with suppress(HpcrunError):
+                self.scheduler.cancel(refs)
+        reason = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+        self.store.set_flare_system(system_id, FlareState.FAILED, detail=reason)
+
+    def wait_registered(
+        self, record: FlareSystemRecord, plan: FlarePlan | None, timeout_s: float
+    ) -> FlareView:
+        """Follow the server's log until every site registered; fail on a dead task."""
+        total = len(record.plan["participants"]["sites"])
+        server_log = record.plan["server_log"]
+        deadline = time.monotonic() + timeout_s
+        said = ""
+        while True:
+            view = self.status(record, ask_flare=False)
+            seen = _registered_in_log(self.workspace.read_text(server_log))
+            message = _progress_line(view, seen, total)
+            if message != said:
+                self.progress.advance(seen, total, message)
+                said = message
+            if seen >= total:
+                self.store.set_flare_system(record.id, FlareState.RUNNING)
+                return self.status(self._recorded(record.id))
+            dead = self._dead_tasks(view)
+            if dead:
+                raise HpcrunError(
+                    f"FLARE system {record.id} did not come up: {dead}",
+                    f"read the logs in {posixpath.join(record.run_dir, 'logs')}; "
+                    "`hpcrun flare down` cleans up",
+                )
+            if time.monotonic() > deadline:
+                raise HpcrunError(
+                    f"{seen} of {total} site(s) registered after {timeout_s:.0f} s",
+                    "`hpcrun flare status` shows where each task is (pending in the queue?); "
+                    "`hpcrun flare down` ends the system",
+                )
+            time.sleep(_POLL_S)
+
+    def _dead_tasks(self, view: FlareView) -> str:
+        record = view.system
+        parts = []
+        for name, task in [(record.plan["participants"]["server"], view.server)] + [
+            (view.names[i - 1], t) for i, t in sorted(view.sites.items())
+        ]:
+            if task is not None and task.state.is_terminal:
+                log = self._log_tail(view, name)
+                parts.append(f"{name}'s task {task.name} ended ({task.native}){log}")
+        return "; ".join(parts)
+
+    def _log_tail(self, view: FlareView, name: str) -> str:
+        record = view.system
+        if name == record.plan["participants"]["server"]:
+            path = posixpath.join(record.run_dir, "logs", "server.out")
+        else:
+            path = posixpath.join(record.run_dir, "logs", f"site-{view.names.index(name) + 1}.out")
+        lines = [ln for ln in self.workspace.read_text(path).splitlines() if ln.strip()]
+        return f": {lines[-1].strip()[:300]}" if lines else ""
+
+    # status ---------------------------------------------------------------------------
+
+    def status(self, record: FlareSystemRecord, *, ask_flare: bool = True) -> FlareView:
+        view = FlareView(system=record)
+        refs = [JobRef(i) for i in (record.server_job_id, record.sites_job_id) if i]
+        tasks = self.scheduler.states(refs) if refs else []
+        for task in tasks:
+            if record.server_job_id and task.ref.id == record.server_job_id:
+                view.server = task
+            elif task.index is not None:
+                view.sites[task.index] = task
+        if record.status in FLARE_ENDED or record.status == FlareState.PROVISIONING:
+            return view
+        address_text = self.workspace.read_text(posixpath.join(record.run_dir, "server.json"))
+        view.address = json.loads(address_text) if address_text.strip() else None
+        running = [t.node for t in tasks if t.state == TaskState.RUNNING and t.node]
+        for trouble in self.scheduler.node_trouble(sorted(set(running))):
+            view.problems.append(f"node {trouble.node}: {trouble.why}; {trouble.then}")
+        for index, name in enumerate(view.names, start=1):
+            site = view.sites.get(index)
+            if record.status == FlareState.RUNNING and (site is None or site.state.is_terminal):
+                native = site.native if site else "gone from the queue"
+                view.problems.append(
+                    f"{name}: its Slurm task ended ({native}); FLARE lists the site until "
+                    "its heartbeat times out"
+                )
+        if view.server is not None and view.server.state.is_terminal:
+            view.problems.append(f"server: its Slurm task ended ({view.server.native})")
+        elif ask_flare and view.address is not None:
+            try:
+                with self.admin(record) as admin:
+                    view.registered = admin.clients()
+                    view.jobs = admin.jobs()
+            except HpcrunError as exc:
+                view.admin_error = exc.message
+        return view
+
+    # admin ----------------------------------------------------------------------------
+
+    @contextmanager
+    def admin(self, record: FlareSystemRecord, *, timeout_s: float = 30.0) -> Iterator[FlareAdmin]:
+        """A session as the project admin, through a port this side reaches the server's
+        admin port on (the admin kit is pointed there first)."""
+        address_text = self.workspace.read_text(posixpath.join(record.run_dir, "server.json"))
+        if not address_text.strip():
+            raise HpcrunError(
+                f"FLARE system {record.id}'s server has not started yet",
+                "`hpcrun flare status` shows its job",
+            )
+        address = json.loads(address_text)
+        kit = Path(record.plan["admin_kit"])
+        config_path = kit / "startup" / "fed_admin.json"
+        with self.backend.reach(address["host"], int(address["admin_port"])) as port:
+            config = json.loads(config_path.read_text())
+            config["admin"]["host"] = "127.0.0.1"
+            config["admin"]["port"] = port
+            config_path.write_text(json.dumps(config, indent=2))
+            people = record.plan["participants"]
+            with FlareAdmin(kit, people["admin"], timeout_s=timeout_s) as admin:
+                yield admin
+
+    # submit ---------------------------------------------------------------------------
+
+    def submit(self, record: FlareSystemRecord, job_dir: str, *, wait: bool) -> dict[str, Any]:
+        folder = Path(job_dir).expanduser().resolve()
+        if not folder.is_dir():
+            raise UsageError(f"{job_dir} is not a folder", "give a FLARE job folder (meta.json)")
+        meta_path = folder / "meta.json"
+        meta = check_job(
+            meta_path.read_text() if meta_path.is_file() else None,
+            job_dir,
+            record.plan["participants"]["sites"],
+        )
+        if record.status != FlareState.RUNNING:
+            raise HpcrunError(
+                f"FLARE system {record.id} is {record.status}: it takes jobs once running",
+                "`hpcrun flare status` says why; `hpcrun flare up` starts a new one",
+            )
+        with self.admin(record) as admin:
+            job_id = admin.submit(folder)
+            self.progress.step(f"FLARE job {job_id} ({meta.get('name', folder.name)}) submitted")
+            result: dict[str, Any] = {"job_id": job_id, "name": meta.get("name", folder.name)}
+            if not wait:
+                result["status"] = "SUBMITTED"
+                return result
+            done = admin.follow(job_id, self.progress)
+        status = str(done.get("status", "UNKNOWN"))
+        result.update(status=status, duration=done.get("duration"))
+        result["results"] = posixpath.join(
+            record.run_dir, "store", record.plan["participants"]["server"], "jobs-storage", job_id
+        )
+        return result
+
+    def download(self, record: FlareSystemRecord, job_id: str, output: str) -> str:
+        target = Path(output).expanduser().resolve()
+        with self.admin(record) as admin:
+            return admin.download(job_id, target)
+
+    # down -----------------------------------------------------------------------------
+
+    def down(self, record: FlareSystemRecord) -> FlareSystemRecord:
+        refs = [JobRef(i) for i in (record.server_job_id, record.sites_job_id) if i]
+        self.store.set_flare_system(record.id, FlareState.STOPPING)
+        view = self.status(record, ask_flare=False)
+        said_shutdown = ""
+        if view.server is not None and view.server.state == TaskState.RUNNING and view.address:
+            self.progress.step("asking FLARE to shut the server and sites down")
+            try:
+                with self.admin(record) as admin:
+                    admin.shutdown()
+            except HpcrunError as exc:
+                said_shutdown = f" (FLARE's shutdown failed: {exc.message})"
+        if refs:
+            self.progress.step(f"cancelling jobs {', '.join(r.id for r in refs)}")
+            self.scheduler.cancel(refs)
+            self._wait_ended(refs)
+        if self.site.shares_local_files:
+            _end_processes_under(Path(record.run_dir) / "kits")
+        self.store.set_flare_system(
+            record.id,
+            FlareState.STOPPED,
+            detail=f"taken down by `hpcrun flare down`{said_shutdown}",
+        )
+        return self._recorded(record.id)
+
+    def _wait_ended(self, refs: list[JobRef], timeout_s: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if all(t.state.is_terminal for t in self.scheduler.states(refs)):
+                return
+            time.sleep(_POLL_S)
+
+
+def _gpus(gres: str) -> int:
+    total = 0
+    for part in gres.split(","):
+        bits = part.split("(")[0].split(":")
+        if bits[0] == "gpu" and bits[-1].isdigit():
+            total += int(bits[-1])
+    return total
+
+
+def _registered_in_log(text: str) -> int:
+    """FLARE's server logs `Total clients: N` at each registration (and each end)."""
+    marker = "Total clients: "
+    at = text.rfind(marker)
+    if at < 0:
+        return 0
+    digits = text[at + len(marker) :].split()[0] if text[at + len(marker) :].split() else "0"
+    return int(digits) if digits.isdigit() else 0
+
+
+def _progress_line(view: FlareView, seen: int, total: int) -> str:
+    server = view.server
+    if server is None or server.state == TaskState.PENDING:
+        return f"server job {view.system.server_job_id}: pending in the queue"
+    if view.address is None:
+        return f"server starting on {server.node or '?'}"
+    where = f"{view.address['host']}:{view.address['fl_port']}"
+    return f"server on {where}; {seen} of {total} site(s) registered"
+
+
+def _local_nvflare() -> tuple[str, str]:
+    """The nvflare program on this side and its version; provisioning and the admin run
+    here."""
+    from importlib import metadata
+
+    try:
+        version = metadata.version("nvflare")
+    except metadata.PackageNotFoundError:
+        raise HpcrunError(
+            "nvflare is not installed on this side: hpcrun provisions the kits and runs the "
+            "admin here",
+            "pip install 'hpcrun[flare]' (nvflare 2.6 or newer)",
+        ) from None
+    program = Path(sys.executable).with_name("nvflare")
+    found = str(program) if program.exists() else shutil.which("nvflare")
+    if found is None:
+        raise HpcrunError("nvflare is installed but its `nvflare` program is not on PATH")
+    return found, version
+
+
+def _provision(project_text: str, local_dir: Path, source: str | None) -> None:
+    """FLARE's provisioner into `local_dir/provision`, the kits moved to `local_dir/kits`."""
+    program, _ = _local_nvflare()
+    local_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(local_dir, 0o700)
+    project_file = local_dir / "project.yml"
+    project_file.write_text(project_text)
+    workspace = local_dir / "provision"
+    done = subprocess.run(
+        [program, "provision", "-p", str(project_file), "-w", str(workspace), "--force"],
+        capture_output=True,
+        text=True,
+        cwd=local_dir,
+        timeout=300,
+    )
+    if done.returncode != 0:
+        said = " ".join((done.stdout + done.stderr).split())
+        message = said.split("Hint:")[0].strip() or f"exit status {done.returncode}"
+        raise UsageError(
+            f"FLARE's provisioner rejected {source or 'the project file'}: {message}",
+            f"fix the file and run `hpcrun flare up` again (it was copied to {project_file})",
+        )
+    produced = sorted(workspace.glob("*/prod_00"))
+    if not produced:
+        raise HpcrunError(f"nvflare provision made no kits under {workspace}")
+    os.chmod(workspace, 0o700)
+    produced[-1].rename(local_dir / "kits")
+    os.chmod(local_dir / "kits", 0o700)
+
+
+def _end_processes_under(kits: Path) -> None:
+    """What FLARE left running from these kits on this host (the local cluster): a job's
+    workers outlive a cancelled server for ~20 s."""
+    from hpcrun.node.flare.cli import end_leftovers
+
+    if kits.is_dir():
+        for kit in kits.iterdir():
+            end_leftovers(kit)
+
+
+__all__ = ["FlareRequest", "FlareSystems", "FlareView", "site_names"]
