@@ -230,11 +230,13 @@ class FlareSystems(ClusterService):
                 f"use --sites {max(cpus - 1, 1)} or fewer, or grow the cluster",
             )
         if gpus:
-            with_gpus = [n for n in nodes if _gpus(n.gres) >= gpus]
-            if len(with_gpus) < 1:
+            slots = sum(_gpus(n.gres) // gpus for n in nodes)
+            if slots < sites:
                 raise UsageError(
-                    f"--gpus-per-site {gpus}: no node of cluster {self.cluster} has {gpus} GPU(s)",
-                    "leave --gpus-per-site out (FLARE sites run on CPUs too) or add GPU nodes",
+                    f"--sites {sites} --gpus-per-site {gpus}: the nodes of cluster "
+                    f"{self.cluster} hold {slots} such site(s) at once",
+                    "ask fewer GPUs per site, fewer sites, or add GPU nodes "
+                    "(FLARE sites run on CPUs too: leave --gpus-per-site out)",
                 )
 
     def _check_nodes_nvflare(self, python: str, wanted: str) -> None:
@@ -617,8 +619,11 @@ def _provision(project_text: str, local_dir: Path, source: str | None) -> None:
     produced = sorted(workspace.glob("*/prod_00"))
     if not produced:
         raise HpcrunError(f"nvflare provision made no kits under {workspace}")
-    os.chmod(workspace, 0o700)
     produced[-1].rename(local_dir / "kits")
+    # What stays of the provisioning workspace is the root CA's state (its private key in
+    # state/cert.json, written 0644): only the owner's.
+    for path in [workspace, *workspace.rglob("*")]:
+        os.chmod(path, 0o700 if path.is_dir() else 0o600)
     os.chmod(local_dir / "kits", 0o700)
 
 
