@@ -31,6 +31,7 @@ from hpcrun.transport.workspace import RunnerWorkspace
 if TYPE_CHECKING:
     from lightkube import Client
 
+    from hpcrun.k8s.flare import KubernetesFlareDriver
     from hpcrun.k8s.index import Publishing
 
 
@@ -119,6 +120,12 @@ class KubernetesBackend:
             self.publishing(),
             helm=Helm(self.kubeconfig, self.context, self.namespace),
         )
+
+    def flare_driver(self) -> KubernetesFlareDriver:
+        """FLARE systems on this cluster, each in its own namespace (`hpcrun-flare-<id>`)."""
+        from hpcrun.k8s.flare import KubernetesFlareDriver
+
+        return KubernetesFlareDriver(self.client)
 
     def endpoint(self, host: str, port: int) -> str:
         return f"http://{host}:{port}"  # a Service's address inside the cluster

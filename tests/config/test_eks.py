@@ -231,6 +231,20 @@ def test_eksctl_rendering_is_golden_and_eksctl_accepts_it(name: str, data: dict[
     _validate_against_eksctl_schema(text)  # the schema as shared, not only the package's copy
 
 
+def test_the_ebs_csi_driver_and_its_iam_role_come_with_oidc_only() -> None:
+    """A PersistentVolumeClaim of the default StorageClass (gp2; FLARE's server workspace)
+    needs the EBS CSI driver; its IAM role (wellKnownPolicies) is IRSA, which needs OIDC."""
+    with_oidc = yaml.safe_load(eks.render_checked(eks.EksClusterConfig.model_validate(preset())))
+    assert with_oidc["iam"]["withOIDC"] is True
+    assert with_oidc["addons"] == [
+        {"name": "aws-ebs-csi-driver", "wellKnownPolicies": {"ebsCSIController": True}}
+    ]
+    plain = preset(oidc=False, service_accounts=[])
+    text = eks.render_checked(eks.EksClusterConfig.model_validate(plain))
+    assert "addons" not in yaml.safe_load(text)
+    _validate_against_eksctl_schema(text)
+
+
 def test_golden_files_on_disk_are_accepted_by_eksctls_schema() -> None:
     goldens = sorted((REPO / "tests" / "golden" / "eksctl").glob("*.yaml"))
     assert len(goldens) >= 2
@@ -294,7 +308,6 @@ def test_schema_findings_name_the_hpcrun_key() -> None:
 
 
 # --- the CLI ---------------------------------------------------------------------------
-
 
 
 def test_init_writes_the_eks_preset_as_in_configs(tmp_path: Path) -> None:

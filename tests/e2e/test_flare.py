@@ -126,7 +126,8 @@ def test_a_site_task_killed_shows_in_status_before_flare_notices(
     victims = [
         pid
         for pid in _task_pids(run_dir, "site")
-        if "HPCRUN_TASK_INDEX=2" in Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace")
+        if "HPCRUN_TASK_INDEX=2"
+        in Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace")
     ]
     assert len(victims) == 1, victims
     os.kill(victims[0], signal.SIGKILL)

@@ -44,6 +44,7 @@ EKSCTL_PATH_TO_KEY = {
     "iam.serviceAccounts.N": "service_accounts.N",
     "iam.serviceAccounts": "service_accounts",
     "iam": "oidc",
+    "addons": "oidc",
     "managedNodeGroups.N.name": "node_groups.N.name",
     "managedNodeGroups.N.instanceType": "node_groups.N.instance_type",
     "managedNodeGroups.N.minSize": "node_groups.N.min_size",
