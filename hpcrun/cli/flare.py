@@ -91,6 +91,19 @@ def up(
     timeout: Annotated[
         float, typer.Option(help="Seconds to wait for every site to register.")
     ] = 600.0,
+    image: Annotated[
+        str | None,
+        typer.Option(
+            help="Kubernetes: the pods' image [default: nvflare/nvflare:<this side's version>].",
+            show_default=False,
+        ),
+    ] = None,
+    admin_pod: Annotated[
+        bool,
+        typer.Option(
+            help="Kubernetes: also run the admin kit in a pod (kubectl exec ... fl_admin.sh)."
+        ),
+    ] = False,
     wait: Annotated[bool, typer.Option(help="Wait until every site registered.")] = True,
     cluster: ClusterOption = None,
     json_out: JsonOption = False,
@@ -110,6 +123,8 @@ def up(
         queue=partition,
         timeout_s=timeout,
         wait=wait,
+        image=image,
+        admin_pod=admin_pod,
     )
     systems, progress = _systems(cluster, json_out)
     try:

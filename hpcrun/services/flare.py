@@ -20,6 +20,7 @@ root CA's state (`provision/`) in the run directory, 0700.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import posixpath
@@ -32,11 +33,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from hpcrun.backends.base import Feature
 from hpcrun.errors import HpcrunError, UsageError
-from hpcrun.scheduler import JobRef, TaskState, TaskStatus
+from hpcrun.scheduler import JobRef, Progress, TaskState, TaskStatus
 from hpcrun.services.base import ClusterService
 from hpcrun.services.flare_admin import FlareAdmin
 from hpcrun.state import FLARE_ENDED, FlareState, FlareSystemRecord
@@ -56,6 +57,36 @@ from hpcrun.workloads.flare import (
 )
 
 _POLL_S = 0.5
+# How long an admin login may try on Kubernetes, where a port-forward binds at once even
+# when nothing answers behind it yet (1.4 s is a login here).
+_KUBE_LOGIN_S = 10.0
+_POD_WORKSPACE = "/workspace/nvfl"  # where hpcrun.k8s.flare's pods keep the kits
+
+
+class FlareDriver(Protocol):
+    """What a Kubernetes backend's FLARE layer does for this service."""
+
+    def namespace(self, system_id: int) -> str: ...
+
+    def admin_host(self, system_id: int, server: str = "server") -> str: ...
+
+    def start(
+        self,
+        system_id: int,
+        people: Participants,
+        kits: Path,
+        *,
+        image: str,
+        gpus_per_site: int | None = None,
+        admin_pod: bool = False,
+        progress: Progress | None = None,
+    ) -> None: ...
+
+    def states(
+        self, system_id: int, people: Participants
+    ) -> tuple[TaskStatus | None, dict[int, TaskStatus]]: ...
+
+    def stop(self, system_id: int, progress: Progress | None = None) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -70,6 +101,8 @@ class FlareRequest:
     queue: str | None = None
     timeout_s: float = 600.0  # for every site to register
     wait: bool = True
+    image: str | None = None  # Kubernetes: [default: nvflare/nvflare:<this side's version>]
+    admin_pod: bool = False  # Kubernetes: also run the admin kit in a pod, for kubectl exec
 
     def validate(self) -> None:
         if self.sites is not None and self.sites < 1:
@@ -117,7 +150,11 @@ class FlareView:
             "sites": [
                 {
                     "name": name,
-                    "task": f"{record.sites_job_id}_{index}" if record.sites_job_id else None,
+                    "task": f"{record.sites_job_id}_{index}"
+                    if record.sites_job_id
+                    else self.sites[index].ref.id
+                    if index in self.sites
+                    else None,
                     "state": _state(self.sites.get(index)),
                     "node": self.sites[index].node if index in self.sites else None,
                     "registered": None if self.registered is None else name in registered,
@@ -162,27 +199,41 @@ class FlareSystems(ClusterService):
 
     # up -------------------------------------------------------------------------------
 
+    @property
+    def on_kubernetes(self) -> bool:
+        return Feature.SLURM in self.backend.unsupported
+
     def up(self, request: FlareRequest) -> FlareView:
         request.validate()
-        if Feature.SLURM in self.backend.unsupported:
-            raise HpcrunError(
-                f"cluster {self.cluster} has no Slurm: FLARE on Kubernetes is `hpcrun flare up` "
-                "on a cluster of backend kubernetes or eks"
-            )
         provisioner = _local_nvflare()
         project_text, source = self._project_text(request)
         people = read_project(project_text, source)
-        self._check_capacity(len(people.sites), request.gpus_per_site)
         python = request.python or (sys.executable if self.site.shares_local_files else "python3")
-        self._check_nodes_nvflare(python, request.nvflare_version or provisioner[1])
-        if request.port is not None:
-            self._check_ports_free(request.port)
-            people = replace(people, fl_port=request.port, admin_port=request.port + 1)
+        if self.on_kubernetes:
+            if request.port is not None or request.python is not None:
+                raise UsageError(
+                    "--port and --python are for Slurm clusters: on Kubernetes the Service "
+                    f"`server` has the project's ports ({people.fl_port}/{people.admin_port}) "
+                    "and the image brings its Python",
+                    "leave them out (choose the image with --image)",
+                )
+        else:
+            self._check_capacity(len(people.sites), request.gpus_per_site)
+            self._check_nodes_nvflare(python, request.nvflare_version or provisioner[1])
+            if request.port is not None:
+                self._check_ports_free(request.port)
+                people = replace(people, fl_port=request.port, admin_port=request.port + 1)
         system_id = self.store.create_flare_system(
             self.cluster, {"participants": people.to_json(), "source": source}
         )
         try:
-            plan = self._provision_and_submit(system_id, request, people, project_text, python)
+            if self.on_kubernetes:
+                image = (
+                    request.image or f"nvflare/nvflare:{request.nvflare_version or provisioner[1]}"
+                )
+                self._provision_and_apply(system_id, request, people, project_text, image)
+            else:
+                self._provision_and_submit(system_id, request, people, project_text, python)
         except KeyboardInterrupt:
             self.store.set_flare_system(
                 system_id,
@@ -195,7 +246,7 @@ class FlareSystems(ClusterService):
             raise
         if not request.wait:
             return self.status(self._recorded(system_id), ask_flare=False)
-        return self.wait_registered(self._recorded(system_id), plan, request.timeout_s)
+        return self.wait_registered(self._recorded(system_id), request.timeout_s)
 
     def _recorded(self, system_id: int) -> FlareSystemRecord:
         found = self.store.flare_system(system_id)
@@ -302,20 +353,11 @@ class FlareSystems(ClusterService):
             queue=request.queue,
             fixed_ports=request.port is not None,
         )
-        admin_kit = local_dir / "kits" / people.admin
         self.store.set_flare_system(
             system_id,
             FlareState.PROVISIONING,
             run_dir=run_dir,
-            plan={
-                "participants": people.to_json(),
-                "source": str(request.project or "hpcrun"),
-                "admin_kit": str(admin_kit),
-                "server_log": plan.server_log,
-                "python": python,
-                "gpus_per_site": request.gpus_per_site,
-                "local_dir": str(local_dir),
-            },
+            plan=self._record_plan(people, request, local_dir, plan.server_log, python=python),
         )
         self.progress.step(f"provisioning {len(people.sites)} site(s) with FLARE's provisioner")
         _provision(project_text, local_dir, request.project)
@@ -329,6 +371,71 @@ class FlareSystems(ClusterService):
             "starting once the server does)"
         )
         return plan
+
+    def _record_plan(
+        self,
+        people: Participants,
+        request: FlareRequest,
+        local_dir: Path,
+        server_log: str,
+        **more: Any,
+    ) -> dict[str, Any]:
+        """What the state store keeps of a system: names, paths, ports; no key."""
+        return {
+            "participants": people.to_json(),
+            "source": str(request.project or "hpcrun"),
+            "admin_kit": str(local_dir / "kits" / people.admin),
+            "server_log": server_log,
+            "gpus_per_site": request.gpus_per_site,
+            "local_dir": str(local_dir),
+            **more,
+        }
+
+    def _provision_and_apply(
+        self,
+        system_id: int,
+        request: FlareRequest,
+        people: Participants,
+        project_text: str,
+        image: str,
+    ) -> None:
+        """Kubernetes: the kits as Secrets, the server's workspace on a claim, a Deployment
+        per participant, in a namespace of the system's own (`hpcrun.k8s.flare`)."""
+        driver = self._driver()
+        run_dir = posixpath.join(self.workspace.root, "flare", str(system_id))
+        local_dir = Path(run_dir)  # a Kubernetes cluster's workspace is on this machine
+        namespace = driver.namespace(system_id)
+        self.store.set_flare_system(
+            system_id,
+            FlareState.PROVISIONING,
+            run_dir=run_dir,
+            plan=self._record_plan(
+                people,
+                request,
+                local_dir,
+                f"{namespace}: kubectl -n {namespace} logs deploy/flare-{system_id}-server",
+                namespace=namespace,
+                admin_host=driver.admin_host(system_id, people.server),
+                image=image,
+            ),
+        )
+        self.progress.step(f"provisioning {len(people.sites)} site(s) with FLARE's provisioner")
+        _provision(project_text, local_dir, request.project)
+        for name in (people.server, *people.sites):
+            _point_storage(local_dir / "kits" / name, f"{_POD_WORKSPACE}/store/{name}")
+        self.progress.step(f"namespace {namespace}: image {image}")
+        driver.start(
+            system_id,
+            people,
+            local_dir / "kits",
+            image=image,
+            gpus_per_site=request.gpus_per_site,
+            admin_pod=request.admin_pod,
+            progress=self.progress,
+        )
+        self.store.set_flare_system(
+            system_id, FlareState.STARTING, server_job_id=f"deployment/flare-{system_id}-server"
+        )
 
     def _ship(self, plan: FlarePlan, local_dir: Path) -> None:
         """flare.json, the task, and (on a remote cluster) every kit but the admin's."""
@@ -352,6 +459,9 @@ class FlareSystems(ClusterService):
 
     def _undo(self, system_id: int, exc: BaseException) -> None:
         record = self._recorded(system_id)
+        if self.on_kubernetes:
+            with contextlib.suppress(HpcrunError):
+                self._driver().stop(system_id, self.progress)
         refs = [JobRef(i) for i in (record.server_job_id, record.sites_job_id) if i]
         if refs:
             with suppress(HpcrunError):
@@ -359,17 +469,14 @@ class FlareSystems(ClusterService):
         reason = getattr(exc, "message", None) or str(exc) or type(exc).__name__
         self.store.set_flare_system(system_id, FlareState.FAILED, detail=reason)
 
-    def wait_registered(
-        self, record: FlareSystemRecord, plan: FlarePlan | None, timeout_s: float
-    ) -> FlareView:
-        """Follow the server's log until every site registered; fail on a dead task."""
+    def wait_registered(self, record: FlareSystemRecord, timeout_s: float) -> FlareView:
+        """Follow the registrations until every site is in; fail on a dead task."""
         total = len(record.plan["participants"]["sites"])
-        server_log = record.plan["server_log"]
         deadline = time.monotonic() + timeout_s
         said = ""
         while True:
             view = self.status(record, ask_flare=False)
-            seen = _registered_in_log(self.workspace.read_text(server_log))
+            seen = self._registered_count(record, view)
             message = _progress_line(view, seen, total)
             if message != said:
                 self.progress.advance(seen, total, message)
@@ -383,10 +490,14 @@ class FlareSystems(ClusterService):
                 return view
             dead = self._dead_tasks(view)
             if dead:
+                logs = (
+                    f"kubectl -n {record.plan['namespace']} logs deploy/NAME"
+                    if self.on_kubernetes
+                    else f"the logs in {posixpath.join(record.run_dir, 'logs')}"
+                )
                 raise HpcrunError(
                     f"FLARE system {record.id} did not come up: {dead}",
-                    f"read the logs in {posixpath.join(record.run_dir, 'logs')}; "
-                    "`hpcrun flare down` cleans up",
+                    f"read {logs}; `hpcrun flare down` cleans up",
                 )
             if time.monotonic() > deadline:
                 raise HpcrunError(
@@ -395,6 +506,20 @@ class FlareSystems(ClusterService):
                     "`hpcrun flare down` ends the system",
                 )
             time.sleep(_POLL_S)
+
+    def _registered_count(self, record: FlareSystemRecord, view: FlareView) -> int:
+        """Slurm: the server's own log (`Total clients: N`), one read on shared storage.
+        Kubernetes: the pods' files are not ours to read, so FLARE's admin is asked once
+        the server's pod is Ready."""
+        if not self.on_kubernetes:
+            return _registered_in_log(self.workspace.read_text(record.plan["server_log"]))
+        if view.server is None or view.server.state != TaskState.RUNNING:
+            return 0
+        try:
+            with self.admin(record, timeout_s=_KUBE_LOGIN_S) as admin:
+                return len(admin.clients())
+        except HpcrunError:
+            return 0  # the server's port answers only once FLARE listens
 
     def _dead_tasks(self, view: FlareView) -> str:
         record = view.system
@@ -409,6 +534,8 @@ class FlareSystems(ClusterService):
 
     def _log_tail(self, view: FlareView, name: str) -> str:
         record = view.system
+        if self.on_kubernetes:
+            return ""
         if name == record.plan["participants"]["server"]:
             path = posixpath.join(record.run_dir, "logs", "server.out")
         else:
@@ -420,38 +547,74 @@ class FlareSystems(ClusterService):
 
     def status(self, record: FlareSystemRecord, *, ask_flare: bool = True) -> FlareView:
         view = FlareView(system=record)
-        refs = [JobRef(i) for i in (record.server_job_id, record.sites_job_id) if i]
-        tasks = self.scheduler.states(refs) if refs else []
-        for task in tasks:
-            if record.server_job_id and task.ref.id == record.server_job_id:
-                view.server = task
-            elif task.index is not None:
-                view.sites[task.index] = task
-        if record.status in FLARE_ENDED or record.status == FlareState.PROVISIONING:
+        if record.status == FlareState.PROVISIONING and not record.server_job_id:
             return view
-        address_text = self.workspace.read_text(posixpath.join(record.run_dir, "server.json"))
-        view.address = json.loads(address_text) if address_text.strip() else None
-        running = [t.node for t in tasks if t.state == TaskState.RUNNING and t.node]
-        for trouble in self.scheduler.node_trouble(sorted(set(running))):
-            view.problems.append(f"node {trouble.node}: {trouble.why}; {trouble.then}")
+        view.server, view.sites = self._tasks(record)
+        if record.status in FLARE_ENDED:
+            return view
+        view.address = self._address(record)
+        what = "pod" if self.on_kubernetes else "Slurm task"
+        if not self.on_kubernetes:
+            running = [t.node for t in [view.server, *view.sites.values()] if t and t.node]
+            for trouble in self.scheduler.node_trouble(sorted(set(running))):
+                view.problems.append(f"node {trouble.node}: {trouble.why}; {trouble.then}")
         for index, name in enumerate(view.names, start=1):
             site = view.sites.get(index)
             if record.status == FlareState.RUNNING and (site is None or site.state.is_terminal):
-                native = site.native if site else "gone from the queue"
+                native = site.native if site else "gone"
                 view.problems.append(
-                    f"{name}: its Slurm task ended ({native}); FLARE lists the site until "
+                    f"{name}: its {what} ended ({native}); FLARE lists the site until "
                     "its heartbeat times out"
                 )
         if view.server is not None and view.server.state.is_terminal:
-            view.problems.append(f"server: its Slurm task ended ({view.server.native})")
-        elif ask_flare and view.address is not None:
+            view.problems.append(f"server: its {what} ended ({view.server.native})")
+        elif ask_flare and view.address is not None and _running(view.server):
             try:
-                with self.admin(record) as admin:
+                with self.admin(record, timeout_s=_KUBE_LOGIN_S) as admin:
                     view.registered = admin.clients()
                     view.jobs = admin.jobs()
             except HpcrunError as exc:
                 view.admin_error = exc.message
         return view
+
+    def _tasks(self, record: FlareSystemRecord) -> tuple[TaskStatus | None, dict[int, TaskStatus]]:
+        """The server's task and each site's (by index from 1): Slurm's tasks, or the
+        pods of the system's Deployments; one or two calls either way."""
+        if self.on_kubernetes:
+            people = Participants.from_json(record.plan["participants"])
+            return self._driver().states(record.id, people)
+        refs = [JobRef(i) for i in (record.server_job_id, record.sites_job_id) if i]
+        server = None
+        sites: dict[int, TaskStatus] = {}
+        for task in self.scheduler.states(refs) if refs else []:
+            if task.ref.id == record.server_job_id:
+                server = task
+            elif task.index is not None:
+                sites[task.index] = task
+        return server, sites
+
+    def _driver(self) -> FlareDriver:
+        """The Kubernetes backends' FLARE layer (`hpcrun.k8s.flare`), which services
+        reach only through the backend."""
+        make = getattr(self.backend, "flare_driver", None)
+        if make is None:
+            raise HpcrunError(f"cluster {self.cluster}'s backend cannot run FLARE systems")
+        driver: FlareDriver = make()
+        return driver
+
+    def _address(self, record: FlareSystemRecord) -> dict[str, Any] | None:
+        """Where the server listens: the Service on Kubernetes; on Slurm what its task
+        published once it picked its ports (None before)."""
+        if self.on_kubernetes:
+            people = record.plan["participants"]
+            return {
+                "host": record.plan["admin_host"],
+                "fl_port": people["fl_port"],
+                "admin_port": people["admin_port"],
+            }
+        text = self.workspace.read_text(posixpath.join(record.run_dir, "server.json"))
+        found: dict[str, Any] | None = json.loads(text) if text.strip() else None
+        return found
 
     # admin ----------------------------------------------------------------------------
 
@@ -459,13 +622,12 @@ class FlareSystems(ClusterService):
     def admin(self, record: FlareSystemRecord, *, timeout_s: float = 30.0) -> Iterator[FlareAdmin]:
         """A session as the project admin, through a port this side reaches the server's
         admin port on (the admin kit is pointed there first)."""
-        address_text = self.workspace.read_text(posixpath.join(record.run_dir, "server.json"))
-        if not address_text.strip():
+        address = self._address(record)
+        if address is None:
             raise HpcrunError(
                 f"FLARE system {record.id}'s server has not started yet",
                 "`hpcrun flare status` shows its job",
             )
-        address = json.loads(address_text)
         kit = Path(record.plan["admin_kit"])
         config_path = kit / "startup" / "fed_admin.json"
         with self.backend.reach(address["host"], int(address["admin_port"])) as port:
@@ -517,23 +679,30 @@ class FlareSystems(ClusterService):
     # down -----------------------------------------------------------------------------
 
     def down(self, record: FlareSystemRecord) -> FlareSystemRecord:
-        refs = [JobRef(i) for i in (record.server_job_id, record.sites_job_id) if i]
         self.store.set_flare_system(record.id, FlareState.STOPPING)
         view = self.status(record, ask_flare=False)
         said_shutdown = ""
-        if view.server is not None and view.server.state == TaskState.RUNNING and view.address:
+        if _running(view.server) and view.address:
             self.progress.step("asking FLARE to shut the server and sites down")
             try:
-                with self.admin(record) as admin:
+                with self.admin(record, timeout_s=_KUBE_LOGIN_S) as admin:
                     admin.shutdown()
             except HpcrunError as exc:
                 said_shutdown = f" (FLARE's shutdown failed: {exc.message})"
-        if refs:
-            self.progress.step(f"cancelling jobs {', '.join(r.id for r in refs)}")
-            self.scheduler.cancel(refs)
-            self._wait_ended(refs)
-        if self.site.shares_local_files:
-            _end_processes_under(Path(record.run_dir) / "kits")
+        if self.on_kubernetes:
+            driver = self.backend.flare_driver()  # type: ignore[attr-defined]
+            removed = driver.stop(record.id, self.progress)
+            self.progress.step(
+                f"removed {removed} object(s) and namespace {record.plan['namespace']}"
+            )
+        else:
+            refs = [JobRef(i) for i in (record.server_job_id, record.sites_job_id) if i]
+            if refs:
+                self.progress.step(f"cancelling jobs {', '.join(r.id for r in refs)}")
+                self.scheduler.cancel(refs)
+                self._wait_ended(refs)
+            if self.site.shares_local_files:
+                _end_processes_under(Path(record.run_dir) / "kits")
         self.store.set_flare_system(
             record.id,
             FlareState.STOPPED,
@@ -547,6 +716,19 @@ class FlareSystems(ClusterService):
             if all(t.state.is_terminal for t in self.scheduler.states(refs)):
                 return
             time.sleep(_POLL_S)
+
+
+def _running(task: TaskStatus | None) -> bool:
+    return task is not None and task.state == TaskState.RUNNING
+
+
+def _point_storage(kit: Path, store: str) -> None:
+    """The kit's resources.json with FLARE's job and snapshot storage at `store`."""
+    from hpcrun.node.flare.cli import storage_config
+
+    default = kit / "local" / "resources.json.default"
+    if default.exists():
+        (kit / "local" / "resources.json").write_text(storage_config(default.read_text(), store))
 
 
 def _gpus(gres: str) -> int:

@@ -165,11 +165,15 @@ def _point_storage(kit: Path, store: Path) -> None:
     systems on one node would share FLARE's default /tmp/nvflare, and down could not
     tell their files apart."""
     default = kit / "local" / "resources.json.default"
-    target = kit / "local" / "resources.json"
     if not default.exists():
         return
     store.mkdir(parents=True, exist_ok=True)
-    _write(target, default.read_text().replace(_STORAGE, str(store)))
+    _write(kit / "local" / "resources.json", storage_config(default.read_text(), str(store)))
+
+
+def storage_config(default_text: str, store: str) -> str:
+    """resources.json.default with FLARE's job and snapshot storage under `store`."""
+    return default_text.replace(_STORAGE, store)
 
 
 def _free_ports(count: int) -> list[int]:
