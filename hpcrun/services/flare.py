@@ -246,7 +246,16 @@ class FlareSystems(ClusterService):
             raise
         if not request.wait:
             return self.status(self._recorded(system_id), ask_flare=False)
-        return self.wait_registered(self._recorded(system_id), request.timeout_s)
+        try:
+            return self.wait_registered(self._recorded(system_id), request.timeout_s)
+        except KeyboardInterrupt:
+            self.store.set_flare_system(
+                system_id,
+                FlareState.STARTING,
+                detail="`flare up` was interrupted while the sites registered; the jobs run "
+                "on: `hpcrun flare status` follows them, `hpcrun flare down` ends them",
+            )
+            raise
 
     def _recorded(self, system_id: int) -> FlareSystemRecord:
         found = self.store.flare_system(system_id)

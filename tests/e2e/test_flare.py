@@ -245,3 +245,34 @@ def test_job_folders_without_meta_or_with_unknown_sites_are_refused(
     (job / "meta.json").write_text(json.dumps(meta))
     said = _refused(local_cluster, "submit", str(job))
     assert "deploys to site-9, which this system does not have" in said
+
+
+def test_ctrl_c_during_up_leaves_a_system_status_explains_and_down_cleans(
+    local_cluster: Cluster,
+) -> None:
+    from tests.conftest import HPCRUN, cli_env
+
+    proc = subprocess.Popen(
+        [*HPCRUN, "flare", "up", "--sites", "2", "--cluster", local_cluster.name],
+        env=cli_env(local_cluster.home),
+        cwd=local_cluster.workdir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    assert proc.stderr is not None
+    said = []
+    for line in proc.stderr:
+        said.append(line)
+        if "site array" in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    _, rest = proc.communicate(timeout=60)
+    assert proc.returncode == 130, "".join(said) + rest
+    status = as_json(flare(local_cluster, "status", "--json"))
+    assert status["status"] == "starting" and "interrupted" in status["detail"], status
+    assert status["server"]["job_id"] and all(s["task"] for s in status["sites"]), status
+    down = as_json(flare(local_cluster, "down", "--system", str(status["system"]), "--json"))
+    assert down["status"] == "stopped"
+    assert processes_mentioning(status["run_dir"]) == []
