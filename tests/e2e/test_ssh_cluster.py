@@ -236,3 +236,37 @@ def test_hpcrun_ssh_runs_a_command_on_the_head_node(attached: Attached) -> None:
     done = attached.cli("ssh", "--cluster", "lab", "--", "printenv", "SSH_CONNECTION")
     assert done.returncode == 0
     assert done.stdout.split()[2:4] == ["127.0.0.1", str(attached.server.port)]
+
+
+def test_flare_over_ssh_ships_kits_keeps_the_admin_kit_here_and_reaches_the_server(
+    attached: Attached, tmp_path: Path
+) -> None:
+    """The remote path of `hpcrun flare`: kits provisioned here and copied to the cluster
+    (keys 0600 there), the admin kit never copied, the admin reaching the server's port
+    through an SSH tunnel, a job completed, nothing left after down."""
+    pytest.importorskip("nvflare")
+    up = json.loads(
+        attached.cli(
+            "flare", "up", "--sites", "2", "--python", sys.executable, "--json", timeout=300
+        ).stdout
+    )
+    try:
+        assert up["status"] == "running" and all(s["registered"] for s in up["sites"]), up
+        remote_kits = Path(up["run_dir"]) / "kits"
+        assert sorted(p.name for p in remote_kits.iterdir()) == ["server", "site-1", "site-2"]
+        keys = list(remote_kits.rglob("*.key"))
+        assert keys and all(k.stat().st_mode & 0o077 == 0 for k in keys)
+        admin_kit = Path(up["admin_kit"])
+        assert admin_kit.is_relative_to(attached.home) and (admin_kit / "startup").is_dir()
+        job = tmp_path / "hello-numpy"
+        attached.cli("flare", "example", str(job))
+        done = json.loads(
+            attached.cli("flare", "submit", str(job), "--wait", "--json", timeout=300).stdout
+        )
+        assert done["status"] == "FINISHED:COMPLETED", done
+    finally:
+        down = attached.cli("flare", "down", "--json", check=False, timeout=300)
+    assert json.loads(down.stdout)["status"] == "stopped", down.stderr
+    from tests.conftest import processes_mentioning
+
+    assert processes_mentioning(up["run_dir"]) == []
