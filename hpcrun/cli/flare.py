@@ -74,6 +74,13 @@ def up(
             show_default=False,
         ),
     ] = None,
+    install_nvflare: Annotated[
+        bool,
+        typer.Option(
+            help="When the nodes' Python lacks nvflare: make a venv of it with nvflare "
+            "(--nvflare-version) under hpcrun's workspace on the cluster, once per version."
+        ),
+    ] = False,
     port: Annotated[
         int | None,
         typer.Option(
@@ -125,6 +132,7 @@ def up(
         wait=wait,
         image=image,
         admin_pod=admin_pod,
+        install_nvflare=install_nvflare,
     )
     systems, progress = _systems(cluster, json_out)
     try:

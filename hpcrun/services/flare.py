@@ -103,6 +103,7 @@ class FlareRequest:
     wait: bool = True
     image: str | None = None  # Kubernetes: [default: nvflare/nvflare:<this side's version>]
     admin_pod: bool = False  # Kubernetes: also run the admin kit in a pod, for kubectl exec
+    install_nvflare: bool = False  # Slurm: a venv with nvflare when the nodes' Python lacks it
 
     def validate(self) -> None:
         if self.sites is not None and self.sites < 1:
@@ -219,7 +220,8 @@ class FlareSystems(ClusterService):
                 )
         else:
             self._check_capacity(len(people.sites), request.gpus_per_site)
-            self._check_nodes_nvflare(python, request.nvflare_version or provisioner[1])
+            wanted = request.nvflare_version or provisioner[1]
+            python = self._nodes_python(python, wanted, request.install_nvflare)
             if request.port is not None:
                 self._check_ports_free(request.port)
                 people = replace(people, fl_port=request.port, admin_port=request.port + 1)
@@ -299,30 +301,69 @@ class FlareSystems(ClusterService):
                     "(FLARE sites run on CPUs too: leave --gpus-per-site out)",
                 )
 
-    def _check_nodes_nvflare(self, python: str, wanted: str) -> None:
-        probe = "import nvflare, sys; print(nvflare.__version__)"
-        done = self.workspace.run([python, "-c", probe], timeout_s=120.0)
-        install = (
-            f"install it into the nodes' Python ({python} -m pip install 'nvflare=={wanted}') "
-            "or pass --python with one that has it"
+    def _nodes_python(self, python: str, wanted: str, install: bool) -> str:
+        """The nodes' Python with a usable nvflare: `python` itself, or with `install`
+        a venv of it under the workspace holding nvflare `wanted` (made once per version,
+        reused by later systems)."""
+        found = self._nodes_nvflare(python)
+        if found is None and install:
+            venv = posixpath.join(self.workspace.root, "flare", "venv", f"nvflare-{wanted}")
+            python_there = posixpath.join(venv, "bin", "python")
+            made = self.workspace.exists(python_there)
+            if not made or self._nodes_nvflare(python_there) != wanted:
+                self.progress.step(
+                    f"installing nvflare {wanted} into {venv} with {python} (pip, once per version)"
+                )
+                for argv in (
+                    [python, "-m", "venv", venv],
+                    [python_there, "-m", "pip", "install", "-q", f"nvflare=={wanted}"],
+                ):
+                    done = self.workspace.run(argv, timeout_s=1800.0)
+                    if not done.ok:
+                        tail = " ".join((done.stderr or done.stdout).split())[-300:]
+                        raise HpcrunError(
+                            f"installing nvflare {wanted} on the cluster failed: {tail}",
+                            f"install it by hand ({python} -m pip install 'nvflare=={wanted}') "
+                            "and pass --python",
+                        )
+            return python_there
+        how = (
+            f"pass --install-nvflare (hpcrun makes a venv of {python} with nvflare {wanted} "
+            f"under its workspace), install it yourself ({python} -m pip install "
+            f"'nvflare=={wanted}'), or pass --python with a Python that has it"
         )
-        if done.returncode == 127 or "No such file" in done.stderr[:300]:
-            raise HpcrunError(f"{python} is not there on the cluster's nodes", install)
-        if not done.ok:
-            raise HpcrunError(f"nvflare is not installed in {python} on the cluster", install)
-        found = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else "?"
+        if found is None:
+            raise HpcrunError(f"nvflare is not installed in {python} on the cluster", how)
         if parse_version(found) < MIN_VERSION:
             raise HpcrunError(
-                f"the cluster's nvflare is {found}; hpcrun needs {'.'.join(map(str, MIN_VERSION))} "
-                "or newer (2.4 and 2.5 refuse Python 3.11, and their kits are signed)",
-                install,
+                f"the cluster's nvflare is {found}; hpcrun needs "
+                f"{'.'.join(map(str, MIN_VERSION))} or newer (2.4 and 2.5 refuse Python "
+                "3.11, and their kits are signed)",
+                how,
             )
         if parse_version(found)[:2] != parse_version(wanted)[:2]:
             raise HpcrunError(
                 f"the cluster's nvflare is {found}; this side's provisioner makes kits "
                 f"for {wanted}",
-                f"install nvflare {found} here (pip install 'nvflare=={found}'), or {install}",
+                f"install nvflare {found} here (pip install 'nvflare=={found}'), or {how}",
             )
+        return python
+
+    def _nodes_nvflare(self, python: str) -> str | None:
+        """The nvflare version in the cluster's `python`; None when it has none."""
+        probe = "import nvflare; print(nvflare.__version__)"
+        missing = HpcrunError(
+            f"{python} is not there on the cluster's nodes",
+            "pass --python with the path of a Python 3.11+ there",
+        )
+        try:
+            done = self.workspace.run([python, "-c", probe], timeout_s=120.0)
+        except HpcrunError:  # the runner's "command not found"
+            raise missing from None
+        if done.returncode == 127 or "No such file" in done.stderr[:300]:
+            raise missing
+        lines = done.stdout.strip().splitlines()
+        return lines[-1].strip() if done.ok and lines else None
 
     def _check_ports_free(self, port: int) -> None:
         if not self.site.shares_local_files:

@@ -220,7 +220,35 @@ def test_a_project_file_the_provisioner_rejects_is_named_with_its_message(
 def test_nvflare_missing_on_the_nodes_says_how_to_install(local_cluster: Cluster) -> None:
     said = _refused(local_cluster, "up", "--sites", "1", "--python", "/usr/bin/python3")
     assert "nvflare is not installed in /usr/bin/python3" in said
-    assert "-m pip install 'nvflare==" in said
+    assert "-m pip install 'nvflare==" in said and "--install-nvflare" in said
+    said = _refused(local_cluster, "up", "--sites", "1", "--python", "/no/such/python")
+    assert "/no/such/python is not there on the cluster's nodes" in said
+
+
+def test_install_nvflare_makes_a_venv_of_the_nodes_python_once(local_cluster: Cluster) -> None:
+    """The nodes' Python has no nvflare: a venv of it gets nvflare (from the package
+    index; pip's cache makes it quick after the first time), and the system runs on it."""
+    up = as_json(
+        flare(
+            local_cluster,
+            "up",
+            "--sites",
+            "1",
+            "--python",
+            "/usr/bin/python3",
+            "--install-nvflare",
+            "--json",
+        )
+    )
+    try:
+        assert up["status"] == "running" and up["sites"][0]["registered"], up
+        import nvflare
+
+        venv = Path(up["run_dir"]).parent / "venv" / f"nvflare-{nvflare.__version__}"
+        argv = Path(f"/proc/{up['server']['address']['pid']}/cmdline").read_bytes()
+        assert argv.startswith(f"{venv}/bin/python".encode()), argv
+    finally:
+        flare(local_cluster, "down", "--system", str(up["system"]))
 
 
 def test_a_fixed_port_in_use_is_refused(local_cluster: Cluster) -> None:
