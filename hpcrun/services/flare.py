@@ -1,21 +1,24 @@
-"""NVIDIA FLARE systems on a Slurm cluster: provision, start, follow, submit, tear down.
+"""NVIDIA FLARE systems on a cluster: provision, start, follow, submit, tear down.
 
-`up` records the system before anything else, provisions the kits on the user's side with
-FLARE's own provisioner (`nvflare provision`), puts them in a run directory every node
-sees, and submits the server job and the site array (`hpcrun.workloads.flare`). The
-server's task picks its ports on its node and publishes where it listens; the sites and
-hpcrun's admin side (the admin kit, which never leaves this machine) point there. `up`
-then follows FLARE's own server log until every site registered.
+`up` records the system before anything else and provisions the kits on the user's side
+with FLARE's own provisioner (`nvflare provision`). On Slurm it puts them in a run
+directory every node sees and submits the server job and the site array
+(`hpcrun.workloads.flare`); the server's task picks its ports on its node and publishes
+where it listens, the sites point there, and `up` follows FLARE's own server log until
+every site registered. On Kubernetes the backend's FLARE layer (`FlareDriver`,
+`hpcrun.k8s.flare`) makes a namespace of Secrets, a claim, Deployments and the Service
+`server`, and FLARE's admin is asked who registered.
 
-Everything the admin does goes through FLARE's CLI (`nvflare --format json ...`) with the
-admin kit, over `Backend.reach` (the port itself on the local cluster, an SSH tunnel
-through the head node elsewhere). `down` asks FLARE to shut down first (a cancelled server
-leaves a running job's workers behind for ~20 s), then cancels the jobs, then makes sure
-no process of the system is left.
+The admin side is FLARE's own API in this process (`flare_admin`), with the admin kit,
+which never leaves this machine, over `Backend.reach` (the port itself on the local
+cluster, an SSH tunnel through the head node, a port-forward on Kubernetes). `down` asks
+FLARE to shut down first (a cancelled server leaves a running job's workers behind for
+~20 s), then cancels the jobs or deletes the namespace, then makes sure no process of the
+system is left.
 
 Keys: the provisioner writes them 0600; hpcrun copies kits to the cluster with
-`put_private` for every `.key`, writes none to the state store or a log, and keeps the
-root CA's state (`provision/`) in the run directory, 0700.
+`put_private` for every private file, writes none to the state store or a log, and keeps
+the root CA's state (`provision/`) in the run directory, 0700/0600.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -52,7 +55,6 @@ from hpcrun.workloads.flare import (
     parse_version,
     read_project,
     server_spec,
-    site_names,
     sites_spec,
 )
 
@@ -514,7 +516,7 @@ class FlareSystems(ClusterService):
                 self._driver().stop(system_id, self.progress)
         refs = [JobRef(i) for i in (record.server_job_id, record.sites_job_id) if i]
         if refs:
-            with suppress(HpcrunError):
+            with contextlib.suppress(HpcrunError):
                 self.scheduler.cancel(refs)
         reason = getattr(exc, "message", None) or str(exc) or type(exc).__name__
         self.store.set_flare_system(system_id, FlareState.FAILED, detail=reason)
@@ -729,6 +731,8 @@ class FlareSystems(ClusterService):
     # down -----------------------------------------------------------------------------
 
     def down(self, record: FlareSystemRecord) -> FlareSystemRecord:
+        if record.status == FlareState.STOPPED:
+            return record  # nothing of it runs; its files stay
         self.store.set_flare_system(record.id, FlareState.STOPPING)
         view = self.status(record, ask_flare=False)
         said_shutdown = ""
@@ -873,4 +877,4 @@ def _end_processes_under(kits: Path) -> None:
             end_leftovers(kit)
 
 
-__all__ = ["FlareRequest", "FlareSystems", "FlareView", "site_names"]
+__all__ = ["FlareDriver", "FlareRequest", "FlareSystems", "FlareView"]

@@ -37,6 +37,7 @@ FL_PORT = 8002
 ADMIN_PORT = 8003
 MIN_VERSION = (2, 6)  # 2.4 and 2.5 refuse Python 3.11; 2.4's kits are signed
 _ALL_SITES = "@ALL"
+SERVER_TARGET = "server"  # how a deploy map names the server, whatever its own name
 
 
 @dataclass(frozen=True)
@@ -226,7 +227,7 @@ def check_job(meta_text: str | None, folder: str, sites: Sequence[str]) -> dict[
         )
     known = {SERVER_TARGET, _ALL_SITES, *sites}
     named = [str(n) for targets in deploy.values() for n in (targets or [])]
-    unknown = sorted({n for n in named if n not in known and n != "server"})
+    unknown = sorted({n for n in named if n not in known})
     if unknown:
         raise UsageError(
             f"{folder}/meta.json deploys to {', '.join(unknown)}, which this system does "
@@ -240,9 +241,6 @@ def check_job(meta_text: str | None, folder: str, sites: Sequence[str]) -> dict[
             f"lower min_clients, or bring a system up with `hpcrun flare up --sites {needed}`",
         )
     return meta
-
-
-SERVER_TARGET = "server"  # how a deploy map names the server, whatever its own name
 
 
 def parse_version(text: str) -> tuple[int, ...]:

@@ -163,6 +163,8 @@ def test_down_shuts_flare_down_and_leaves_no_process_port_or_tmp_file(
     assert not Path("/tmp/nvflare").exists() or "nvflare" in system["tmp_before"]
     status = as_json(flare(local_cluster, "status", "--system", str(up["system"]), "--json"))
     assert status["status"] == "stopped"
+    again = as_json(flare(local_cluster, "down", "--system", str(up["system"]), "--json"))
+    assert again["status"] == "stopped"  # a second down finds nothing to do, and says so
     assert Path(up["run_dir"], "kits").is_dir()  # the kits and results stay
 
 
