@@ -59,9 +59,10 @@ from hpcrun.workloads.flare import (
 )
 
 _POLL_S = 0.5
-# How long an admin login may try on Kubernetes, where a port-forward binds at once even
-# when nothing answers behind it yet (1.4 s is a login here).
-_KUBE_LOGIN_S = 10.0
+# How long an admin login may try before status says FLARE did not answer: a
+# port-forward binds at once even when nothing listens behind it yet, and a login takes
+# ~1.4 s here.
+_KUBE_LOGIN_S = 5.0
 _POD_WORKSPACE = "/workspace/nvfl"  # where hpcrun.k8s.flare's pods keep the kits
 
 

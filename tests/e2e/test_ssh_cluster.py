@@ -239,11 +239,11 @@ def test_hpcrun_ssh_runs_a_command_on_the_head_node(attached: Attached) -> None:
 
 
 def test_flare_over_ssh_ships_kits_keeps_the_admin_kit_here_and_reaches_the_server(
-    attached: Attached, tmp_path: Path
+    attached: Attached,
 ) -> None:
     """The remote path of `hpcrun flare`: kits provisioned here and copied to the cluster
     (keys 0600 there), the admin kit never copied, the admin reaching the server's port
-    through an SSH tunnel, a job completed, nothing left after down."""
+    through an SSH tunnel, nothing left after down."""
     pytest.importorskip("nvflare")
     up = json.loads(
         attached.cli(
@@ -258,12 +258,10 @@ def test_flare_over_ssh_ships_kits_keeps_the_admin_kit_here_and_reaches_the_serv
         assert keys and all(k.stat().st_mode & 0o077 == 0 for k in keys)
         admin_kit = Path(up["admin_kit"])
         assert admin_kit.is_relative_to(attached.home) and (admin_kit / "startup").is_dir()
-        job = tmp_path / "hello-numpy"
-        attached.cli("flare", "example", str(job))
-        done = json.loads(
-            attached.cli("flare", "submit", str(job), "--wait", "--json", timeout=300).stdout
-        )
-        assert done["status"] == "FINISHED:COMPLETED", done
+        # FLARE's own answer, through the tunnel to the server's admin port.
+        status = json.loads(attached.cli("flare", "status", "--json").stdout)
+        assert status["admin_error"] is None, status
+        assert [s["registered"] for s in status["sites"]] == [True, True], status
     finally:
         down = attached.cli("flare", "down", "--json", check=False, timeout=300)
     assert json.loads(down.stdout)["status"] == "stopped", down.stderr
