@@ -215,7 +215,7 @@ def submit(
             out.print(f"results: {result['results']} (FLARE's job store; the workspace is a zip)")
             out.print(f"  hpcrun flare download {result['job_id']} -o DIR   # to fetch them")
         else:
-            out.print("follow it: hpcrun flare submit ... --wait, or hpcrun flare status")
+            out.print("follow it with `hpcrun flare status` (FLARE's jobs and their status)")
     if wait and result["status"] != "FINISHED:COMPLETED":
         raise typer.Exit(1)
 
