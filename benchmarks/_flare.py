@@ -6,25 +6,15 @@ project and the kits' `target` pointed at 127.0.0.1."""
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from hpcrun.node.flare.cli import free_ports
 from hpcrun.workloads.flare import default_project
 
 NVFLARE = str(Path(sys.executable).with_name("nvflare"))
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 class ByHand:

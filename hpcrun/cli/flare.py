@@ -6,14 +6,15 @@ from __future__ import annotations
 import shutil
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from hpcrun.cli._common import ClusterOption, JsonOption, console, open_service, print_json
 
 if TYPE_CHECKING:
-    from hpcrun.services.flare import FlareView
+    from hpcrun.cli._common import RichProgress
+    from hpcrun.services.flare import FlareSystems, FlareView
 
 flare_app = typer.Typer(
     help="NVIDIA FLARE (federated learning): a real provisioned system as cluster jobs.\n\n"
@@ -35,7 +36,7 @@ SystemOption = Annotated[
 ]
 
 
-def _systems(cluster: str | None, quiet: bool) -> Any:
+def _systems(cluster: str | None, quiet: bool) -> tuple[FlareSystems, RichProgress]:
     from hpcrun.services.flare import FlareSystems
 
     return open_service(FlareSystems, cluster, quiet)

@@ -50,11 +50,14 @@ from hpcrun.workloads.flare import (
     TASK,
     FlarePlan,
     Participants,
+    address_file,
     check_job,
     default_project,
     parse_version,
     read_project,
+    server_job_log,
     server_spec,
+    site_job_log,
     sites_spec,
 )
 
@@ -209,7 +212,8 @@ class FlareSystems(ClusterService):
 
     def up(self, request: FlareRequest) -> FlareView:
         request.validate()
-        provisioner = _local_nvflare()
+        program, version = _local_nvflare()
+        wanted = request.nvflare_version or version  # the nodes' (or the image's) nvflare
         project_text, source = self._project_text(request)
         people = read_project(project_text, source)
         python = request.python or (sys.executable if self.site.shares_local_files else "python3")
@@ -223,7 +227,6 @@ class FlareSystems(ClusterService):
                 )
         else:
             self._check_capacity(len(people.sites), request.gpus_per_site)
-            wanted = request.nvflare_version or provisioner[1]
             python = self._nodes_python(python, wanted, request.install_nvflare)
             if request.port is not None:
                 self._check_ports_free(request.port)
@@ -233,12 +236,14 @@ class FlareSystems(ClusterService):
         )
         try:
             if self.on_kubernetes:
-                image = (
-                    request.image or f"nvflare/nvflare:{request.nvflare_version or provisioner[1]}"
+                image = request.image or f"nvflare/nvflare:{wanted}"
+                self._provision_and_apply(
+                    system_id, request, people, (program, project_text), image
                 )
-                self._provision_and_apply(system_id, request, people, project_text, image)
             else:
-                self._provision_and_submit(system_id, request, people, project_text, python)
+                self._provision_and_submit(
+                    system_id, request, people, (program, project_text), python
+                )
         except KeyboardInterrupt:
             self.store.set_flare_system(
                 system_id,
@@ -386,7 +391,7 @@ class FlareSystems(ClusterService):
         system_id: int,
         request: FlareRequest,
         people: Participants,
-        project_text: str,
+        provisioning: tuple[str, str],  # FLARE's provisioner, the project file's text
         python: str,
     ) -> FlarePlan:
         run_dir = posixpath.join(self.workspace.root, "flare", str(system_id))
@@ -413,7 +418,7 @@ class FlareSystems(ClusterService):
             plan=self._record_plan(people, request, local_dir, plan.server_log, python=python),
         )
         self.progress.step(f"provisioning {len(people.sites)} site(s) with FLARE's provisioner")
-        _provision(project_text, local_dir, request.project)
+        _provision(*provisioning, local_dir, request.project)
         self._ship(plan, local_dir)
         server = self.scheduler.submit(server_spec(plan))
         self.store.set_flare_system(system_id, FlareState.PROVISIONING, server_job_id=server.id)
@@ -449,7 +454,7 @@ class FlareSystems(ClusterService):
         system_id: int,
         request: FlareRequest,
         people: Participants,
-        project_text: str,
+        provisioning: tuple[str, str],  # FLARE's provisioner, the project file's text
         image: str,
     ) -> None:
         """Kubernetes: the kits as Secrets, the server's workspace on a claim, a Deployment
@@ -473,7 +478,7 @@ class FlareSystems(ClusterService):
             ),
         )
         self.progress.step(f"provisioning {len(people.sites)} site(s) with FLARE's provisioner")
-        _provision(project_text, local_dir, request.project)
+        _provision(*provisioning, local_dir, request.project)
         for name in (people.server, *people.sites):
             _point_storage(local_dir / "kits" / name, f"{_POD_WORKSPACE}/store/{name}")
         self.progress.step(f"namespace {namespace}: image {image}")
@@ -495,7 +500,7 @@ class FlareSystems(ClusterService):
         from hpcrun.node.zipapp import flare_task
 
         ws = self.workspace
-        ws.make_dirs(posixpath.join(plan.run_dir, "logs"))
+        ws.make_dirs(posixpath.dirname(server_job_log(plan.run_dir)))
         ws.put(posixpath.join(plan.run_dir, PLAN), json.dumps(plan.node_plan(), indent=2).encode())
         ws.put(plan.task, flare_task())
         if self.site.shares_local_files:
@@ -590,9 +595,9 @@ class FlareSystems(ClusterService):
         if self.on_kubernetes:
             return ""
         if name == record.plan["participants"]["server"]:
-            path = posixpath.join(record.run_dir, "logs", "server.out")
+            path = server_job_log(record.run_dir)
         else:
-            path = posixpath.join(record.run_dir, "logs", f"site-{view.names.index(name) + 1}.out")
+            path = site_job_log(record.run_dir, view.names.index(name) + 1)
         lines = [ln for ln in self.workspace.read_text(path).splitlines() if ln.strip()]
         return f": {lines[-1].strip()[:300]}" if lines else ""
 
@@ -665,7 +670,7 @@ class FlareSystems(ClusterService):
                 "fl_port": people["fl_port"],
                 "admin_port": people["admin_port"],
             }
-        text = self.workspace.read_text(posixpath.join(record.run_dir, "server.json"))
+        text = self.workspace.read_text(address_file(record.run_dir))
         found: dict[str, Any] | None = json.loads(text) if text.strip() else None
         return found
 
@@ -835,9 +840,9 @@ def _local_nvflare() -> tuple[str, str]:
     return found, version
 
 
-def _provision(project_text: str, local_dir: Path, source: str | None) -> None:
-    """FLARE's provisioner into `local_dir/provision`, the kits moved to `local_dir/kits`."""
-    program, _ = _local_nvflare()
+def _provision(program: str, project_text: str, local_dir: Path, source: str | None) -> None:
+    """FLARE's provisioner (`program`) into `local_dir/provision`, the kits moved to
+    `local_dir/kits`."""
     local_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(local_dir, 0o700)
     project_file = local_dir / "project.yml"

@@ -21,7 +21,7 @@ from typing import Any
 
 from hpcrun.errors import UsageError
 from hpcrun.node.flare.cli import PLAN, SERVER_ADDRESS
-from hpcrun.scheduler import After, JobRef, WorkSpec
+from hpcrun.scheduler import INDEX_PLACEHOLDER, After, JobRef, WorkSpec
 from hpcrun.templates import yaml_environment
 
 __all__ = ["PLAN", "SERVER_ADDRESS"]
@@ -96,16 +96,19 @@ class FlarePlan:
         """FLARE's own server log: `Total clients: N` tells registrations."""
         return posixpath.join(self.kit(self.participants.server), "log.txt")
 
-    @property
-    def address_file(self) -> str:
-        return posixpath.join(self.run_dir, SERVER_ADDRESS)
 
-    def site_log(self, index: int) -> str:
-        return posixpath.join(self.run_dir, "logs", f"site-{index}.out")
+def address_file(run_dir: str) -> str:
+    """Where the server's task publishes its host and ports (`hpcrun.node.flare`)."""
+    return posixpath.join(run_dir, SERVER_ADDRESS)
 
-    @property
-    def server_job_log(self) -> str:
-        return posixpath.join(self.run_dir, "logs", "server.out")
+
+def server_job_log(run_dir: str) -> str:
+    return posixpath.join(run_dir, "logs", "server.out")
+
+
+def site_job_log(run_dir: str, index: int | str) -> str:
+    """Site `index`'s task log (`{index}` in the array's spec)."""
+    return posixpath.join(run_dir, "logs", f"site-{index}.out")
 
 
 def site_names(count: int) -> tuple[str, ...]:
@@ -184,7 +187,7 @@ def server_spec(plan: FlarePlan) -> WorkSpec:
         queue=plan.queue,
         env=plan.env,
         workdir=plan.run_dir,
-        log_path=plan.server_job_log,
+        log_path=server_job_log(plan.run_dir),
     )
 
 
@@ -201,7 +204,7 @@ def sites_spec(plan: FlarePlan, server: JobRef) -> WorkSpec:
         queue=plan.queue,
         env=plan.env,
         workdir=plan.run_dir,
-        log_path=posixpath.join(plan.run_dir, "logs", "site-{index}.out"),
+        log_path=site_job_log(plan.run_dir, INDEX_PLACEHOLDER),
     )
 
 

@@ -52,7 +52,7 @@ def _serve(run_dir: Path, plan: dict[str, Any]) -> int:
     kit = run_dir / "kits" / name
     fl_port, admin_port = plan.get("fl_port") or 0, plan.get("admin_port") or 0
     if not fl_port:
-        fl_port, admin_port = _free_ports(2)
+        fl_port, admin_port = free_ports(2)
     host = _host_name()
     config_path = kit / "startup" / "fed_server.json"
     config = json.loads(config_path.read_text())
@@ -176,7 +176,7 @@ def storage_config(default_text: str, store: str) -> str:
     return default_text.replace(_STORAGE, store)
 
 
-def _free_ports(count: int) -> list[int]:
+def free_ports(count: int) -> list[int]:
     """Ports free on this node now: bound together, so no two are the same."""
     sockets = [socket.socket() for _ in range(count)]
     try:
