@@ -34,6 +34,7 @@ MANAGED_KINDS: tuple[tuple[str, str], ...] = (
     ("v1", "Service"),
     ("v1", "Secret"),
     ("v1", "ConfigMap"),
+    ("v1", "PersistentVolumeClaim"),  # a FLARE server's workspace
 )
 
 

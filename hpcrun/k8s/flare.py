@@ -18,7 +18,6 @@ list call per kind, and deletes everything again, the namespace last.
 from __future__ import annotations
 
 import base64
-import functools
 import re
 import shlex
 import time
@@ -637,10 +636,11 @@ class KubernetesFlareDriver:
     def stop(
         self, system_id: int, progress: Progress | None = None, *, timeout_s: float = 120.0
     ) -> int:
-        """Delete every object of the system, its workspace claim and then its namespace,
-        and wait until they are gone; how many objects were removed (0: none was there)."""
+        """Delete every object of the system (its workspace claim among them) and then its
+        namespace, and wait until they are gone; how many objects were removed (0: none
+        was there)."""
         from lightkube import ApiError
-        from lightkube.resources.core_v1 import Namespace, PersistentVolumeClaim
+        from lightkube.resources.core_v1 import Namespace
 
         progress = progress or NullProgress()
         namespace = self.namespace(system_id)
@@ -648,25 +648,6 @@ class KubernetesFlareDriver:
         deadline = time.monotonic() + timeout_s
         applier = Applier(self.client, progress=progress.step)
         removed = applier.delete_session(namespace, session, timeout_s=timeout_s)
-        claims = [
-            c.metadata.name
-            for c in self.client.list(
-                PersistentVolumeClaim, namespace=namespace, labels=session_labels(session)
-            )
-            if c.metadata is not None and c.metadata.name is not None
-        ]
-        for name in claims:
-            self._delete_and_wait(
-                Ref("v1", "PersistentVolumeClaim", name, namespace),
-                functools.partial(
-                    self.client.get, PersistentVolumeClaim, name, namespace=namespace
-                ),
-                functools.partial(
-                    self.client.delete, PersistentVolumeClaim, name, namespace=namespace
-                ),
-                deadline,
-            )
-        removed += len(claims)
         try:
             found = self.client.get(Namespace, namespace)
         except ApiError as exc:

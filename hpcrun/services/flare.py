@@ -750,11 +750,7 @@ class FlareSystems(ClusterService):
             except HpcrunError as exc:
                 said_shutdown = f" (FLARE's shutdown failed: {exc.message})"
         if self.on_kubernetes:
-            driver = self.backend.flare_driver()  # type: ignore[attr-defined]
-            removed = driver.stop(record.id, self.progress)
-            self.progress.step(
-                f"removed {removed} object(s) and namespace {record.plan['namespace']}"
-            )
+            self._driver().stop(record.id, self.progress)  # it says what it removed
         else:
             refs = [JobRef(i) for i in (record.server_job_id, record.sites_job_id) if i]
             if refs:
