@@ -14,15 +14,13 @@
 # k8s.io/<staging> module with k8s.io/<staging> v0.X.Y (the list read from k/k's go.mod).
 set -euo pipefail
 
-K8S_VERSION=${K8S_VERSION:-v1.34.4}      # EKS supports 1.34; newest 1.34 patch on the proxy
-ETCD_VERSION=${ETCD_VERSION:-v3.6.5}     # k/k v1.34.x build/dependencies.yaml: etcd 3.6.5
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+source "$here/env.sh"                    # K8S_VERSION, ETCD_VERSION, K8S_BIN, prints
 KWOK_VERSION=${KWOK_VERSION:-v0.8.0}
 HELM_VERSION=${HELM_VERSION:-v3.22.0}    # newest helm v3 on the proxy
 
-CACHE=${HPCRUN_K8S_CACHE:-$HOME/.cache/hpcrun}
-ROOT=$CACHE/k8s-$K8S_VERSION
-BIN=$ROOT/bin
-WORK=$ROOT/build
+BIN=$K8S_BIN
+WORK=$(dirname "$BIN")/build
 
 export CGO_ENABLED=0
 export GOMAXPROCS=${GOMAXPROCS:-2}
@@ -179,11 +177,11 @@ else
 fi
 
 # ---------------------------------------------------------------- check
-"$BIN/kubectl" version --client -o json | grep -q "\"gitVersion\": \"$K8S_VERSION\"" ||
+prints "Client Version: $K8S_VERSION" "$BIN/kubectl" version --client ||
   { echo "error: kubectl does not report $K8S_VERSION" >&2; exit 1; }
-"$BIN/kube-apiserver" --version | grep -qx "Kubernetes $K8S_VERSION" ||
+prints "Kubernetes $K8S_VERSION" "$BIN/kube-apiserver" --version ||
   { echo "error: kube-apiserver does not report $K8S_VERSION" >&2; exit 1; }
-"$BIN/etcd" --version | grep -q "etcd Version: ${ETCD_VERSION#v}" ||
+prints "etcd Version: ${ETCD_VERSION#v}" "$BIN/etcd" --version ||
   { echo "error: etcd does not report ${ETCD_VERSION#v}" >&2; exit 1; }
 if [[ $BUILT == 1 ]]; then
   echo "== all built in $(($(now) - T_ALL)) s; $(du -sh "$BIN" | cut -f1) in $BIN"

@@ -28,7 +28,7 @@ elapsed() { awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }
 
 mkdir -p "$KWOK_WORKDIR"
 KUBECONFIG_PATH=$(kubeconfig_of "$NAME")
-if "$KWOKCTL" get clusters 2>/dev/null | grep -qx "$NAME"; then
+if prints "$NAME" "$KWOKCTL" get clusters 2>/dev/null; then
   if "$KUBECTL" --kubeconfig "$KUBECONFIG_PATH" get --raw /readyz >/dev/null 2>&1; then
     log "== cluster $NAME already running"
   else
@@ -39,7 +39,7 @@ if "$KWOKCTL" get clusters 2>/dev/null | grep -qx "$NAME"; then
     "$here/down.sh" "$NAME" >&2
   fi
 fi
-if ! "$KWOKCTL" get clusters 2>/dev/null | grep -qx "$NAME"; then
+if ! prints "$NAME" "$KWOKCTL" get clusters 2>/dev/null; then
   conf=$KWOK_WORKDIR/hpcrun-$NAME.yaml
   cat >"$conf" <<EOF
 apiVersion: config.kwok.x-k8s.io/v1alpha1
