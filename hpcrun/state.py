@@ -131,6 +131,20 @@ _MIGRATIONS = [
     );
     CREATE INDEX flare_systems_by_cluster ON flare_systems (cluster);
     """,
+    # Served models (`hpcrun serve triton`): one row per name and cluster, written before
+    # any object exists; the plan holds the repository and the shape, never a credential.
+    """
+    CREATE TABLE served_models (
+        cluster TEXT NOT NULL,
+        name TEXT NOT NULL,
+        plan TEXT NOT NULL,
+        status TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT '',
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (cluster, name)
+    );
+    """,
 ]
 
 
@@ -202,6 +216,16 @@ class FlareState(StrEnum):
 
 
 FLARE_ENDED = frozenset({FlareState.STOPPED, FlareState.FAILED})
+
+
+class ServedState(StrEnum):
+    """A served model, from `serve triton` to `serve stop`."""
+
+    STARTING = "starting"  # objects being made, or made with --no-wait
+    UP = "up"  # its first replicas were ready
+    FAILED = "failed"  # the start failed; the objects stay for `serve status` to explain
+    STOPPING = "stopping"
+    STOPPED = "stopped"
 
 
 RUN_ENDED = frozenset({RunState.DONE, RunState.FAILED, RunState.CANCELLED})
@@ -332,6 +356,17 @@ class FlareSystemRecord:
     created_at: float
 
 
+@dataclass(frozen=True)
+class ServedModelRecord:
+    cluster: str
+    name: str
+    plan: dict[str, Any]  # repository, image, namespace, scale (never a credential)
+    status: ServedState
+    detail: str
+    created_at: float
+    updated_at: float
+
+
 class StateStore:
     def __init__(self, home: Path | None = None) -> None:
         self.home = home or hpcrun_home()
@@ -422,6 +457,7 @@ class StateStore:
                 (name,),
             )
             db.execute("DELETE FROM index_sessions WHERE cluster=?", (name,))
+            db.execute("DELETE FROM served_models WHERE cluster=?", (name,))
             if self.current_cluster() == name:
                 db.execute("DELETE FROM settings WHERE key='current_cluster'")
 
@@ -772,6 +808,51 @@ class StateStore:
             "SELECT * FROM flare_systems WHERE cluster=? ORDER BY id", (cluster,)
         ).fetchall()
         return [_flare_system(r) for r in rows]
+
+    # served models ----------------------------------------------------------------------
+
+    def put_served_model(
+        self, cluster: str, name: str, plan: Mapping[str, Any], status: ServedState
+    ) -> None:
+        """Record (or re-record, as `serve triton` again updates it) a served model."""
+        now = time.time()
+        self._db.execute(
+            """INSERT INTO served_models (cluster, name, plan, status, created_at, updated_at)
+               VALUES (?, ?, ?, ?, ?, ?)
+               ON CONFLICT (cluster, name) DO UPDATE SET plan=excluded.plan,
+               status=excluded.status, detail='', updated_at=excluded.updated_at""",
+            (cluster, name, json.dumps(dict(plan), sort_keys=True), status, now, now),
+        )
+
+    def set_served_model(self, cluster: str, name: str, status: ServedState, detail: str) -> None:
+        self._db.execute(
+            "UPDATE served_models SET status=?, detail=?, updated_at=? WHERE cluster=? AND name=?",
+            (status, detail, time.time(), cluster, name),
+        )
+
+    def served_model(self, cluster: str, name: str) -> ServedModelRecord | None:
+        row = self._db.execute(
+            "SELECT * FROM served_models WHERE cluster=? AND name=?", (cluster, name)
+        ).fetchone()
+        return _served_model(row) if row else None
+
+    def served_models(self, cluster: str) -> list[ServedModelRecord]:
+        rows = self._db.execute(
+            "SELECT * FROM served_models WHERE cluster=? ORDER BY created_at, name", (cluster,)
+        ).fetchall()
+        return [_served_model(r) for r in rows]
+
+
+def _served_model(row: sqlite3.Row) -> ServedModelRecord:
+    return ServedModelRecord(
+        cluster=row["cluster"],
+        name=row["name"],
+        plan=json.loads(row["plan"]),
+        status=ServedState(row["status"]),
+        detail=row["detail"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
 
 
 def _flare_system(row: sqlite3.Row) -> FlareSystemRecord:

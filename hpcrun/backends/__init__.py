@@ -33,6 +33,7 @@ FEATURE_NOUNS: Mapping[Feature, str] = {
     Feature.JOB_EXPANSION: "Slurm job expansion (SchedulerParameters=permit_job_expansion)",
     Feature.ACCOUNTING: "Slurm accounting (slurmdbd)",
     Feature.SHELL: "login shell on a head node",
+    Feature.SERVE: "way to keep a server up behind an autoscaler (Kubernetes)",
 }
 
 
@@ -140,6 +141,14 @@ _NO_HEAD_NODE_DESKTOP = Lack(
 )
 
 
+# Slurm runs jobs to their end; a server kept up and scaled is Kubernetes' work.
+_SLURM_NO_SERVE = Lack(
+    "runs Slurm: it has no Services or autoscalers to keep a model server up",
+    "batch scoring runs here (hpcrun score, a Triton per task); to serve online, use an "
+    "eks or kubernetes cluster: hpcrun serve triton --cluster <it>",
+)
+
+
 def _kubernetes_lacks() -> dict[Feature, Lack]:
     """What eks and kubernetes clusters lack: Slurm, and with it job arrays (render and
     score on Kubernetes come with their own workers), DCV and a head node."""
@@ -170,6 +179,7 @@ REGISTRY: Mapping[str, BackendEntry] = {
             description="a real Slurm cluster on this machine (no cloud)",
             example="configs/local.yaml",
             lacks={
+                Feature.SERVE: _SLURM_NO_SERVE,
                 Feature.DESKTOP: _NO_HEAD_NODE_DESKTOP,
                 Feature.SHELL: Lack(
                     "runs on this machine: there is no head node to log in to",
@@ -195,6 +205,7 @@ REGISTRY: Mapping[str, BackendEntry] = {
             description="a Slurm cluster someone else runs, reached over SSH",
             example="configs/ssh.yaml",
             config_noun="ssh cluster config",
+            lacks={Feature.SERVE: _SLURM_NO_SERVE},
             create_options=frozenset({"trust_new_host"}),
             down_verbs=("detach from", "detached"),
         ),
@@ -206,6 +217,7 @@ REGISTRY: Mapping[str, BackendEntry] = {
             description="an AWS ParallelCluster cluster (pcluster + SSH + DCV)",
             example="configs/index-aws.yaml",
             lacks={
+                Feature.SERVE: _SLURM_NO_SERVE,
                 Feature.DESKTOP: Lack(
                     "was made with its remote desktop turned off (dcv.enabled: false)",
                     "set dcv.enabled: true in its cluster file and create the cluster again",

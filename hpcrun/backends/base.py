@@ -41,6 +41,7 @@ class Feature(StrEnum):
     JOB_EXPANSION = "job-expansion"
     ACCOUNTING = "accounting"
     SHELL = "shell"  # a login shell on a head node (`hpcrun ssh`)
+    SERVE = "serve"  # long-running servers behind an autoscaler (`hpcrun serve`)
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
     from hpcrun.k8s.flare import KubernetesFlareDriver
     from hpcrun.k8s.index import Publishing
+    from hpcrun.k8s.serve import KubernetesServeDriver
 
 
 class KubernetesBackend:
@@ -126,6 +127,12 @@ class KubernetesBackend:
         from hpcrun.k8s.flare import KubernetesFlareDriver
 
         return KubernetesFlareDriver(self.client)
+
+    def serve_driver(self) -> KubernetesServeDriver:
+        """Served models (`hpcrun serve`) in the cluster's namespace."""
+        from hpcrun.k8s.serve import KubernetesServeDriver
+
+        return KubernetesServeDriver(self.client, self.namespace)
 
     def endpoint(self, host: str, port: int) -> str:
         return f"http://{host}:{port}"  # a Service's address inside the cluster

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 FIELD_MANAGER = "hpcrun"
 # What hpcrun makes, in the order a delete removes it (what others use, last).
 MANAGED_KINDS: tuple[tuple[str, str], ...] = (
+    ("autoscaling/v2", "HorizontalPodAutoscaler"),  # before what it scales
     ("networking.k8s.io/v1", "Ingress"),
     ("apps/v1", "Deployment"),
     ("apps/v1", "StatefulSet"),
@@ -80,11 +81,12 @@ def connect(kubeconfig: str | None = None, context: str | None = None) -> Client
 
 
 def _resource(api_version: str, kind: str) -> Any:
-    from lightkube.resources import apps_v1, batch_v1, core_v1, networking_v1
+    from lightkube.resources import apps_v1, autoscaling_v2, batch_v1, core_v1, networking_v1
 
     module = {
         "v1": core_v1,
         "apps/v1": apps_v1,
+        "autoscaling/v2": autoscaling_v2,
         "batch/v1": batch_v1,
         "networking.k8s.io/v1": networking_v1,
     }.get(api_version)

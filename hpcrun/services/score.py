@@ -54,6 +54,7 @@ from hpcrun.workloads.score import (
     output_layout,
     output_width,
     part_file,
+    server_url,
     shard_script,
     shards_for,
 )
@@ -93,8 +94,11 @@ class ScoreRequest:
             raise UsageError(f"--tasks {self.tasks}: at least 1")
         if not 1 <= self.batch_rows <= 1 << 22:
             raise UsageError(f"--batch-rows {self.batch_rows}: between 1 and {1 << 22}")
-        if self.server not in SERVERS:
-            raise UsageError(f"--server {self.server!r}: choose one of {', '.join(SERVERS)}")
+        if self.server not in SERVERS and server_url(self.server) is None:
+            raise UsageError(
+                f"--server {self.server!r}: choose one of {', '.join(SERVERS)}, or a "
+                "grpc://HOST:PORT[/MODEL] of a Triton that serves the model"
+            )
         if self.predict not in PREDICTIONS:
             raise UsageError(f"--predict {self.predict!r}: choose one of {', '.join(PREDICTIONS)}")
         if not 0.0 <= self.threshold <= 1.0:
@@ -243,6 +247,9 @@ class ScoreRuns(ArrayRuns["ScoreView"]):
             max_parallel=request.max_parallel,
             gpus_per_task=request.gpus_per_task,
         )
+        remote = server_url(request.server)
+        if remote is not None:
+            plan = replace(plan, server_url=remote[0], model_name=remote[1])
         parts_dir = plan.parts_dir
         with self.claiming(parts_dir, lambda run: run.plan.get("parts_dir") == parts_dir):
             plan, done = self._prepare_output(plan, request, inspected)
@@ -348,7 +355,8 @@ class ScoreRuns(ArrayRuns["ScoreView"]):
         request: ScoreRequest,
     ) -> dict[str, Any]:
         argv = [python, worker, "inspect", "--input", *inputs, "--model", model]
-        argv += ["--model-format", model_format, "--server", request.server]
+        kind = "remote" if server_url(request.server) else request.server
+        argv += ["--model-format", model_format, "--server", kind]
         argv += ["--tritonserver", request.tritonserver]
         if request.id_column:
             argv += ["--id-column", request.id_column]
@@ -371,6 +379,13 @@ class ScoreRuns(ArrayRuns["ScoreView"]):
     def _server(self, request: ScoreRequest, inspected: dict[str, Any], fmt: str) -> str:
         servers = inspected.get("servers") or {}
         server = request.server
+        if server_url(server) is not None:
+            if not servers.get("tritonclient"):
+                raise HpcrunError(
+                    f"--server {server}: tritonclient is not installed in the cluster's Python",
+                    "pip install 'hpcrun[triton]' there",
+                )
+            return "remote"
         if server == "auto":
             if servers.get("tritonserver"):
                 server = "triton"
@@ -394,7 +409,7 @@ class ScoreRuns(ArrayRuns["ScoreView"]):
                 "the cluster's Python",
                 "pip install 'hpcrun[triton]' there, or use --server none",
             )
-        if server != "triton" and fmt not in XGBOOST_FORMATS:
+        if server not in ("triton", "remote") and fmt not in XGBOOST_FORMATS:
             raise UsageError(
                 f"--server {server} reads XGBoost models only; {fmt} needs Triton's FIL backend",
                 "use --server triton, or save the model in XGBoost's JSON format",

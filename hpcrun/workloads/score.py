@@ -20,6 +20,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import posixpath
+import re
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -36,6 +37,11 @@ from hpcrun.templates import template
 from hpcrun.workloads.shell import check_script_values, one_line
 
 SERVERS = ("auto", "triton", "pytriton", "none")
+# `--server grpc://HOST:PORT[/MODEL]`: a Triton someone serves (e.g. `hpcrun serve triton`)
+_SERVER_URL_RE = re.compile(
+    r"^grpc://(?P<host>[A-Za-z0-9_.-]+|\[[0-9A-Fa-f:]+\]):(?P<port>[0-9]{1,5})"
+    r"(?:/(?P<model>[A-Za-z0-9_.-]+))?/?$"
+)
 PREDICTIONS = ("proba", "class", "raw")
 # Each format and the file name Triton's FIL backend looks for in the version directory.
 MODEL_FILES = {
@@ -58,6 +64,21 @@ DEFAULT_BATCH_ROWS = 65536
 # on a 1,000-row table made 1,000 tasks each starting a server (issue 14).
 MIN_SHARD_ROWS = 10_000
 WORKER = "score_task.pyz"  # the task's zipapp (hpcrun.node.zipapp), shipped with each run
+
+
+def server_url(text: str) -> tuple[str, str] | None:
+    """(HOST:PORT, model name) of `--server grpc://HOST:PORT[/MODEL]`; None for a server
+    kind (triton, pytriton, none, auto); a UsageError for a grpc:// URL that is not one."""
+    if not text.startswith("grpc://"):
+        return None
+    found = _SERVER_URL_RE.match(text)
+    if found is None or not 0 < int(found["port"]) < 65536:
+        raise UsageError(
+            f"--server {text!r} is not grpc://HOST:PORT[/MODEL]",
+            "e.g. --server grpc://triton.default.svc:8001 (the model defaults to "
+            f"{MODEL_NAME}, the name hpcrun exports)",
+        )
+    return f"{found['host']}:{found['port']}", found["model"] or MODEL_NAME
 
 
 def model_format_of(model: str, given: str | None) -> str:

@@ -67,6 +67,9 @@ def test_unhashable_backend_values_are_usage_errors(tmp_path: Path) -> None:
         load_cluster_file(path)
 
 
+SERVE = Feature.SERVE
+
+
 def _pcluster(**overrides: Any) -> dict[str, Any]:
     data: dict[str, Any] = yaml.safe_load(preset_text("index-g4dn"))
     return {**data, **overrides}
@@ -75,16 +78,17 @@ def _pcluster(**overrides: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("backend", "config", "lacks"),
     [
-        ("local", LocalClusterConfig().model_dump(), {Feature.DESKTOP, Feature.SHELL}),
+        # Slurm keeps no server up: every Slurm backend lacks SERVE (`hpcrun serve`)
+        ("local", LocalClusterConfig().model_dump(), {Feature.DESKTOP, Feature.SHELL, SERVE}),
         (
             "local",
             LocalClusterConfig(accounting=False).model_dump(),
-            {Feature.DESKTOP, Feature.SHELL, Feature.ACCOUNTING},
+            {Feature.DESKTOP, Feature.SHELL, Feature.ACCOUNTING, SERVE},
         ),
-        ("ssh", {"name": "lab", "host": "login1"}, set()),  # create attaches: CREATE is there
-        ("parallelcluster", _pcluster(), set()),
-        ("parallelcluster", _pcluster(dcv={"enabled": False}), {Feature.DESKTOP}),
-        ("parallelcluster", _pcluster(job_expansion=False), {Feature.JOB_EXPANSION}),
+        ("ssh", {"name": "lab", "host": "login1"}, {SERVE}),  # create attaches: CREATE is there
+        ("parallelcluster", _pcluster(), {SERVE}),
+        ("parallelcluster", _pcluster(dcv={"enabled": False}), {Feature.DESKTOP, SERVE}),
+        ("parallelcluster", _pcluster(job_expansion=False), {Feature.JOB_EXPANSION, SERVE}),
     ],
     ids=["local", "local-no-accounting", "ssh", "pc", "pc-no-dcv", "pc-no-expansion"],
 )

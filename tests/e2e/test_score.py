@@ -422,3 +422,80 @@ def test_s3_model_input_and_output_through_a_moto_bucket(
             check=False,
         )
         assert missing.returncode != 0 and "no-such-bucket" in missing.stderr
+
+
+def test_score_through_a_served_triton_gives_the_models_own_predictions_in_order(
+    local_cluster: Cluster, data: dict[str, Any], tmp_path: Path
+) -> None:
+    """`--server grpc://HOST:PORT/MODEL`: the tasks stream through a Triton someone else
+    runs (here pytriton's tritonserver serving the model through its python backend, as
+    `--server pytriton` starts one per task; on Kubernetes `hpcrun serve triton`), and
+    start no server of their own."""
+    from hpcrun.node.score.model import load_model, predict
+    from hpcrun.node.score.plan import ScorePlan
+    from hpcrun.node.score.servers import serving
+
+    served = ScorePlan.from_json(
+        {
+            "format": "parquet",
+            "files": [str(data["table"])],
+            "features": [f"f{i}" for i in range(FEATURES)],
+            "model": str(data["model"]),
+            "model_format": "xgboost_json",
+            "predict": "proba",
+            "objective": "binary:logistic",
+            "server": "pytriton",
+            "batch_rows": 65536,
+            "parts_dir": "",
+            "merged": "",
+            "summary": "",
+            "shards": [],
+        }
+    )
+    out = tmp_path / "scores.parquet"
+    with serving(served, 0) as server:
+        url = f"grpc://127.0.0.1:{server.port}/{server.model_name}"
+        before = tritonservers(local_cluster)
+        result = as_json(
+            score(
+                local_cluster,
+                "-m",
+                str(data["model"]),
+                "-i",
+                str(data["table"]),
+                "-o",
+                str(out),
+                "--tasks",
+                "2",
+                "--server",
+                url,
+                "--json",
+            )
+        )
+        assert tritonservers(local_cluster) == before  # the tasks started none
+    assert result["status"] == "done", result
+    assert result["server"] == "remote"
+    table = pq.read_table(out)
+    assert table.column("id").to_numpy().tolist() == data["ids"].tolist()
+    booster = load_model(str(data["model"]), "xgboost_json")
+    own = predict(booster, data["x"], "proba", 0.5, 0).reshape(-1)
+    assert np.array_equal(table.column("prediction").to_numpy(), own)  # bit for bit
+
+
+def test_a_bad_server_url_and_serve_on_slurm_are_refused(local_cluster: Cluster) -> None:
+    done = score(
+        local_cluster,
+        "-m",
+        "m.json",
+        "-i",
+        "t.parquet",
+        "-o",
+        "o.parquet",
+        "--server",
+        "grpc://host-without-port",
+        check=False,
+    )
+    assert done.returncode != 0 and "is not grpc://HOST:PORT[/MODEL]" in done.stderr
+    refused = local_cluster.cli("serve", "status", check=False)
+    assert refused.returncode != 0
+    assert "runs Slurm" in refused.stderr and "eks or kubernetes" in refused.stderr

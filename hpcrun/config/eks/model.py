@@ -178,6 +178,26 @@ class IndexImage(BaseModel):
     )
 
 
+class ServeSettings(BaseModel):
+    """What `hpcrun serve triton` uses on this cluster unless its flags say otherwise."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    store: str | None = Field(
+        None,
+        pattern=r"^s3://[a-z0-9.-]{3,63}(/.*)?$",
+        description="s3://bucket/prefix where exported model repositories go",
+    )
+    image: str | None = Field(
+        None, min_length=1, description="tritonserver image with FIL (null: NVIDIA's NGC image)"
+    )
+    service_account: str | None = Field(
+        None,
+        pattern=DNS_LABEL_RE,
+        description="service account whose IAM role reads the store (null: index's)",
+    )
+
+
 class Ingress(BaseModel):
     """ingress-nginx in front of the sessions: TLS at the load balancer, basic auth."""
 
@@ -226,6 +246,7 @@ class EksClusterConfig(BaseModel):
         default_factory=lambda: IndexImage(service_account="nvindex-access"),  # type: ignore[call-arg]
     )
     tags: dict[str, str] = Field(default_factory=dict, description="tags on every resource")
+    serve: ServeSettings = Field(default_factory=ServeSettings)  # type: ignore[arg-type]
 
     @field_validator("kubernetes_version", mode="before")
     @classmethod
@@ -255,6 +276,13 @@ class EksClusterConfig(BaseModel):
             raise ValueError(f"node_groups: names must differ ({', '.join(repeated)} repeated)")
         if self.service_accounts and not self.oidc:
             raise ValueError("oidc: IAM service accounts need oidc: true")
+        accounts = [a.name for a in self.service_accounts]
+        if self.serve.service_account and self.serve.service_account not in accounts:
+            raise ValueError(
+                f"serve.service_account: {self.serve.service_account!r} is not one of "
+                f"service_accounts ({', '.join(accounts) or 'none'}): add it there with a "
+                "policy that reads serve.store"
+            )
         cert = re.match(ACM_ARN_RE, self.ingress.tls)
         if cert and cert.group(1) != self.region:
             raise ValueError(
@@ -303,6 +331,7 @@ class KubernetesClusterConfig(BaseModel):
     ingress: ExistingIngress | None = Field(
         None, description="an ingress-nginx the cluster runs already (null: none; --tunnel)"
     )
+    serve: ServeSettings = Field(default_factory=ServeSettings)  # type: ignore[arg-type]
 
     def summary(self) -> str:
         context = self.context or "current context"

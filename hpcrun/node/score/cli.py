@@ -30,7 +30,7 @@ def parser() -> argparse.ArgumentParser:
     inspect.add_argument("--model", required=True)
     inspect.add_argument("--model-format", required=True, choices=MODEL_FORMATS)
     inspect.add_argument("--id-column")
-    servers = ("auto", "none", "pytriton", "triton")
+    servers = ("auto", "none", "pytriton", "triton", "remote")
     inspect.add_argument("--server", default="auto", choices=servers)
     inspect.add_argument("--tritonserver", default="tritonserver")
     inspect.add_argument("--block-bytes", type=int, default=DEFAULT_BLOCK_BYTES)

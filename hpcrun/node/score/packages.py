@@ -42,13 +42,17 @@ def importable(module: str) -> bool:
 def check_server_packages(server: str) -> None:
     if server == "pytriton":
         require("pytriton", TRITON_HINT)
-    if server in ("pytriton", "triton"):
+    if server in ("pytriton", "triton", "remote"):
         require("tritonclient.grpc", TRITON_HINT)
 
 
 def server_info(program: str) -> dict[str, Any]:
     pytriton = importable("pytriton") and importable("tritonclient.grpc")
-    return {"pytriton": pytriton, "tritonserver": shutil.which(program)}
+    return {
+        "pytriton": pytriton,
+        "tritonserver": shutil.which(program),
+        "tritonclient": importable("tritonclient.grpc"),
+    }
 
 
 def package_file(module: str) -> str:

@@ -111,7 +111,7 @@ class ScorePlan:
     threshold: float
     num_class: int
     objective: str
-    server: str  # none | pytriton | triton (auto is resolved before the plan)
+    server: str  # none | pytriton | triton | remote (auto is resolved before the plan)
     batch_rows: int
     parts_dir: str
     merged: str
@@ -120,6 +120,7 @@ class ScorePlan:
     shards: tuple[Shard, ...] = ()
     tritonserver: str = "tritonserver"
     model_name: str = MODEL_NAME
+    server_url: str | None = None  # remote: HOST:PORT of a Triton someone serves
     retries: int = 2
     max_parallel: int | None = None
     gpus_per_task: int | None = None
@@ -189,6 +190,7 @@ class ScorePlan:
                 shards=tuple(Shard.from_json(s) for s in need("shards")),
                 tritonserver=str(data.get("tritonserver") or "tritonserver"),
                 model_name=str(data.get("model_name") or MODEL_NAME),
+                server_url=_optional_str(data.get("server_url")),
                 retries=int(data.get("retries", 2)),
                 max_parallel=_optional_int(data.get("max_parallel")),
                 gpus_per_task=_optional_int(data.get("gpus_per_task")),

@@ -398,9 +398,40 @@ def stop_server(server: Server) -> None:
     remove_shm(server.shm_prefix)
 
 
+def connect_remote(plan: ScorePlan) -> Server:
+    """A Triton someone else runs (`score --server grpc://HOST:PORT`, e.g. `hpcrun serve
+    triton`): nothing to start or stop, only a client, once the model answers ready."""
+    import tritonclient.grpc as grpcclient
+
+    if not plan.server_url:
+        raise TaskError("the plan's server is remote but names no address", "score again")
+    server = Server("remote", plan.model_name, Path(tempfile.gettempdir()), "")
+    server.client = grpcclient.InferenceServerClient(plan.server_url)
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while not model_ready(server):
+        check_stop()
+        if time.monotonic() > deadline:
+            close_client(server)
+            raise TaskError(
+                f"the Triton server at {plan.server_url} did not report model "
+                f"{plan.model_name!r} ready within {READY_TIMEOUT_S:.0f} s",
+                "check the address (`hpcrun serve status`); the model's name goes after "
+                "the port: grpc://HOST:PORT/MODEL",
+            )
+        time.sleep(0.2)
+    return server
+
+
 @contextlib.contextmanager
 def serving(plan: ScorePlan, index: int) -> Iterator[Server]:
     """A ready server; afterwards it is stopped and its temp dir and shared memory removed."""
+    if plan.server == "remote":
+        remote = connect_remote(plan)
+        try:
+            yield remote
+        finally:
+            close_client(remote)
+        return
     base = Path(tempfile.gettempdir())
     sweep_stale(base)
     tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=base))

@@ -42,13 +42,16 @@ def scorer_for(plan: ScorePlan, index: int) -> Iterator[tuple[Scorer, float]]:
         finally:
             local.close()
         return
-    if kind not in ("pytriton", "triton"):
-        raise TaskError(f"unknown server {kind!r} in the plan", "use none, pytriton or triton")
+    if kind not in ("pytriton", "triton", "remote"):
+        raise TaskError(
+            f"unknown server {kind!r} in the plan", "use none, pytriton, triton or a grpc:// URL"
+        )
     check_server_packages(kind)
     with serving(plan, index) as server:
         seconds = time.perf_counter() - started
         print(f"hpcrun: shard {index}: server ready in {seconds:.1f} s", flush=True)
-        use_shm = os.environ.get("HPCRUN_SCORE_SHM", "1") != "0"
+        # a remote server is on another host: its /dev/shm is not this one's
+        use_shm = kind != "remote" and os.environ.get("HPCRUN_SCORE_SHM", "1") != "0"
         scorer = TritonScorer(server, plan, use_shm)
         try:
             yield scorer, seconds

@@ -71,7 +71,8 @@ class TritonScorer:
         self.features = len(plan.features)
         mode, _, num_class = predict_options(plan)
         # FIL returns [1 - p, p] for a binary classifier's probabilities; keep p.
-        self.keep_last = server.kind == "triton" and mode == "proba" and num_class <= 1
+        # (a remote Triton may serve FIL or a python backend: the width tells)
+        self.keep_last = server.kind in ("triton", "remote") and mode == "proba" and num_class <= 1
         self.regions: list[ShmRegion] = []
         self.slots: deque[int] = deque()
         self.next_slot = 0

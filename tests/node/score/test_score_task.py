@@ -241,7 +241,7 @@ def test_inspect_parquet_reports_row_groups_columns_and_model(data: Data) -> Non
         "objective": "binary:logistic",
         "feature_names": None,
     }
-    assert set(report["servers"]) == {"pytriton", "tritonserver"}
+    assert set(report["servers"]) == {"pytriton", "tritonserver", "tritonclient"}
 
 
 def test_inspect_reports_multiclass_model(data: Data) -> None:
