@@ -236,10 +236,12 @@ def _print_view(view: ServeView) -> None:
     if not live.exists:
         out.print("  its Deployment is gone from the cluster: `hpcrun serve stop` forgets it")
         return
-    scaler = (
-        f"autoscaler {live.autoscaler_current}->{live.autoscaler_desired} of "
-        f"{record.plan.get('min')}-{record.plan.get('max')}, {live.metric}"
-    )
+    bounds = f"{record.plan.get('min')}-{record.plan.get('max')}"
+    if live.autoscaler_current and live.autoscaler_desired is not None:
+        wants = f"{live.autoscaler_current} -> {live.autoscaler_desired}"
+        scaler = f"autoscaler {wants} (of {bounds}), {live.metric}"
+    else:  # before its first sync (every 15 s by default)
+        scaler = f"autoscaler ({bounds}) not synced yet, {live.metric}"
     out.print(f"  replicas: {live.ready} of {live.desired} ready; {scaler}")
     out.print(f"  endpoint (in the cluster): {live.endpoint} (gRPC)")
     if live.detail:

@@ -147,6 +147,11 @@ def test_gpus_per_node_comes_from_the_instance_type() -> None:
         ({"node_groups": [group(), group()]}, "node_groups: names must differ (gpu repeated)"),
         ({"node_groups": []}, "node_groups: List should have at least 1 item"),
         ({"tags": {"aws:x": "y"}}, "tags: tag key 'aws:x': 1-128 characters"),
+        (
+            {"serve": {"service_account": "models"}},
+            "serve.service_account: 'models' is not one of service_accounts (nvindex-access)",
+        ),
+        ({"serve": {"store": "my-models/prod"}}, "serve.store: 'my-models/prod' is not valid"),
     ],
     ids=[
         "min-gt-max",
@@ -168,6 +173,8 @@ def test_gpus_per_node_comes_from_the_instance_type() -> None:
         "repeated-group",
         "no-groups",
         "aws-tag",
+        "serve-unknown-account",
+        "serve-store-not-s3",
     ],
 )
 def test_each_bad_file_gives_one_message_with_its_key_path(
