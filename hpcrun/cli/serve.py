@@ -82,6 +82,14 @@ def triton(
             show_default=False,
         ),
     ] = None,
+    scale_down_after: Annotated[
+        int | None,
+        typer.Option(
+            help="Seconds load must stay low before replicas are removed [default: "
+            "Kubernetes' 300].",
+            show_default=False,
+        ),
+    ] = None,
     gpus_per_replica: Annotated[
         int, typer.Option(help="GPUs for each replica (0: FIL on CPUs).")
     ] = 1,
@@ -158,6 +166,7 @@ def triton(
         maximum=maximum,
         target_cpu=None if target_metric else target_cpu,
         target_metric=target_metric,
+        scale_down_after_s=scale_down_after,
         gpus_per_replica=gpus_per_replica,
         cpu=cpu,
         memory=memory,

@@ -120,16 +120,20 @@ def autoscaler(spec: ServeSpec, namespace: str) -> dict[str, Any]:
                 },
             },
         }
+    hpa: dict[str, Any] = {
+        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": spec.name},
+        "minReplicas": scaling.minimum,
+        "maxReplicas": scaling.maximum,
+        "metrics": [metric],
+    }
+    if scaling.scale_down_window_s is not None:
+        window = scaling.scale_down_window_s
+        hpa["behavior"] = {"scaleDown": {"stabilizationWindowSeconds": window}}
     return {
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",
         "metadata": _metadata(spec, namespace),
-        "spec": {
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": spec.name},
-            "minReplicas": scaling.minimum,
-            "maxReplicas": scaling.maximum,
-            "metrics": [metric],
-        },
+        "spec": hpa,
     }
 
 

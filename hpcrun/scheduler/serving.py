@@ -36,6 +36,9 @@ class Scaling:
     target_cpu_percent: int | None = 50
     metric: str | None = None
     metric_value: str | None = None  # a quantity: "100", "250m", "1k"
+    # How long load must stay low before replicas go (None: Kubernetes' 300 s), so a
+    # short lull does not drop replicas a burst needs again.
+    scale_down_window_s: int | None = None
 
     def __post_init__(self) -> None:
         if self.minimum < 1:
@@ -47,6 +50,11 @@ class Scaling:
             )
         if (self.metric is None) == (self.target_cpu_percent is None):
             raise UsageError("scale on --target-cpu or on --target-metric, one of the two")
+        if self.scale_down_window_s is not None and not 0 <= self.scale_down_window_s <= 3600:
+            raise UsageError(
+                f"--scale-down-after {self.scale_down_window_s}: 0 to 3600 seconds "
+                "(Kubernetes' limit)"
+            )
         if self.target_cpu_percent is not None and not 1 <= self.target_cpu_percent <= 1000:
             raise UsageError(
                 f"--target-cpu {self.target_cpu_percent}: a percentage of the CPU each "

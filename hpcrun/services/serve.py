@@ -55,6 +55,7 @@ class ServeRequest:
     maximum: int = 4
     target_cpu: int | None = 50
     target_metric: str | None = None  # NAME=VALUE
+    scale_down_after_s: int | None = None
     gpus_per_replica: int = 1
     cpu: str = "1"
     memory: str = "4Gi"
@@ -81,15 +82,16 @@ class ServeView:
 
 
 def scaling_of(request: ServeRequest) -> Scaling:
+    window = request.scale_down_after_s
     if request.target_metric is None:
-        return Scaling(request.minimum, request.maximum, request.target_cpu)
+        return Scaling(request.minimum, request.maximum, request.target_cpu, None, None, window)
     name, sep, value = request.target_metric.partition("=")
     if not sep or not name or not value:
         raise UsageError(
             f"--target-metric {request.target_metric!r}: NAME=VALUE, the average per replica",
             "e.g. --target-metric nv_inference_queue_duration_us=100",
         )
-    return Scaling(request.minimum, request.maximum, None, name, value)
+    return Scaling(request.minimum, request.maximum, None, name, value, window)
 
 
 class ServeService(ClusterService):

@@ -8,7 +8,9 @@ no file under HPCRUN_HOME and no output."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,7 +84,7 @@ def setup(control_plane: ControlPlane) -> Iterator[Setup]:
         try:
             yield found
         finally:
-            for name in ("fraud", "triton"):
+            for name in ("fraud", "triton", "busy"):
                 found.serve("stop", name, check=False)
             run_cli("down", "--cluster", "kube", "--yes", "--purge", home=home, check=False)
 
@@ -181,3 +183,69 @@ def test_stop_removes_every_object(setup: Setup) -> None:
         assert setup.plane.kubectl("get", kind, "triton", "-n", "default").returncode != 0
     shown = json.loads(setup.serve("status", "--json").stdout)
     assert "triton" not in [v["name"] for v in shown]
+
+
+def _metrics_api(plane: ControlPlane) -> None:
+    served = plane.kubectl("get", "--raw", "/apis/metrics.k8s.io/v1beta1/nodes")
+    if served.returncode != 0:
+        message = f"the test control plane serves no metrics API: {served.stderr.strip()}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def _use_cpu(setup: Setup, millicores: int) -> None:
+    """kwok reports each pod's CPU from this annotation (metrics-server reads it)."""
+    done = setup.plane.kubectl(
+        "annotate",
+        "pods",
+        "-n",
+        "default",
+        "-l",
+        "app.kubernetes.io/instance=busy",
+        "--overwrite",
+        f"kwok.x-k8s.io/usage-cpu={millicores}m",
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def _until(what: str, check: Any, timeout_s: float = 240) -> float:
+    started = time.monotonic()
+    while not check():
+        assert time.monotonic() - started < timeout_s, f"not within {timeout_s:g} s: {what}"
+        time.sleep(1)
+    return time.monotonic() - started
+
+
+def test_the_autoscaler_scales_out_under_load_and_back_in(setup: Setup) -> None:
+    _metrics_api(setup.plane)
+    setup.serve(
+        "triton",
+        "-m",
+        str(setup.model),
+        "--name",
+        "busy",
+        "--gpus-per-replica",
+        "0",
+        "--cpu",
+        "500m",
+        "--max",
+        "3",
+        "--scale-down-after",
+        "0",
+    )
+
+    def live() -> dict[str, Any]:
+        shown = json.loads(setup.serve("status", "busy", "--json").stdout)
+        return dict(shown[0]["live"])
+
+    _use_cpu(setup, 900)  # 180 % of what each replica asks for; the target is 50 %
+    out_s = _until(
+        "2 replicas ready under load",
+        lambda: (_use_cpu(setup, 900), live())[1]["ready"] >= 2,
+    )
+    now = live()
+    assert now["autoscaler_desired"] >= 2 and "cpu" in now["metric"]
+    _use_cpu(setup, 10)
+    in_s = _until("back to 1 replica when the load is gone", lambda: live()["desired"] == 1)
+    print(f"scale out: {out_s:.0f} s to 2 ready; scale in: {in_s:.0f} s to 1")

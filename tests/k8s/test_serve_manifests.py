@@ -120,3 +120,12 @@ def test_bad_plans_are_refused(changes: dict[str, object], said: str) -> None:
     values = {"repository": "s3://m/r", **changes}
     with pytest.raises(UsageError, match=said):
         serve_spec(TritonServe(**values))  # type: ignore[arg-type]
+
+
+def test_the_scale_down_window_is_the_autoscalers_behavior() -> None:
+    plan = TritonServe(repository="s3://m/r", scaling=Scaling(1, 3, 50, scale_down_window_s=30))
+    hpa = serve_objects(serve_spec(plan), "default")[2]
+    assert hpa["spec"]["behavior"] == {"scaleDown": {"stabilizationWindowSeconds": 30}}
+    assert "behavior" not in serve_objects(serve_spec(PLAN), "default")[2]["spec"]
+    with pytest.raises(UsageError, match="--scale-down-after 4000"):
+        Scaling(1, 3, 50, scale_down_window_s=4000)
