@@ -6,6 +6,7 @@
 #     etcd                                                             (go.etcd.io/etcd/server/v3)
 #     kwok kwokctl                                                     (sigs.k8s.io/kwok)
 #     helm                                                             (helm.sh/helm/v3)
+#     metrics-server                                                   (sigs.k8s.io/metrics-server)
 # Idempotent: a binary is rebuilt only when it is missing or its stamp (bin/.stamp-<name>)
 # names another module version. Prints how long each part took.
 #
@@ -18,6 +19,9 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$here/env.sh"                    # K8S_VERSION, ETCD_VERSION, K8S_BIN, prints
 KWOK_VERSION=${KWOK_VERSION:-v0.8.0}
 HELM_VERSION=${HELM_VERSION:-v3.22.0}    # newest helm v3 on the proxy
+# kwok v0.8.0 defaults to metrics-server 0.8.1; v0.8.0 is the 0.8 release on the module proxy
+# (not v0.9.0). It reads the nodes' metrics.k8s.io/resource-metrics-path that kwok relies on.
+METRICS_SERVER_VERSION=${METRICS_SERVER_VERSION:-v0.8.0}
 
 BIN=$K8S_BIN
 WORK=$(dirname "$BIN")/build
@@ -176,6 +180,25 @@ else
   echo "== helm: up to date ($stamp)"
 fi
 
+# ---------------------------------------------------------------- metrics-server (no replaces)
+# Serves metrics.k8s.io for HPAs. It scrapes the kwok controller (at the path each fake node's
+# metrics.k8s.io/resource-metrics-path names), which reports the pods' usage-* annotations.
+stamp=$(want_stamp metrics-server "sigs.k8s.io/metrics-server@$METRICS_SERVER_VERSION")
+if ! is_built metrics-server "$stamp"; then
+  echo "== metrics-server: building sigs.k8s.io/metrics-server/cmd/metrics-server@$METRICS_SERVER_VERSION"
+  t=$(now)
+  # its Makefile's VERSION_LDFLAGS: `metrics-server --version` prints client-go's gitVersion
+  MLD="-s -w -X k8s.io/client-go/pkg/version.gitVersion=$METRICS_SERVER_VERSION"
+  MLD+=" -X k8s.io/client-go/pkg/version.buildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  GOFLAGS="-trimpath -buildvcs=false" GOBIN=$WORK/gobin go install -ldflags "$MLD" \
+    "sigs.k8s.io/metrics-server/cmd/metrics-server@$METRICS_SERVER_VERSION"
+  mv -f "$WORK/gobin/metrics-server" "$BIN/metrics-server"; echo "$stamp" >"$BIN/.stamp-metrics-server"
+  echo "== metrics-server: built in $(($(now) - t)) s ($(du -h "$BIN/metrics-server" | cut -f1))"
+  BUILT=1
+else
+  echo "== metrics-server: up to date ($stamp)"
+fi
+
 # ---------------------------------------------------------------- check
 prints "Client Version: $K8S_VERSION" "$BIN/kubectl" version --client ||
   { echo "error: kubectl does not report $K8S_VERSION" >&2; exit 1; }
@@ -183,6 +206,8 @@ prints "Kubernetes $K8S_VERSION" "$BIN/kube-apiserver" --version ||
   { echo "error: kube-apiserver does not report $K8S_VERSION" >&2; exit 1; }
 prints "etcd Version: ${ETCD_VERSION#v}" "$BIN/etcd" --version ||
   { echo "error: etcd does not report ${ETCD_VERSION#v}" >&2; exit 1; }
+prints "$METRICS_SERVER_VERSION" "$BIN/metrics-server" --version ||
+  { echo "error: metrics-server does not report $METRICS_SERVER_VERSION" >&2; exit 1; }
 if [[ $BUILT == 1 ]]; then
   echo "== all built in $(($(now) - T_ALL)) s; $(du -sh "$BIN" | cut -f1) in $BIN"
 fi

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Start a real Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager,
-# kube-scheduler as local processes) with kwok faking N GPU nodes and their pods.
+# kube-scheduler as local processes) with kwok faking N GPU nodes and their pods, and
+# metrics-server serving metrics.k8s.io from the pods' kwok.x-k8s.io/usage-cpu and
+# usage-memory annotations (so HorizontalPodAutoscalers really scale).
 # No container engine, nothing downloaded: the binaries come from scripts/k8s/build.sh.
 #   scripts/k8s/up.sh [NAME]       (NAME default $HPCRUN_K8S_CLUSTER or "hpcrun")
 # Env: HPCRUN_K8S_NODES (4), HPCRUN_K8S_GPUS (2 per node), HPCRUN_K8S_INSTANCE_TYPE,
@@ -18,7 +20,8 @@ INSTANCE_TYPE=${HPCRUN_K8S_INSTANCE_TYPE:-g4dn.xlarge}
 NODE_CPU=${HPCRUN_K8S_NODE_CPU:-4}
 NODE_MEMORY=${HPCRUN_K8S_NODE_MEMORY:-16Gi}
 
-for b in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok kwokctl; do
+for b in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok kwokctl \
+  metrics-server; do
   [[ -x $K8S_BIN/$b ]] || { echo "error: $K8S_BIN/$b missing: run make k8s-binaries" >&2; exit 1; }
 done
 
@@ -56,7 +59,38 @@ options:
   kwokControllerBinary: $K8S_BIN/kwok
   etcdBinary: $K8S_BIN/etcd
   cacheDir: $KWOK_WORKDIR/cache
+  # metrics.k8s.io for HPAs: kwokctl starts metrics-server, registers its APIService, and
+  # gives the kwok controller a Metric (kwok-metrics.yaml, appended below: what a node's
+  # /metrics/nodes/NAME/metrics/resource serves) and its default ClusterResourceUsage (pod
+  # usage from the kwok.x-k8s.io/usage-cpu / usage-memory annotations; 1m / 1Mi without).
+  enable:
+  - metrics-server
+  metricsServerBinary: $K8S_BIN/metrics-server
+  # a local kustomize dir, not kwokctl's default: components.yaml from github.com
+  metricsServerManifests:
+  - $here/metrics-server
+componentsPatches:
+- name: kube-controller-manager
+  extraArgs:
+  # HPAs act every 2 s instead of every 15 s (tests wait for them). The other HPA defaults
+  # stay: a 5 min scale-down window (an HPA's behavior can shorten it), 5 min CPU warm-up.
+  - key: horizontal-pod-autoscaler-sync-period
+    value: 2s
+- name: metrics-server
+  extraArgs:
+  # scrape every 10 s (metrics-server's minimum) instead of kwokctl's 15 s: a pod's first
+  # CPU figure takes two scrapes (three with kwok's stock Metric, see kwok-metrics.yaml)
+  - key: metric-resolution
+    value: 10s
+    override: true
+  # must stay below 90 % of the resolution (metrics-server refuses to start otherwise)
+  - key: kubelet-request-timeout
+    value: 5s
+---
 EOF
+  cat "$here/kwok-metrics.yaml" >>"$conf"
+  # kwokctl caches a built manifest by its source path: drop it so edits to the dir count
+  rm -rf "$KWOK_WORKDIR/cache/manifest"
   log "== creating cluster $NAME (kwokctl, runtime binary, $K8S_VERSION)"
   # --kubeconfig "": leave ~/.kube/config alone; the cluster's own kubeconfig is used.
   # PortForward: `kubectl port-forward` to a fake pod reaches what a PortForward object
@@ -83,6 +117,8 @@ metadata:
   annotations:
     kwok.x-k8s.io/node: fake
     node.alpha.kubernetes.io/ttl: "0"
+    # where metrics-server scrapes this node: the kwok controller's per-node path
+    metrics.k8s.io/resource-metrics-path: /metrics/nodes/$n/metrics/resource
   labels:
     type: kwok
     kubernetes.io/hostname: $n

@@ -1,7 +1,8 @@
 """The real Kubernetes control plane the tests use (etcd, kube-apiserver, controller
 manager, scheduler built from Go modules by scripts/k8s/build.sh; kwok fakes the nodes
-and runs no container), started once per session in its own working directory and
-deleted at the end. Without the binaries the tests skip, except in CI, where they fail."""
+and runs no container; metrics-server serves metrics.k8s.io from the pods' kwok usage
+annotations), started once per session in its own working directory and deleted at the
+end. Without the binaries the tests skip, except in CI, where they fail."""
 
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ class ControlPlane:
 @pytest.fixture(scope="session")
 def control_plane() -> Iterator[ControlPlane]:
     binaries = _binaries_dir()
-    if not (binaries / "kube-apiserver").exists() or not (binaries / "kwokctl").exists():
+    if not all((binaries / b).exists() for b in ("kube-apiserver", "kwokctl", "metrics-server")):
         message = f"no Kubernetes binaries in {binaries}: run `make k8s-binaries`"
         if os.environ.get("CI"):
             pytest.fail(message)

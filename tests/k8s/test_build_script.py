@@ -20,6 +20,7 @@ VERSIONS = {
     "ETCD_VERSION": "v9.9.9",
     "KWOK_VERSION": "v0.0.1",
     "HELM_VERSION": "v0.0.2",
+    "METRICS_SERVER_VERSION": "v0.0.3",
 }
 
 
@@ -52,6 +53,7 @@ def _cache(tmp_path: Path, etcd_body: str) -> tuple[Path, dict[str, str]]:
         "kwok": f"sigs.k8s.io/kwok@{kwok} k8s={k8s}",
         "kwokctl": f"sigs.k8s.io/kwok@{kwok} k8s={k8s}",
         "helm": f"helm.sh/helm/v3@{VERSIONS['HELM_VERSION']}",
+        "metrics-server": f"sigs.k8s.io/metrics-server@{VERSIONS['METRICS_SERVER_VERSION']}",
     }
     for name, module in modules.items():
         (bin_dir / f".stamp-{name}").write_text(f"{name} {module} go={goversion}\n")
@@ -59,6 +61,7 @@ def _cache(tmp_path: Path, etcd_body: str) -> tuple[Path, dict[str, str]]:
     _stand_in(bin_dir / "kubectl", f'echo "Client Version: {k8s}"; echo "Kustomize Version: v5"')
     _stand_in(bin_dir / "kube-apiserver", f'echo "Kubernetes {k8s}"')
     _stand_in(bin_dir / "etcd", etcd_body)
+    _stand_in(bin_dir / "metrics-server", f'echo "{VERSIONS["METRICS_SERVER_VERSION"]}"')
     env = {
         **os.environ,
         **VERSIONS,
@@ -85,3 +88,11 @@ def test_a_binary_reporting_another_version_is_refused(tmp_path: Path) -> None:
     done = subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True)
     assert done.returncode == 1
     assert "error: etcd does not report 9.9.9" in done.stderr
+
+
+def test_a_metrics_server_reporting_another_version_is_refused(tmp_path: Path) -> None:
+    bin_dir, env = _cache(tmp_path, 'echo "etcd Version: 9.9.9"')
+    _stand_in(bin_dir / "metrics-server", 'echo "v0.7.2"')
+    done = subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True)
+    assert done.returncode == 1
+    assert "error: metrics-server does not report v0.0.3" in done.stderr
