@@ -16,7 +16,7 @@ APT_PROBES := slurmctld slurmd munged slurmdbd mariadbd sbatch chromium chromedr
 APT_LEAN_PACKAGES := blender ffmpeg
 APT_LEAN_PROBES := blender ffmpeg ffprobe
 
-.PHONY: setup setup-system setup-venv demo demo-render demo-score test suite lint unit bench cluster-up cluster-down k8s-binaries k8s-up k8s-down open-renderer-image clean
+.PHONY: setup setup-system setup-venv demo demo-render demo-score test suite lint unit bench cluster-up cluster-down k8s-binaries k8s-up k8s-down open-renderer-image render-worker-image clean
 
 setup: setup-system setup-venv k8s-binaries ## install Slurm, munge, MariaDB (apt), the project (.venv) and the test Kubernetes control plane (Go, cached)
 
@@ -74,8 +74,12 @@ lint: setup-venv
 	$(VENV)/bin/ruff check hpcrun tests benchmarks
 	$(VENV)/bin/mypy --strict hpcrun
 
+# Two workers: the Slurm tests on one, the Kubernetes ones on the other, the rest spread
+# (tests/conftest.py: SERIAL_GROUPS); most of the suite waits on daemons, not on CPUs.
+PYTEST_WORKERS ?= 2
+
 suite: setup ## every test: the real local Slurm cluster, moto, sshd, Chromium, Blender
-	@$(call run_pytest,)
+	@$(call run_pytest,-n $(PYTEST_WORKERS) --dist loadgroup)
 
 # What needs no real component (Slurm daemons, sshd, moto, Chromium, Blender) and is not
 # marked slow: what a developer runs after each change.
@@ -121,6 +125,11 @@ OPEN_RENDERER_IMAGE ?= hpcrun/open-renderer:$(shell sed -n 's/^version = "\(.*\)
 open-renderer-image: ## build the open renderer's container image (needs docker or podman; nothing else does)
 	@engine=$$(command -v docker || command -v podman) || { echo "error: no container engine (docker or podman) here; build the image where one runs" >&2; exit 1; }; \
 	$$engine build -f scripts/docker/open-renderer.Dockerfile -t $(OPEN_RENDERER_IMAGE) .
+
+RENDER_WORKER_IMAGE ?= hpcrun/render-worker:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+render-worker-image: ## build the render farm's worker image (needs docker or podman; nothing else does)
+	@engine=$$(command -v docker || command -v podman) || { echo "error: no container engine (docker or podman) here; build the image where one runs" >&2; exit 1; }; \
+	$$engine build -f scripts/docker/render-worker.Dockerfile -t $(RENDER_WORKER_IMAGE) .
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -113,6 +113,23 @@ def pytest_configure(config: pytest.Config) -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+# `make test` runs the suite on two workers (pytest-xdist, --dist loadgroup). What shares a
+# machine-wide resource stays on one worker, in order, as in a plain run: every test of
+# the real local Slurm cluster (one cluster a session, and clusters made by hand take the
+# default ports) in one group, every test of the Kubernetes control plane in another;
+# the rest (in-process, moto, sshd, Chromium, Blender) spreads over both.
+SERIAL_GROUPS = (("slurm", "local_cluster"), ("k8s", "control_plane"))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        for group, fixture in SERIAL_GROUPS:
+            if fixture in fixtures or item.get_closest_marker(group) is not None:
+                item.add_marker(pytest.mark.xdist_group(group))
+                break
+
+
 @dataclass
 class Cluster:
     home: Path

@@ -18,7 +18,7 @@ os.environ.setdefault("TYPER_USE_RICH", "0")
 import typer
 
 from hpcrun import __version__
-from hpcrun.cli import cluster, config, flare, index, jobs, render, scenes, score, serve
+from hpcrun.cli import cluster, config, farm, flare, index, jobs, render, scenes, score, serve
 from hpcrun.errors import HpcrunError
 
 app = typer.Typer(
@@ -75,6 +75,7 @@ app.command(rich_help_panel="Workloads")(render.render)
 app.command(rich_help_panel="Workloads")(score.score)
 app.add_typer(flare.flare_app, name="flare", rich_help_panel="Workloads")
 app.add_typer(serve.serve_app, name="serve", rich_help_panel="Workloads")
+app.add_typer(farm.farm_app, name="farm", rich_help_panel="Workloads")
 app.add_typer(index.index_app, name="index", rich_help_panel="IndeX")
 app.add_typer(scenes.app, name="scenes", rich_help_panel="IndeX")
 # `-1` must reach the command as an argument, not be taken for an unknown option.

@@ -13,7 +13,7 @@ import typer
 from hpcrun.cli._common import console, print_json
 
 if TYPE_CHECKING:
-    from hpcrun.services.array import ArrayRuns, RunView
+    from hpcrun.services.array import FollowedRuns, RunView
     from hpcrun.state import ArrayRunRecord
 
 V = TypeVar("V", bound="RunView")
@@ -31,7 +31,7 @@ def status_target(args: list[str]) -> tuple[bool, int | None]:
 
 
 def follow(
-    runs: ArrayRuns[V],
+    runs: FollowedRuns[V],
     run: ArrayRunRecord,
     *,
     total: int,
@@ -122,7 +122,7 @@ def print_tasks(
 
 
 def show_status(
-    runs: ArrayRuns[V],
+    runs: FollowedRuns[V],
     run_id: int | None,
     *,
     cancel: bool,
@@ -142,7 +142,7 @@ def show_status(
 
 
 def report_submitted(
-    runs: ArrayRuns[V],
+    runs: FollowedRuns[V],
     run: ArrayRunRecord,
     *,
     detach: bool,

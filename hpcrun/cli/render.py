@@ -21,6 +21,7 @@ from hpcrun.cli._common import (
 )
 
 if TYPE_CHECKING:
+    from hpcrun.services.farm import FarmService
     from hpcrun.services.render import RenderRuns, RenderView
 
 
@@ -176,13 +177,18 @@ def render(
     )
 
 
-def _runs(cluster: str | None, quiet: bool) -> tuple[RenderRuns, RichProgress]:
-    """The cluster's render runs, refused before any work where it has no Slurm (its job
-    arrays; Kubernetes' own workers are another issue's)."""
+def _runs(cluster: str | None, quiet: bool) -> tuple[RenderRuns | FarmService, RichProgress]:
+    """The cluster's render runs: a Slurm job array, or on Kubernetes the render farm
+    (`hpcrun farm`), which the first render there brings up."""
     from hpcrun.backends.base import Feature
+    from hpcrun.services.farm import FarmService
     from hpcrun.services.render import RenderRuns
 
     target = resolve_cluster(cluster)
+    if Feature.SLURM in target.backend.unsupported and Feature.SERVE not in (
+        target.backend.unsupported
+    ):
+        return service_of(FarmService, target, quiet)
     require(target, Feature.SLURM, "hpcrun render")
     return service_of(RenderRuns, target, quiet)
 

@@ -22,7 +22,6 @@ from hpcrun.scheduler.serving import ServeSpec, ServeState
 if TYPE_CHECKING:
     from lightkube import Client
 
-CONTAINER = "server"
 STARTUP_PERIOD_S, STARTUP_FAILURES = 5, 60  # up to 5 minutes to load the models
 
 
@@ -51,27 +50,33 @@ def _probe(path: str, port: str, period_s: int, failures: int) -> dict[str, Any]
 
 
 def deployment(spec: ServeSpec, namespace: str) -> dict[str, Any]:
-    http = spec.ports[0].name
     limits: dict[str, Any] = {"memory": spec.memory}
     if spec.gpus_per_replica:
         limits[GPU_RESOURCE] = spec.gpus_per_replica
     container: dict[str, Any] = {
-        "name": CONTAINER,
+        "name": spec.container,
         "image": spec.image,
         "command": [spec.args[0]],
         "args": list(spec.args[1:]),
         "ports": [{"name": p.name, "containerPort": p.number} for p in spec.ports],
         "env": [{"name": k, "value": v} for k, v in sorted(spec.env.items())],
         "resources": {"requests": {"cpu": spec.cpu, "memory": spec.memory}, "limits": limits},
-        "startupProbe": _probe(spec.live_path, http, STARTUP_PERIOD_S, STARTUP_FAILURES),
-        "livenessProbe": _probe(spec.live_path, http, 10, 3),
-        "readinessProbe": _probe(spec.ready_path, http, 5, 2),
     }
+    if spec.ports and spec.live_path:
+        http = spec.ports[0].name
+        container["startupProbe"] = _probe(spec.live_path, http, STARTUP_PERIOD_S, STARTUP_FAILURES)
+        container["livenessProbe"] = _probe(spec.live_path, http, 10, 3)
+    if spec.ports and spec.ready_path:
+        container["readinessProbe"] = _probe(spec.ready_path, spec.ports[0].name, 5, 2)
+    if not container["ports"]:
+        del container["ports"]
     if not container["env"]:
         del container["env"]
     pod: dict[str, Any] = {"containers": [container]}
     if spec.service_account:
         pod["serviceAccountName"] = spec.service_account
+    if spec.stop_grace_s is not None:
+        pod["terminationGracePeriodSeconds"] = spec.stop_grace_s
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -138,8 +143,10 @@ def autoscaler(spec: ServeSpec, namespace: str) -> dict[str, Any]:
 
 
 def serve_objects(spec: ServeSpec, namespace: str) -> list[dict[str, Any]]:
-    """In the order they are applied: the autoscaler last, once what it scales exists."""
-    return [service(spec, namespace), deployment(spec, namespace), autoscaler(spec, namespace)]
+    """In the order they are applied: the autoscaler last, once what it scales exists;
+    a Service only for what answers on ports."""
+    front = [service(spec, namespace)] if spec.ports else []
+    return [*front, deployment(spec, namespace), autoscaler(spec, namespace)]
 
 
 def endpoint(name: str, namespace: str, port: int) -> str:

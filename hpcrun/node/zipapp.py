@@ -24,6 +24,8 @@ SCORE_PACKAGE = "hpcrun.node.score"
 SCORE_NAME = "hpcrun_score"  # the score package's name inside its zipapp
 FLARE_PACKAGE = "hpcrun.node.flare"
 FLARE_NAME = "hpcrun_flare"
+FARM_PACKAGE = "hpcrun.node.farm"
+FARM_NAME = "hpcrun_farm"  # the render-farm worker, beside a stock Blender image
 _EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can hold
 _MAIN = '''\
 """Runs {name}: python <this zipapp> ARGS."""

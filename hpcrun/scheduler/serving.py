@@ -64,14 +64,15 @@ class Scaling:
 
 @dataclass(frozen=True)
 class ServeSpec:
-    """One served model: what the driver creates, named `name` in its namespace."""
+    """Replicas kept up and scaled, named `name` in its namespace: a served model, or
+    queue workers (the render farm), which take work instead of answering on ports."""
 
     name: str
     image: str
     args: tuple[str, ...]
-    ports: tuple[Port, ...]
-    ready_path: str  # HTTP GET on the first port: ready to take requests
-    live_path: str  # HTTP GET on the first port: alive (restart it when this fails)
+    ports: tuple[Port, ...] = ()  # none: no Service, no HTTP probes
+    ready_path: str | None = None  # HTTP GET on the first port: ready to take requests
+    live_path: str | None = None  # HTTP GET on the first port: alive (restart on failure)
     scaling: Scaling = field(default_factory=Scaling)
     gpus_per_replica: int = 0
     cpu: str = "1"  # what each replica asks for (the CPU target is a share of it)
@@ -79,10 +80,9 @@ class ServeSpec:
     service_account: str | None = None
     env: Mapping[str, str] = field(default_factory=dict)
     labels: Mapping[str, str] = field(default_factory=dict)
-
-    @property
-    def grpc_port(self) -> Port:
-        return next((p for p in self.ports if p.name == "grpc"), self.ports[0])
+    # Seconds between SIGTERM and SIGKILL: a queue worker hands its message back first.
+    stop_grace_s: int | None = None
+    container: str = "server"  # the container's name in each pod
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,30 @@ class RunView(Protocol):
 V = TypeVar("V", bound=RunView)
 
 
+VC = TypeVar("VC", bound=RunView, covariant=True)
+
+
+class FollowedRuns(Protocol[VC]):
+    """What the CLI follows and shows of a kind of run (`render`, `score`): job-array runs
+    (`ArrayRuns`), and the render farm's runs on Kubernetes (`services.farm`)."""
+
+    @property
+    def KIND(self) -> str: ...  # the class constant: render | score
+
+    @property
+    def TASK(self) -> str: ...
+
+    def run(self, run_id: int | None = None) -> ArrayRunRecord: ...
+
+    def cancel(self, run: ArrayRunRecord) -> ArrayRunRecord: ...
+
+    def refresh(self, run: ArrayRunRecord) -> VC: ...
+
+    def watch(self, run: ArrayRunRecord, tick: Callable[[VC], None]) -> VC: ...
+
+    def on_dead_nodes(self, run: ArrayRunRecord) -> list[dict[str, Any]]: ...
+
+
 class ArrayRuns(ClusterService, Generic[V]):
     """Runs of one kind on one cluster; V is the view `refresh` returns."""
 
@@ -127,9 +151,7 @@ class ArrayRuns(ClusterService, Generic[V]):
             run = self.reload(run.id)
         return run
 
-    def _release_held(
-        self, run: ArrayRunRecord, held: Sequence[TaskStatus]
-    ) -> ArrayRunRecord:
+    def _release_held(self, run: ArrayRunRecord, held: Sequence[TaskStatus]) -> ArrayRunRecord:
         """Tasks the scheduler holds after failing to launch them start again, once each.
 
         The scheduler would leave them pending for ever (Slurm holds a batch job whose
@@ -148,8 +170,9 @@ class ArrayRuns(ClusterService, Generic[V]):
         self.scheduler.release(fresh)
         plan["released"] = released + [t.name for t in fresh]
         self.store.set_array_run_plan(run.id, plan)
-        names = ", ".join(f"{self.TASK} {t.index}" if t.index is not None else t.name
-                          for t in fresh)
+        names = ", ".join(
+            f"{self.TASK} {t.index}" if t.index is not None else t.name for t in fresh
+        )
         self.progress.step(f"{names}: held by the scheduler after a failed launch; released")
         return self.reload(run.id)
 

@@ -382,6 +382,42 @@ def upload(
     return target
 
 
+def put_bytes(url: S3Url | str, data: bytes, *, env: Mapping[str, str] | None = None) -> None:
+    """One small object from memory (a script, a manifest): one PUT, whole or not at all."""
+    target = _as_url(url)
+    client = _client(env)
+    with _s3_errors(client, "PutObject", target):
+        client.put_object(Bucket=target.bucket, Key=target.key, Body=data)
+
+
+def read_bytes(url: S3Url | str, *, env: Mapping[str, str] | None = None) -> bytes | None:
+    """A small object's bytes (a log, a manifest); None when there is no such object."""
+    target = _as_url(url)
+    client = _client(env)
+    try:
+        with _s3_errors(client, "GetObject", target):
+            return bytes(client.get_object(Bucket=target.bucket, Key=target.key)["Body"].read())
+    except S3NotFound:
+        return None
+
+
+def copy(source: S3Url | str, target: S3Url | str, *, env: Mapping[str, str] | None = None) -> None:
+    """Copy an object within S3 (no bytes pass through this machine)."""
+    src, dst = _as_url(source), _as_url(target)
+    client = _client(env)
+    with _s3_errors(client, "CopyObject", dst):
+        client.copy({"Bucket": src.bucket, "Key": src.key}, dst.bucket, dst.key)
+
+
+def delete_keys(bucket: str, keys: list[str], *, env: Mapping[str, str] | None = None) -> None:
+    """Delete objects of one bucket (missing ones are no error), 1000 a request."""
+    client = _client(env)
+    for at in range(0, len(keys), 1000):
+        batch = [{"Key": k} for k in keys[at : at + 1000]]
+        with _s3_errors(client, "DeleteObjects", S3Url(bucket)):
+            client.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
+
+
 def exists(url: S3Url | str, *, env: Mapping[str, str] | None = None) -> bool:
     """Whether the object exists (for a bare bucket URL: whether the bucket does). A
     missing bucket is an error, not False: it is a typo to report, not a state."""

@@ -152,6 +152,10 @@ def test_gpus_per_node_comes_from_the_instance_type() -> None:
             "serve.service_account: 'models' is not one of service_accounts (nvindex-access)",
         ),
         ({"serve": {"store": "my-models/prod"}}, "serve.store: 'my-models/prod' is not valid"),
+        (
+            {"farm": {"service_account": "renderers"}},
+            "farm.service_account: 'renderers' is not one of service_accounts (nvindex-access)",
+        ),
     ],
     ids=[
         "min-gt-max",
@@ -175,6 +179,7 @@ def test_gpus_per_node_comes_from_the_instance_type() -> None:
         "aws-tag",
         "serve-unknown-account",
         "serve-store-not-s3",
+        "farm-unknown-account",
     ],
 )
 def test_each_bad_file_gives_one_message_with_its_key_path(

@@ -157,15 +157,18 @@ def test_status_shows_nodes_with_gpus_and_slurm_commands_are_refused(attached: A
     refused = attached.cli("submit", "--", "true", check=False)
     assert refused.returncode != 0
     assert "has no Slurm scheduler" in refused.stderr, refused.stderr
+    refused = attached.cli("score", "status", check=False)
+    assert refused.returncode == 1, refused.stderr
+    said = refused.stderr.strip()
+    assert said.startswith("error: cluster 'kube' (kubernetes) has no Slurm scheduler, "
+                           "which hpcrun score needs"), said
+    # render goes to the render farm here (tests/k8s/test_farm_cli.py), which asks for the
+    # frames before it makes or uploads anything
     blend = attached.home / "scene.blend"
     blend.write_bytes(b"BLENDER-v304")
-    for command in (["render", str(blend)], ["score", "status"]):
-        refused = attached.cli(*command, check=False)
-        assert refused.returncode == 1, refused.stderr
-        said = refused.stderr.strip()
-        assert said.startswith(f"error: cluster 'kube' (kubernetes) has no Slurm scheduler, "
-                               f"which hpcrun {command[0]} needs"), said
-        assert "blender" not in said  # refused before any work
+    farm = attached.cli("render", str(blend), check=False)
+    assert farm.returncode == 2 and "render on the farm needs --frames A-B" in farm.stderr
+    assert attached.cli("farm", "status", check=False).returncode == 1  # none was made
 
 
 def test_a_cluster_hpcrun_may_not_reach_is_refused_at_create(control_plane: ControlPlane) -> None:

@@ -198,6 +198,26 @@ class ServeSettings(BaseModel):
     )
 
 
+class FarmSettings(BaseModel):
+    """What `hpcrun farm up` (and the first `hpcrun render` here) uses unless told."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    store: str | None = Field(
+        None,
+        pattern=r"^s3://[a-z0-9.-]{3,63}(/.*)?$",
+        description="s3://bucket/prefix where the farm's runs (scenes, frames, videos) go",
+    )
+    image: str | None = Field(
+        None, min_length=1, description="worker image (null: hpcrun/render-worker:VERSION)"
+    )
+    service_account: str | None = Field(
+        None,
+        pattern=DNS_LABEL_RE,
+        description="service account whose IAM role reads and writes the store and the queue",
+    )
+
+
 class Ingress(BaseModel):
     """ingress-nginx in front of the sessions: TLS at the load balancer, basic auth."""
 
@@ -247,6 +267,7 @@ class EksClusterConfig(BaseModel):
     )
     tags: dict[str, str] = Field(default_factory=dict, description="tags on every resource")
     serve: ServeSettings = Field(default_factory=ServeSettings)  # type: ignore[arg-type]
+    farm: FarmSettings = Field(default_factory=FarmSettings)  # type: ignore[arg-type]
 
     @field_validator("kubernetes_version", mode="before")
     @classmethod
@@ -277,12 +298,16 @@ class EksClusterConfig(BaseModel):
         if self.service_accounts and not self.oidc:
             raise ValueError("oidc: IAM service accounts need oidc: true")
         accounts = [a.name for a in self.service_accounts]
-        if self.serve.service_account and self.serve.service_account not in accounts:
-            raise ValueError(
-                f"serve.service_account: {self.serve.service_account!r} is not one of "
-                f"service_accounts ({', '.join(accounts) or 'none'}): add it there with a "
-                "policy that reads serve.store"
-            )
+        for key, named, needs in (
+            ("serve", self.serve.service_account, "reads serve.store"),
+            ("farm", self.farm.service_account, "reads and writes farm.store and SQS"),
+        ):
+            if named and named not in accounts:
+                raise ValueError(
+                    f"{key}.service_account: {named!r} is not one of service_accounts "
+                    f"({', '.join(accounts) or 'none'}): add it there with a policy that "
+                    f"{needs}"
+                )
         cert = re.match(ACM_ARN_RE, self.ingress.tls)
         if cert and cert.group(1) != self.region:
             raise ValueError(
@@ -332,6 +357,7 @@ class KubernetesClusterConfig(BaseModel):
         None, description="an ingress-nginx the cluster runs already (null: none; --tunnel)"
     )
     serve: ServeSettings = Field(default_factory=ServeSettings)  # type: ignore[arg-type]
+    farm: FarmSettings = Field(default_factory=FarmSettings)  # type: ignore[arg-type]
 
     def summary(self) -> str:
         context = self.context or "current context"
