@@ -121,6 +121,7 @@ def pytest_configure(config: pytest.Config) -> None:
 SERIAL_GROUPS = (("slurm", "local_cluster"), ("k8s", "control_plane"))
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook turns the groups into node ids
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))
