@@ -27,12 +27,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from hpcrun.backends import refusal
-from hpcrun.backends.base import Feature
 from hpcrun.errors import HpcrunError, UsageError
-from hpcrun.scheduler.serving import Scaling, ServeDriver, ServeState
-from hpcrun.services.base import ClusterService
+from hpcrun.scheduler.serving import Scaling, ServeState
 from hpcrun.services.render import RenderRequest, RenderView
+from hpcrun.services.scaled import ScaledService
 from hpcrun.state import (
     ArrayRunRecord,
     RunState,
@@ -125,9 +123,10 @@ def run_id_of(plan: RenderPlan) -> str:
     return f"{run_name(plan.blend)}-{digest}"
 
 
-class FarmService(ClusterService):
+class FarmService(ScaledService):
     """The cluster's render farm and the render runs it takes."""
 
+    COMMAND = "hpcrun farm"
     KIND = "render"
     TASK = "chunk"
 
@@ -135,14 +134,7 @@ class FarmService(ClusterService):
 
     @property
     def config(self) -> dict[str, Any]:
-        return dict(getattr(self.backend, "config", {}))
-
-    def driver(self) -> ServeDriver:
-        make = getattr(self.backend, "serve_driver", None)
-        if make is None:
-            raise refusal(self.cluster, self.backend.name, Feature.SERVE, "hpcrun farm")
-        driver: ServeDriver = make()
-        return driver
+        return self.cluster_config
 
     def _store(self, given: str | None) -> tuple[str, str]:
         from hpcrun.storage.s3 import parse_s3_url
@@ -176,14 +168,7 @@ class FarmService(ClusterService):
             visibility_s=request.visibility_s,
         )
         probe.validate()  # flags refused before anything is made
-        if request.gpus_per_worker:
-            most, where = driver.gpus_available()
-            if request.gpus_per_worker > most:
-                raise UsageError(
-                    f"--gpus-per-worker {request.gpus_per_worker}: no node of cluster "
-                    f"{self.cluster} has that many GPUs ({where})",
-                    "ask for fewer, or render on CPUs: --gpus-per-worker 0",
-                )
+        self.check_gpus(driver, request.gpus_per_worker, "--gpus-per-worker")
         store = f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
         s3.check_writable(store)
         self.progress.step(f"queue {self.queue_name()} (dead letters after {request.max_receives})")
@@ -213,15 +198,7 @@ class FarmService(ClusterService):
             "max": scaling.maximum,
             "service_account": plan.service_account,
         }
-        self.store.put_served_model(self.cluster, FARM_NAME, record, ServedState.STARTING)
-        try:
-            driver.start(worker_spec(plan), timeout_s=request.timeout_s, progress=self.progress)
-        except (HpcrunError, KeyboardInterrupt) as exc:
-            detail = exc.message if isinstance(exc, HpcrunError) else "interrupted"
-            self.store.set_served_model(self.cluster, FARM_NAME, ServedState.FAILED, detail)
-            raise
-        status = ServedState.UP if request.timeout_s is not None else ServedState.STARTING
-        self.store.set_served_model(self.cluster, FARM_NAME, status, "")
+        self.keep_up(driver, worker_spec(plan), record, request.timeout_s)
         return self.view()
 
     def record(self) -> ServedModelRecord | None:
@@ -248,10 +225,8 @@ class FarmService(ClusterService):
         record = self.record()
         if record is None:
             return 0
-        self.store.set_served_model(self.cluster, FARM_NAME, ServedState.STOPPING, "")
-        removed = self.driver().stop(FARM_NAME, progress=self.progress)
+        removed = self.take_down(self.driver(), FARM_NAME)
         Queues(self.config.get("region")).delete(self._queues(record))
-        self.store.set_served_model(self.cluster, FARM_NAME, ServedState.STOPPED, "")
         return removed
 
     # render runs ------------------------------------------------------------------------

@@ -21,11 +21,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from hpcrun.backends import refusal
-from hpcrun.backends.base import Feature
-from hpcrun.errors import HpcrunError, UsageError
-from hpcrun.scheduler.serving import Scaling, ServeDriver, ServeState
-from hpcrun.services.base import ClusterService
+from hpcrun.errors import UsageError
+from hpcrun.scheduler.serving import Scaling, ServeState
+from hpcrun.services.scaled import ScaledService
 from hpcrun.state import ServedModelRecord
 from hpcrun.state import ServedState as Recorded
 from hpcrun.workloads.score import DEFAULT_BATCH_ROWS
@@ -94,26 +92,19 @@ def scaling_of(request: ServeRequest) -> Scaling:
     return Scaling(request.minimum, request.maximum, None, name, value, window)
 
 
-class ServeService(ClusterService):
+class ServeService(ScaledService):
     """Served models of one cluster."""
+
+    COMMAND = "hpcrun serve"
 
     @property
     def settings(self) -> dict[str, Any]:
-        return dict(getattr(self.backend, "config", {}).get("serve") or {})
-
-    def driver(self) -> ServeDriver:
-        """The Kubernetes backends' serving layer (`hpcrun.k8s.serve`), which services
-        reach only through the backend; other backends are refused before any work."""
-        make = getattr(self.backend, "serve_driver", None)
-        if make is None:
-            raise refusal(self.cluster, self.backend.name, Feature.SERVE, "hpcrun serve")
-        driver: ServeDriver = make()
-        return driver
+        return dict(self.cluster_config.get("serve") or {})
 
     # up -------------------------------------------------------------------------------
 
     def plan(self, request: ServeRequest, repository: str) -> TritonServe:
-        config = dict(getattr(self.backend, "config", {}))
+        config = self.cluster_config
         index = dict(config.get("index") or {})
         plan = TritonServe(
             repository=repository,
@@ -141,7 +132,7 @@ class ServeService(ClusterService):
             )
         repository = request.repository or repository_under(self._store(request))
         plan = self.plan(request, repository)  # flags refused before anything is made
-        self._check_gpus(driver, plan)
+        self.check_gpus(driver, plan.gpus_per_replica, "--gpus-per-replica")
         if request.model is not None:
             self._export(request, plan)
         else:
@@ -156,15 +147,7 @@ class ServeService(ClusterService):
             "gpus_per_replica": plan.gpus_per_replica,
             "service_account": plan.service_account,
         }
-        self.store.put_served_model(self.cluster, plan.name, plan_json, Recorded.STARTING)
-        try:
-            driver.start(spec, timeout_s=request.timeout_s, progress=self.progress)
-        except (HpcrunError, KeyboardInterrupt) as exc:
-            detail = exc.message if isinstance(exc, HpcrunError) else "interrupted"
-            self.store.set_served_model(self.cluster, plan.name, Recorded.FAILED, detail)
-            raise
-        status = Recorded.UP if request.timeout_s is not None else Recorded.STARTING
-        self.store.set_served_model(self.cluster, plan.name, status, "")
+        self.keep_up(driver, spec, plan_json, request.timeout_s)
         return self.view(plan.name)
 
     def _store(self, request: ServeRequest) -> str:
@@ -175,17 +158,6 @@ class ServeService(ClusterService):
                 "pass --store s3://bucket/prefix, or set serve.store in the cluster file",
             )
         return str(store)
-
-    def _check_gpus(self, driver: ServeDriver, plan: TritonServe) -> None:
-        if not plan.gpus_per_replica:
-            return
-        most, where = driver.gpus_available()
-        if plan.gpus_per_replica > most:
-            raise UsageError(
-                f"--gpus-per-replica {plan.gpus_per_replica}: no node of cluster "
-                f"{self.cluster} has that many GPUs ({where})",
-                "ask for fewer, add a GPU node group, or serve on CPUs: --gpus-per-replica 0",
-            )
 
     def _export(self, request: ServeRequest, plan: TritonServe) -> None:
         from hpcrun.services.score import export_model_repository
@@ -244,8 +216,8 @@ class ServeService(ClusterService):
 
     def view(self, name: str) -> ServeView:
         record = self.store.served_model(self.cluster, name)
-        if record is None:
-            known = [r.name for r in self.store.served_models(self.cluster)]
+        if record is None or record.plan.get("kind") == "farm":
+            known = [r.name for r in self.records()]
             raise UsageError(
                 f"no served model {name!r} on cluster {self.cluster}",
                 f"served here: {', '.join(known)}" if known else "start one: hpcrun serve triton",
@@ -256,17 +228,14 @@ class ServeService(ClusterService):
     def views(self, name: str | None = None) -> list[ServeView]:
         if name is not None:
             return [self.view(name)]
-        return [
-            self.view(r.name)
-            for r in self.store.served_models(self.cluster)
-            if r.status != Recorded.STOPPED
-        ]
+        return [self.view(r.name) for r in self.records() if r.status != Recorded.STOPPED]
+
+    def records(self) -> list[ServedModelRecord]:
+        """The cluster's served models (the render farm's record is `hpcrun farm`'s)."""
+        return [r for r in self.store.served_models(self.cluster) if r.plan.get("kind") != "farm"]
 
     def stop(self, name: str) -> int:
         record = self.store.served_model(self.cluster, name)
-        if record is None:
+        if record is None or record.plan.get("kind") == "farm":
             self.view(name)  # says which exist
-        self.store.set_served_model(self.cluster, name, Recorded.STOPPING, "")
-        removed = self.driver().stop(name, progress=self.progress)
-        self.store.set_served_model(self.cluster, name, Recorded.STOPPED, "")
-        return removed
+        return self.take_down(self.driver(), name)
