@@ -8,7 +8,8 @@ not installed, as a zipapp built from the package's own files (`hpcrun.node.zipa
 
 The boundary: code under `hpcrun.node` imports only `hpcrun.node`, `hpcrun.scenes` and
 `hpcrun.errors` -- never state, services, slurm, workloads or the CLI, which are the
-user's side. `score/`, `flare/` and `farm/` are stricter still: it imports nothing outside its own package
-(relative imports only), because a zipapp holds that package alone. The user's side may
-import node code (e.g. `workloads.score` takes its plan types from `node.score.plan`).
+user's side. `score/`, `flare/` and `farm/` are stricter still: each imports nothing
+outside its own package (relative imports only), because a zipapp holds that package
+alone. The user's side may import node code (e.g. `workloads.score` takes its plan types
+from `node.score.plan`).
 """
