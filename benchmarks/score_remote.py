@@ -16,37 +16,16 @@ Remote sends batches over gRPC; pytriton's task puts them in shared memory the s
 
 from __future__ import annotations
 
-import json
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-from _common import bench_cluster, hpcrun_exe, log, parse_args, report, run_main
+from _common import bench_cluster, log, parse_args, report, run_main
+from _score import BATCH, ROWS, hpcrun_score, make_example
 
 REPO = Path(__file__).resolve().parents[1]
-ROWS = 1_000_000
-BATCH = 65_536
-
-
-def hpcrun_score(
-    env: dict[str, str], model: Path, table: Path, out: Path, server: str
-) -> dict[str, Any]:
-    started = time.perf_counter()
-    done = subprocess.run(
-        [hpcrun_exe(), "score", "-m", str(model), "-i", str(table), "-o", str(out),
-         "--tasks", "1", "--batch-rows", str(BATCH), "--server", server, "--json"],
-        env=env, capture_output=True, text=True,
-    )
-    wall = time.perf_counter() - started
-    if done.returncode != 0:
-        raise RuntimeError(f"hpcrun score --server {server} failed:\n{done.stderr}{done.stdout}")
-    shard = json.loads(done.stdout)["summary"]["shards"][0]
-    start = shard.get("server_start_seconds", 0.0)
-    return {"wall": wall, "seconds": shard["seconds"], "start": start}
 
 
 def served_plan(model: Path, table: Path) -> Any:
@@ -68,10 +47,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="hrsr") as tmp:
         work = Path(tmp)
-        log("making the 1M-row table and the 100-tree model")
-        subprocess.run([sys.executable, str(REPO / "scripts/score/make_example.py"), str(work)],
-                       check=True, capture_output=True)
-        model, table = work / "model.json", work / "table.parquet"
+        model, table = make_example(work)
         runs: dict[str, list[dict[str, Any]]] = {"remote": [], "pytriton": []}
         with bench_cluster() as cluster, serving(served_plan(model, table), 0) as server:
             url = f"grpc://127.0.0.1:{server.port}/{server.model_name}"

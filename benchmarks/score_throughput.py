@@ -18,21 +18,17 @@ Reported as time ratios: none <= 1/0.9, pytriton <= 1/0.7.
 
 from __future__ import annotations
 
-import json
 import resource
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from _common import bench_cluster, hpcrun_exe, log, parse_args, report, run_main
+from _common import bench_cluster, log, parse_args, report, run_main
+from _score import BATCH, ROWS, hpcrun_score, make_example
 
 REPO = Path(__file__).resolve().parents[1]
-ROWS = 1_000_000
-BATCH = 65_536
 
 
 def cpu_now() -> float:
@@ -59,33 +55,12 @@ def direct(model: Path, table: Path, repeats: int) -> tuple[float, float]:
     return statistics.median(walls[1:]), statistics.median(cpus[1:])
 
 
-def hpcrun_score(
-    env: dict[str, str], model: Path, table: Path, out: Path, server: str
-) -> dict[str, Any]:
-    started = time.perf_counter()
-    done = subprocess.run(
-        [hpcrun_exe(), "score", "-m", str(model), "-i", str(table), "-o", str(out),
-         "--tasks", "1", "--batch-rows", str(BATCH), "--server", server, "--json"],
-        env=env, capture_output=True, text=True,
-    )
-    wall = time.perf_counter() - started
-    if done.returncode != 0:
-        raise RuntimeError(f"hpcrun score --server {server} failed:\n{done.stderr}{done.stdout}")
-    result = json.loads(done.stdout)
-    shard = result["summary"]["shards"][0]
-    return {"wall": wall, "seconds": shard["seconds"], "cpu": shard["cpu_seconds"],
-            "start": shard.get("server_start_seconds", 0.0)}
-
-
 def main() -> None:
     args = parse_args(__doc__.splitlines()[0])
     repeats = args.repeats or 3
     with tempfile.TemporaryDirectory(prefix="hrsc") as tmp:
         work = Path(tmp)
-        log("making the 1M-row table and the 100-tree model")
-        subprocess.run([sys.executable, str(REPO / "scripts/score/make_example.py"), str(work)],
-                       check=True, capture_output=True)
-        model, table = work / "model.json", work / "table.parquet"
+        model, table = make_example(work)
         with bench_cluster() as cluster:
             runs: dict[str, list[dict[str, Any]]] = {"none": [], "pytriton": []}
             direct_runs: list[tuple[float, float]] = []

@@ -8,14 +8,15 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from hpcrun.cli._common import (
-    ClusterOption,
-    JsonOption,
-    console,
-    print_json,
-    require,
-    resolve_cluster,
-    service_of,
+from hpcrun.cli._common import ClusterOption, JsonOption, console, print_json
+from hpcrun.cli._scaled import (
+    CpuOption,
+    MaxOption,
+    MemoryOption,
+    MinOption,
+    NoWaitOption,
+    TargetCpuOption,
+    open_scaled,
 )
 
 if TYPE_CHECKING:
@@ -33,13 +34,9 @@ farm_app = typer.Typer(
 
 
 def farm_service(cluster: str | None, quiet: bool) -> tuple[FarmService, RichProgress]:
-    """The cluster's farm; a Slurm cluster is refused before any work."""
-    from hpcrun.backends.base import Feature
     from hpcrun.services.farm import FarmService
 
-    target = resolve_cluster(cluster)
-    require(target, Feature.SERVE, "hpcrun farm")
-    return service_of(FarmService, target, quiet)
+    return open_scaled(FarmService, cluster, quiet, "hpcrun farm")
 
 
 @farm_app.command("up")
@@ -51,14 +48,12 @@ def up(
             show_default=False,
         ),
     ] = None,
-    minimum: Annotated[int, typer.Option("--min", help="Fewest workers.")] = 1,
-    maximum: Annotated[int, typer.Option("--max", help="Most workers.")] = 10,
-    target_cpu: Annotated[
-        int, typer.Option(help="Scale to keep each worker at this % of its --cpu.")
-    ] = 50,
+    minimum: MinOption = 1,
+    maximum: MaxOption = 10,
+    target_cpu: TargetCpuOption = 50,
     gpus_per_worker: Annotated[int, typer.Option(help="GPUs for each worker.")] = 0,
-    cpu: Annotated[str, typer.Option(help="CPU each worker asks for (Blender's).")] = "2",
-    memory: Annotated[str, typer.Option(help="Memory each worker asks for.")] = "4Gi",
+    cpu: CpuOption = "2",
+    memory: MemoryOption = "4Gi",
     image: Annotated[
         str | None,
         typer.Option(
@@ -80,9 +75,7 @@ def up(
     max_receives: Annotated[
         int, typer.Option(help="Deliveries of a chunk before it goes to the dead-letter queue.")
     ] = 3,
-    no_wait: Annotated[
-        bool, typer.Option("--no-wait", help="Return once the objects exist.")
-    ] = False,
+    no_wait: NoWaitOption = False,
     cluster: ClusterOption = None,
     json_out: JsonOption = False,
 ) -> None:

@@ -7,14 +7,15 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from hpcrun.cli._common import (
-    ClusterOption,
-    JsonOption,
-    console,
-    print_json,
-    require,
-    resolve_cluster,
-    service_of,
+from hpcrun.cli._common import ClusterOption, JsonOption, console, print_json
+from hpcrun.cli._scaled import (
+    CpuOption,
+    MaxOption,
+    MemoryOption,
+    MinOption,
+    NoWaitOption,
+    TargetCpuOption,
+    open_scaled,
 )
 
 if TYPE_CHECKING:
@@ -33,13 +34,9 @@ serve_app = typer.Typer(
 
 
 def _service(cluster: str | None, quiet: bool) -> tuple[ServeService, RichProgress]:
-    """The cluster's served models; a Slurm cluster is refused before any work."""
-    from hpcrun.backends.base import Feature
     from hpcrun.services.serve import ServeService
 
-    target = resolve_cluster(cluster)
-    require(target, Feature.SERVE, "hpcrun serve")
-    return service_of(ServeService, target, quiet)
+    return open_scaled(ServeService, cluster, quiet, "hpcrun serve")
 
 
 @serve_app.command("triton")
@@ -69,11 +66,9 @@ def triton(
         ),
     ] = None,
     name: Annotated[str, typer.Option(help="The server's name (its objects' name).")] = "triton",
-    minimum: Annotated[int, typer.Option("--min", help="Fewest replicas.")] = 1,
-    maximum: Annotated[int, typer.Option("--max", help="Most replicas.")] = 4,
-    target_cpu: Annotated[
-        int, typer.Option(help="Scale to keep each replica at this % of its --cpu.")
-    ] = 50,
+    minimum: MinOption = 1,
+    maximum: MaxOption = 4,
+    target_cpu: TargetCpuOption = 50,
     target_metric: Annotated[
         str | None,
         typer.Option(
@@ -93,8 +88,8 @@ def triton(
     gpus_per_replica: Annotated[
         int, typer.Option(help="GPUs for each replica (0: FIL on CPUs).")
     ] = 1,
-    cpu: Annotated[str, typer.Option(help="CPU each replica asks for.")] = "1",
-    memory: Annotated[str, typer.Option(help="Memory each replica asks for.")] = "4Gi",
+    cpu: CpuOption = "1",
+    memory: MemoryOption = "4Gi",
     image: Annotated[
         str | None,
         typer.Option(
@@ -130,9 +125,7 @@ def triton(
     timeout: Annotated[
         float, typer.Option(help="Seconds to wait for the first replicas to be ready.")
     ] = 600.0,
-    no_wait: Annotated[
-        bool, typer.Option("--no-wait", help="Return once the objects exist.")
-    ] = False,
+    no_wait: NoWaitOption = False,
     cluster: ClusterOption = None,
     json_out: JsonOption = False,
 ) -> None:

@@ -178,44 +178,30 @@ class IndexImage(BaseModel):
     )
 
 
-class ServeSettings(BaseModel):
-    """What `hpcrun serve triton` uses on this cluster unless its flags say otherwise."""
+class ScaledSettings(BaseModel):
+    """Defaults of a workload kept up by replicas (`serve`, `farm`), unless flags say other."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     store: str | None = Field(
-        None,
-        pattern=r"^s3://[a-z0-9.-]{3,63}(/.*)?$",
-        description="s3://bucket/prefix where exported model repositories go",
+        None, pattern=r"^s3://[a-z0-9.-]{3,63}(/.*)?$", description="s3://bucket/prefix it uses"
     )
-    image: str | None = Field(
-        None, min_length=1, description="tritonserver image with FIL (null: NVIDIA's NGC image)"
-    )
+    image: str | None = Field(None, min_length=1, description="its image (null: hpcrun's default)")
     service_account: str | None = Field(
-        None,
-        pattern=DNS_LABEL_RE,
-        description="service account whose IAM role reads the store (null: index's)",
+        None, pattern=DNS_LABEL_RE, description="service account whose IAM role reaches the store"
     )
 
 
-class FarmSettings(BaseModel):
-    """What `hpcrun farm up` (and the first `hpcrun render` here) uses unless told."""
+class ServeSettings(ScaledSettings):
+    """`hpcrun serve triton`: the store holds model repositories; the image is a
+    tritonserver with FIL (null: NVIDIA's NGC image); the account reads the store (null:
+    index.service_account)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
-    store: str | None = Field(
-        None,
-        pattern=r"^s3://[a-z0-9.-]{3,63}(/.*)?$",
-        description="s3://bucket/prefix where the farm's runs (scenes, frames, videos) go",
-    )
-    image: str | None = Field(
-        None, min_length=1, description="worker image (null: hpcrun/render-worker:VERSION)"
-    )
-    service_account: str | None = Field(
-        None,
-        pattern=DNS_LABEL_RE,
-        description="service account whose IAM role reads and writes the store and the queue",
-    )
+class FarmSettings(ScaledSettings):
+    """`hpcrun farm up` and the first `hpcrun render` here: the store holds the runs
+    (scenes, frames, videos); the image is the worker's (null: hpcrun/render-worker:VERSION);
+    the account reads and writes the store and the queue."""
 
 
 class Ingress(BaseModel):
