@@ -111,9 +111,12 @@ def run_name(blend: str) -> str:
     return (_SLUG_RE.sub("-", stem).strip("-") or "render")[:40]
 
 
-def run_id_of(plan: RenderPlan) -> str:
-    """Same frames, settings and chunks -> the same run folder (and so a resume)."""
+def run_id_of(plan: RenderPlan, scene_digest: str) -> str:
+    """Same scene bytes, frames, settings and chunks -> the same run folder (and so a
+    resume). The scene's own digest, not only its path, is in it: workers keep a run's
+    inputs by run id, so an edited .blend must make a new run, never reuse a cached one."""
     shaped = {
+        "scene": scene_digest,
         "settings": output_settings(plan),
         "frames": [plan.frames.start, plan.frames.end],
         "chunk": plan.chunk,
@@ -121,6 +124,19 @@ def run_id_of(plan: RenderPlan) -> str:
     }
     digest = hashlib.sha256(json.dumps(shaped, sort_keys=True).encode()).hexdigest()[:10]
     return f"{run_name(plan.blend)}-{digest}"
+
+
+def _scene_digest(blend: str) -> str:
+    """The .blend's sha256 here, or its ETag in S3."""
+    from hpcrun.storage import s3
+
+    if s3.is_s3_url(blend):
+        return f"etag:{s3.etag(blend)}"
+    digest = hashlib.sha256()
+    with open(blend, "rb") as scene:
+        for block in iter(lambda: scene.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 class FarmService(ScaledService):
@@ -277,7 +293,7 @@ class FarmService(ScaledService):
             record = self.record()
             assert record is not None
         bucket, prefix = self._store(record.plan["store"])
-        run = FarmRun(bucket, prefix, run_id_of(plan))
+        run = FarmRun(bucket, prefix, run_id_of(plan, _scene_digest(request.blend)))
         folder = f"s3://{bucket}/{run.folder}"
         if request.overwrite:
             old = list(s3.list_keys(folder))

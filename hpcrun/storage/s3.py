@@ -390,6 +390,14 @@ def put_bytes(url: S3Url | str, data: bytes, *, env: Mapping[str, str] | None = 
         client.put_object(Bucket=target.bucket, Key=target.key, Body=data)
 
 
+def etag(url: S3Url | str, *, env: Mapping[str, str] | None = None) -> str:
+    """The object's ETag: it changes whenever the object's bytes do."""
+    target = _as_url(url)
+    client = _client(env)
+    with _s3_errors(client, "HeadObject", target):
+        return str(client.head_object(Bucket=target.bucket, Key=target.key)["ETag"]).strip('"')
+
+
 def read_bytes(url: S3Url | str, *, env: Mapping[str, str] | None = None) -> bytes | None:
     """A small object's bytes (a log, a manifest); None when there is no such object."""
     target = _as_url(url)

@@ -74,7 +74,7 @@ def farm(control_plane: ControlPlane) -> Iterator[Farm]:
         cluster_file = home / "kube.yaml"
         cluster_file.write_text(
             f"backend: kubernetes\nname: kube\nkubeconfig: {control_plane.kubeconfig}\n"
-            f"namespace: default\n"
+            f"namespace: default\nfarm:\n  store: s3://{BUCKET}/farm\n"
         )
         run_cli("create", "--config", str(cluster_file), home=home)
         found = Farm(home, moto, blend, control_plane)
@@ -227,6 +227,33 @@ def test_a_chunk_failing_on_every_delivery_fails_the_run_naming_its_frames(farm:
     assert "chunk 1 (frames 4-6) failed" in text
 
 
+def waiting(farm: Farm, queue: str) -> int:
+    found = client(farm.moto, "sqs").get_queue_attributes(
+        QueueUrl=queue, AttributeNames=["ApproximateNumberOfMessages"]
+    )
+    return int(found["Attributes"]["ApproximateNumberOfMessages"])
+
+
+def test_cancel_takes_the_runs_messages_off_the_queue(farm: Farm) -> None:
+    queue = json.loads(farm.cli("farm", "status", "--json").stdout)["queue"]
+    args = ["render", str(farm.blend), "--frames", "1-6", "--chunk", "2", "--samples", "3"]
+    run = json.loads(farm.cli(*args, *TINY, "--detach", "--json").stdout)["run"]
+    assert waiting(farm, queue) == 3  # no worker runs: every chunk waits
+    cancelled = json.loads(farm.cli("render", "status", str(run), "--cancel", "--json").stdout)
+    assert cancelled["status"] == "cancelled"
+    assert waiting(farm, queue) == 0
+    # workers keep a run's inputs by its folder: an edited scene must get a folder of its own
+    edited = farm.home / "edited" / farm.blend.name
+    edited.parent.mkdir(exist_ok=True)
+    edited.write_bytes(farm.blend.read_bytes() + b"\0")
+    again = json.loads(
+        farm.cli(*args[:1], str(edited), *args[2:], *TINY, "--detach", "--json").stdout
+    )
+    assert again["video"] != cancelled["video"] and again["frames"]["done"] == 0
+    farm.cli("render", "status", str(again["run"]), "--cancel")
+    assert waiting(farm, queue) == 0
+
+
 def test_farm_down_removes_the_workers_and_the_queues(farm: Farm) -> None:
     queue = json.loads(farm.cli("farm", "status", "--json").stdout)["queue"]
     down = json.loads(farm.cli("farm", "down", "--json").stdout)
@@ -236,3 +263,13 @@ def test_farm_down_removes_the_workers_and_the_queues(farm: Farm) -> None:
     assert queue not in urls
     gone = farm.cli("farm", "status", check=False)
     assert gone.returncode != 0 and "no render farm on cluster kube" in gone.stderr
+
+
+def test_a_render_brings_the_farm_up_when_there_is_none(farm: Farm) -> None:
+    args = ["render", str(farm.blend), "--frames", "1-2", "--chunk", "2", "--samples", "4"]
+    done = farm.cli(*args, *TINY, "--detach")
+    assert "no render farm on kube yet: bringing one up" in done.stderr, done.stderr
+    assert "render run" in done.stdout and "submitted (2 frames, 1 chunks)" in done.stdout
+    shown = json.loads(farm.cli("farm", "status", "--json").stdout)
+    assert shown["store"] == f"s3://{BUCKET}/farm"  # the cluster file's farm.store
+    assert farm.plane.kubectl("get", "deployment", "render-farm", "-n", "default").returncode == 0
