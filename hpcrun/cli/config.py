@@ -229,15 +229,16 @@ def import_(
             {
                 "output": str(output) if output else None,
                 "placeholders": result.placeholders,
+                "refused": result.refused,
                 "unmapped": result.unmapped,
                 "notes": result.notes,
             }
         )
         return
-    if output is not None:
-        for label, items in (
-            ("still placeholders", result.placeholders),
-            ("not carried over", result.unmapped),
-        ):
-            if items:
-                sys.stderr.write(f"{label}: {', '.join(items)}\n")
+    # One line each, whether the file went to -o or to stdout: these stop a create.
+    for key in result.placeholders:
+        sys.stderr.write(f"still a placeholder: {key} = {result.value(key)!r}\n")
+    for line in result.refused:
+        sys.stderr.write(f"ParallelCluster will refuse {line}\n")
+    if output is not None and result.unmapped:
+        sys.stderr.write(f"not carried over: {', '.join(result.unmapped)}\n")

@@ -13,6 +13,7 @@ from hpcrun.config import pcluster
 from hpcrun.config.models import load_cluster_file
 from hpcrun.config.presets import preset_names, preset_text
 from hpcrun.errors import UsageError
+from tests.conftest import run_cli
 from tests.golden_util import assert_golden
 
 REPO = Path(__file__).resolve().parents[2]
@@ -89,7 +90,7 @@ def test_job_expansion_extends_parallelclusters_own_scheduler_parameters() -> No
 @pytest.mark.parametrize(
     ("change", "key", "words"),
     [
-        ({"custom_ami": None}, "custom_ami", "required"),
+        ({"custom_ami": "ami-12"}, "custom_ami", "an AMI id"),
         ({"compute_instance_type": "g4dn-12xlarge"}, "compute_instance_type", "instance type"),
         ({"head_node_instance_type": "huge"}, "head_node_instance_type", "instance type"),
         ({"min_count": 5, "max_count": 2}, "max_count", "at least min_count"),
@@ -275,7 +276,8 @@ def test_import_lists_placeholders_for_missing_values() -> None:
         "HeadNode:\n  InstanceType: g4dn.4xlarge\n  Imds:\n    Secured: false\n"
     )
     result = pcluster.import_pcluster_config(text)
-    assert {"custom_ami", "key_name", "subnet_id"} <= set(result.placeholders)
+    assert {"key_name", "subnet_id"} <= set(result.placeholders)
+    assert "custom_ami" not in result.data  # no AMI: ParallelCluster's own of the OS
     assert result.unmapped == ["HeadNode.Imds.Secured: False"]
 
 
@@ -296,3 +298,70 @@ def test_post_install_script_extends_an_existing_value(tmp_path: Path) -> None:
     conf.write_text("ClusterName=x\n")
     subprocess.run(["bash", str(script)], env=env, check=True, capture_output=True)
     assert conf.read_text() == "ClusterName=x\n"
+
+
+# NVIDIA's IndeX template for ParallelCluster 2 in shape: TODO where the user must fill in.
+NVIDIA_TODO_V2 = """\
+[aws]
+aws_region_name = TODO
+
+[global]
+cluster_template = default
+
+[cluster default]
+key_name = TODO
+base_os = alinux2
+custom_ami = TODO
+scheduler = slurm
+master_instance_type = g4dn.4xlarge
+compute_instance_type = g4dn.12xlarge
+initial_queue_size = 1
+max_queue_size = 4
+vpc_settings = default
+
+[vpc default]
+vpc_id = TODO
+master_subnet_id = TODO
+"""
+
+
+def test_import_names_every_todo_on_its_own_line(tmp_path: Path) -> None:
+    source = tmp_path / "nvindex.ini"
+    source.write_text(NVIDIA_TODO_V2)
+    done = run_cli("config", "import", str(source), "-o", str(tmp_path / "c.yaml"), home=tmp_path)
+    lines = done.stderr.splitlines()
+    for key in ("region", "custom_ami", "key_name", "subnet_id", "vpc_id"):
+        assert f"still a placeholder: {key} = 'TODO'" in lines, done.stderr
+    report = pcluster.validate_data(yaml.safe_load((tmp_path / "c.yaml").read_text()))
+    assert {"region", "custom_ami", "key_name", "subnet_id", "vpc_id"} <= set(report.placeholders)
+
+
+def test_an_os_the_installed_parallelcluster_dropped_is_named_at_import_and_validate(
+    tmp_path: Path,
+) -> None:
+    from hpcrun.config.pcluster.findings import installed_pcluster
+
+    version, supported = installed_pcluster()
+    assert "alinux2" not in supported  # ParallelCluster 3.16 dropped it
+    text = "Region: us-east-1\nImage:\n  Os: alinux2\nHeadNode:\n  InstanceType: g4dn.4xlarge\n"
+    source = tmp_path / "old.yaml"
+    source.write_text(text)
+    done = run_cli("config", "import", str(source), "-o", str(tmp_path / "c.yaml"), home=tmp_path)
+    refused = [line for line in done.stderr.splitlines() if "will refuse" in line]
+    assert len(refused) == 1, done.stderr
+    assert refused[0].startswith("ParallelCluster will refuse os: 'alinux2' is not an OS")
+    assert f"ParallelCluster {version}" in refused[0] and "alinux2023" in refused[0]
+    report = pcluster.validate_data(yaml.safe_load((tmp_path / "c.yaml").read_text()))
+    assert any(p.path == "os" and "alinux2023" in p.message for p in report.problems)
+
+
+def test_a_cluster_without_a_custom_ami_renders_for_parallelclusters_own_ami() -> None:
+    data = preset_data("index-g4dn")
+    data.pop("custom_ami")
+    data["subnet_id"] = "subnet-0abc1234"
+    config = pcluster.validate_parallelcluster_config(data)
+    assert config.custom_ami is None
+    image = yaml.safe_load(pcluster.render_v3(config))["Image"]
+    assert image == {"Os": "alinux2023"}
+    report = pcluster.validate_data(data)
+    assert not [p for p in report.problems if p.path == "custom_ami"], report.problems

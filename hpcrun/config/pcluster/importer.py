@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from hpcrun.config.pcluster.findings import os_refusal, placeholder_values
 from hpcrun.config.pcluster.model import PLACEHOLDERS
 from hpcrun.config.pcluster.problems import check_config, placeholders
 from hpcrun.errors import UsageError
@@ -24,6 +25,19 @@ class ImportResult:
     placeholders: list[str]
     unmapped: list[str]
     notes: list[str]
+    refused: list[str] = field(default_factory=list)  # what the installed pcluster refuses
+
+    def value(self, key: str) -> Any:
+        """The value at a dotted key path of the hpcrun file (None when absent)."""
+        node: Any = self.data
+        for part in key.split("."):
+            if isinstance(node, dict):
+                node = node.get(part)
+            elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+                node = node[int(part)]
+            else:
+                return None
+        return node
 
     def to_yaml(self, source: str) -> str:
         """The hpcrun file, headed by comments listing placeholders and unmapped settings."""
@@ -32,6 +46,7 @@ class ImportResult:
         lines = [f"# Imported by `hpcrun config import` from {source}."]
         if self.placeholders:
             lines.append("# Still placeholders (replace them): " + ", ".join(self.placeholders))
+        lines += [f"# ParallelCluster will refuse: {line}" for line in self.refused]
         if self.unmapped:
             lines.append("# Settings of the source that hpcrun does not carry over:")
             lines += [f"#   {item}" for item in self.unmapped]
@@ -134,7 +149,9 @@ def import_pcluster_config(text: str, *, name: str = "imported") -> ImportResult
     if not region:
         notes.append("region: not in the source; us-east-1 assumed")
     data["format"] = "pcluster-v2" if is_v2 else "pcluster-v3"
-    data["custom_ami"] = take("Image", "CustomAmi") or PLACEHOLDERS["custom_ami"]
+    ami = take("Image", "CustomAmi")
+    if ami:  # none: ParallelCluster's own AMI of the OS
+        data["custom_ami"] = ami
     os_name = take("Image", "Os")
     if os_name:
         data["os"] = os_name
@@ -235,13 +252,15 @@ def import_pcluster_config(text: str, *, name: str = "imported") -> ImportResult
 
     unmapped = [f"{path}: {value}" for path, value in _leaves(rest)]
     config, problems = check_config(data)
-    holders = (
-        placeholders(config)
-        if config is not None
-        else [k for k, v in PLACEHOLDERS.items() if data.get(k) == v]
-    )
-    notes += [f"{p}" for p in problems]
-    return ImportResult(data, holders, unmapped, notes)
+    holders = list(placeholders(config)) if config is not None else []
+    holders += [k for k, _ in placeholder_values(data) if k not in holders]
+    refused = [
+        line
+        for line in [os_refusal(str(data.get("os") or "alinux2023"), data["format"])]
+        if line is not None
+    ]
+    notes += [f"{p}" for p in problems if p.path != "os" or not refused]
+    return ImportResult(data, holders, unmapped, notes, refused)
 
 
 def _leaves(node: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:

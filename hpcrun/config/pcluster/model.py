@@ -138,8 +138,14 @@ class ParallelClusterConfig(BaseModel):
         "pcluster-v3",
         description="which ParallelCluster creates the cluster: v2 for AMIs pinned to 2.8.0",
     )
-    custom_ami: str = Field(..., pattern=AMI_RE, description="AMI id, e.g. NVIDIA's IndeX AMI")
-    os: OsName = Field("alinux2023", description="the OS of custom_ami (ParallelCluster 3 names)")
+    custom_ami: str | None = Field(
+        None,
+        pattern=AMI_RE,
+        description="AMI id, e.g. NVIDIA's IndeX AMI (null: ParallelCluster's own AMI of os)",
+    )
+    os: OsName = Field(
+        "alinux2023", description="the OS (of custom_ami, if set), in ParallelCluster 3's names"
+    )
     key_name: str = Field(..., min_length=1, max_length=255, description="EC2 key pair name")
     private_key_path: str | None = Field(
         None, description="local .pem file of key_name, for SSH and DCV (never copied)"

@@ -21,10 +21,10 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+from hpcrun.config.pcluster.findings import os_refusal
 from hpcrun.config.pcluster.model import (
     PCLUSTER2_OS_FOR,
     PCLUSTER2_OSES,
-    PCLUSTER3_OSES,
     Format,
     ParallelClusterConfig,
 )
@@ -76,12 +76,9 @@ def render_v3(
     config: ParallelClusterConfig, *, source: str = "", subnet_id: str | None = None
 ) -> str:
     """ParallelCluster 3 YAML for `pcluster create-cluster --cluster-configuration`."""
-    if config.os not in PCLUSTER3_OSES:
-        raise RenderError(
-            f"os: {config.os!r} is not supported by ParallelCluster 3 "
-            f"(it supports {', '.join(PCLUSTER3_OSES)})",
-            "use format: pcluster-v2 for a ParallelCluster 2 AMI, or the AMI's OS",
-        )
+    refused = os_refusal(config.os, "pcluster-v3")
+    if refused is not None:
+        raise RenderError(refused)
     placement: dict[str, object] = {}
     if config.placement_group is True:
         placement = {"Enabled": True}

@@ -11,6 +11,7 @@ import os
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from hpcrun.config.pcluster.findings import placeholder_values
 from hpcrun.config.pcluster.model import PCLUSTER3_OSES, PLACEHOLDERS
 from hpcrun.config.pcluster.problems import (
     Problem,
@@ -112,9 +113,10 @@ def validate_data(
     in-process schema here, and the v3 schema still catches AMI, OS and type mistakes.
     """
     config, problems = check_config(data)
+    held = [f"{k}" for k, _ in placeholder_values(data)]
     if config is None:
-        return ValidationReport(None, problems)
-    report = ValidationReport(config, [], placeholders(config))
+        return ValidationReport(None, problems, held)
+    report = ValidationReport(config, [], list(dict.fromkeys([*placeholders(config), *held])))
     subnet = PLACEHOLDERS["subnet_id"] if config.subnet_id == "create" else None
     try:
         if config.format == "pcluster-v2":
