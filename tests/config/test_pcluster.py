@@ -365,3 +365,63 @@ def test_a_cluster_without_a_custom_ami_renders_for_parallelclusters_own_ami() -
     assert image == {"Os": "alinux2023"}
     report = pcluster.validate_data(data)
     assert not [p for p in report.problems if p.path == "custom_ami"], report.problems
+
+
+def test_s3_access_root_volume_and_elastic_ip_render_validate_and_come_back() -> None:
+    data = {
+        **preset_data("index-g4dn"),
+        "subnet_id": "subnet-0abc1234",
+        "vpc_id": "vpc-0abc1234",
+        "post_install_url": "s3://my-scripts/expansion.sh",
+        "root_volume_gib": 150,
+        "elastic_ip": True,
+        "s3_access": [
+            {"bucket": "nvindex-datasets-us-west2"},
+            {"bucket": "results", "key_prefix": "out/", "write": True},
+        ],
+    }
+    config = pcluster.validate_parallelcluster_config(data)
+    v3 = yaml.safe_load(pcluster.render_v3(config))
+    head, queue = v3["HeadNode"], v3["Scheduling"]["SlurmQueues"][0]
+    assert head["Networking"]["ElasticIp"] is True
+    assert head["LocalStorage"]["RootVolume"]["Size"] == 150
+    assert queue["ComputeSettings"]["LocalStorage"]["RootVolume"]["Size"] == 150
+    assert (
+        head["Iam"]["S3Access"]
+        == queue["Iam"]["S3Access"]
+        == [
+            {"BucketName": "nvindex-datasets-us-west2", "EnableWriteAccess": False},
+            {"BucketName": "results", "KeyName": "out/", "EnableWriteAccess": True},
+        ]
+    )
+    assert pcluster.validate_data(data).problems == []  # ParallelCluster's schema agrees
+    again = pcluster.import_pcluster_config(pcluster.render_v3(config), name=config.name)
+    assert again.unmapped == []
+    for key in ("s3_access", "root_volume_gib", "elastic_ip"):
+        assert again.data[key] == data[key], key
+    v2 = pcluster.render_v2(config).splitlines()
+    assert "s3_read_resource = arn:aws:s3:::nvindex-datasets-us-west2/*" in v2
+    assert "s3_read_write_resource = arn:aws:s3:::results/out/*" in v2
+    assert "master_root_volume_size = 150" in v2
+
+
+def test_nvidias_dataset_bucket_is_carried_over_not_dropped(tmp_path: Path) -> None:
+    text = NVIDIA_TODO_V2.replace(
+        "vpc_settings = default",
+        "s3_read_resource = arn:aws:s3:::nvindex-datasets-us-west2/*\n"
+        "master_root_volume_size = 200\nvpc_settings = default",
+    )
+    result = pcluster.import_pcluster_config(text)
+    assert result.data["s3_access"] == [{"bucket": "nvindex-datasets-us-west2"}]
+    assert result.data["root_volume_gib"] == 200
+    assert not [u for u in result.unmapped if "S3Access" in u or "RootVolume" in u]
+
+
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [("eip-123", "eipalloc"), (True, "")],
+)
+def test_elastic_ip_is_true_false_or_an_allocation_id(value: object, said: str) -> None:
+    data = {**preset_data("index-g4dn"), "elastic_ip": value}
+    problems = problems_of(data)
+    assert (said in problems[0]) if said else not problems

@@ -168,6 +168,27 @@ def import_pcluster_config(text: str, *, name: str = "imported") -> ImportResult
         vpc_sections = [s for s in (v2.sections() if v2 else []) if s.startswith("vpc ")]
         if v2 is not None and vpc_sections and v2.has_option(vpc_sections[0], "vpc_id"):
             data["vpc_id"] = v2.get(vpc_sections[0], "vpc_id")
+    elastic = take("HeadNode", "Networking", "ElasticIp")
+    if elastic not in (None, False):
+        data["elastic_ip"] = elastic
+    root = take("HeadNode", "LocalStorage", "RootVolume", "Size")
+    compute_root = take(
+        "Scheduling", "SlurmQueues", 0, "ComputeSettings", "LocalStorage", "RootVolume", "Size"
+    )
+    if root is not None or compute_root is not None:
+        data["root_volume_gib"] = max(int(root or 0), int(compute_root or 0))
+        if root is not None and compute_root is not None and root != compute_root:
+            notes.append(
+                f"root volumes: head {root} GiB, compute {compute_root} GiB; both get "
+                f"{data['root_volume_gib']} GiB"
+            )
+    access = _s3_access(take("HeadNode", "Iam", "S3Access") or [])
+    queue_access = _s3_access(take("Scheduling", "SlurmQueues", 0, "Iam", "S3Access") or [])
+    for entry in queue_access:  # the converter gives head and compute the same buckets
+        if entry not in access:
+            access.append(entry)
+    if access:
+        data["s3_access"] = access
     dcv_enabled = take("HeadNode", "Dcv", "Enabled")
     dcv: dict[str, Any] = {"enabled": bool(dcv_enabled)}
     port = take("HeadNode", "Dcv", "Port")
@@ -261,6 +282,21 @@ def import_pcluster_config(text: str, *, name: str = "imported") -> ImportResult
     ]
     notes += [f"{p}" for p in problems if p.path != "os" or not refused]
     return ImportResult(data, holders, unmapped, notes, refused)
+
+
+def _s3_access(entries: list[Any]) -> list[dict[str, Any]]:
+    """ParallelCluster 3's S3Access entries as hpcrun's `s3_access`."""
+    found = []
+    for entry in entries:
+        if not isinstance(entry, dict) or not entry.get("BucketName"):
+            continue
+        item: dict[str, Any] = {"bucket": entry["BucketName"]}
+        if entry.get("KeyName"):
+            item["key_prefix"] = entry["KeyName"]
+        if entry.get("EnableWriteAccess"):
+            item["write"] = True
+        found.append(item)
+    return found
 
 
 def _leaves(node: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:

@@ -122,6 +122,20 @@ class SharedStorage(BaseModel):
     )
 
 
+class S3Access(BaseModel):
+    """A bucket the head and compute nodes may read (and write), through their IAM role:
+    ParallelCluster 3's `Iam.S3Access`, 2's `s3_read_resource` / `s3_read_write_resource`
+    (NVIDIA's IndeX template reads its datasets this way)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    bucket: str = Field(..., pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", description="name")
+    key_prefix: str | None = Field(
+        None, min_length=1, description="only keys under this prefix (null: the whole bucket)"
+    )
+    write: bool = Field(False, description="write access too")
+
+
 class ParallelClusterConfig(BaseModel):
     """An AWS ParallelCluster GPU cluster: one queue of identical compute nodes + DCV."""
 
@@ -180,6 +194,16 @@ class ParallelClusterConfig(BaseModel):
         description="v2 only: where scripts/pcluster-post-install-job-expansion.sh was uploaded",
     )
     shared_storage: SharedStorage | None = Field(default_factory=SharedStorage)  # type: ignore[arg-type]
+    s3_access: list[S3Access] = Field(
+        default_factory=list, description="buckets the nodes may read (write) with their role"
+    )
+    root_volume_gib: int | None = Field(
+        None, ge=35, le=16384, description="root volume of head and compute nodes (null: AMI's)"
+    )
+    elastic_ip: bool | str = Field(
+        False,
+        description="head node: true for a new Elastic IP, or an eipalloc-... id to reuse",
+    )
     tags: dict[str, str] = Field(default_factory=dict, description="tags on every resource")
 
     @field_validator("placement_group")
@@ -187,6 +211,13 @@ class ParallelClusterConfig(BaseModel):
     def _placement_group(cls, value: bool | str) -> bool | str:
         if isinstance(value, str) and not re.match(r"^[A-Za-z0-9_.+=@-]{1,255}$", value):
             raise ValueError("a placement group name (letters, digits, _.+=@-) or true/false")
+        return value
+
+    @field_validator("elastic_ip")
+    @classmethod
+    def _elastic_ip(cls, value: bool | str) -> bool | str:
+        if isinstance(value, str) and not re.match(r"^eipalloc-[0-9a-f]{8,17}$", value):
+            raise ValueError("true, false, or an Elastic IP allocation id like eipalloc-0abc1234")
         return value
 
     @field_validator("tags")

@@ -43,7 +43,6 @@ def _environment() -> jinja2.Environment:
     return yaml_environment("hpcrun.config.pcluster")
 
 
-
 def scheduler_parameters(config: ParallelClusterConfig) -> str | None:
     """SchedulerParameters for CustomSlurmSettings, extending ParallelCluster's own value.
 
@@ -134,8 +133,23 @@ def render_v2(
             volume_type=volume_type,
             placement=placement,
             tags_json=json.dumps(config.tags, sort_keys=True) if config.tags else None,
+            s3_read=_s3_arns(config, write=False),
+            s3_read_write=_s3_arns(config, write=True),
         )
     )
+
+
+def _s3_arns(config: ParallelClusterConfig, *, write: bool) -> str | None:
+    """ParallelCluster 2 takes one resource ARN per kind of access: with several buckets
+    of one kind, `*` (every bucket) is the only value that covers them all."""
+    arns = [
+        f"arn:aws:s3:::{a.bucket}/{a.key_prefix or ''}*"
+        for a in config.s3_access
+        if a.write == write
+    ]
+    if not arns:
+        return None
+    return arns[0] if len(arns) == 1 else "*"
 
 
 def render(
