@@ -278,7 +278,9 @@ def test_import_lists_placeholders_for_missing_values() -> None:
     result = pcluster.import_pcluster_config(text)
     assert {"key_name", "subnet_id"} <= set(result.placeholders)
     assert "custom_ami" not in result.data  # no AMI: ParallelCluster's own of the OS
-    assert result.unmapped == ["HeadNode.Imds.Secured: False"]
+    # what hpcrun does not model is carried in the overlay, not lost
+    assert result.unmapped == []
+    assert result.data["parallelcluster"] == {"HeadNode": {"Imds": {"Secured": False}}}
 
 
 def test_post_install_script_extends_an_existing_value(tmp_path: Path) -> None:
@@ -425,3 +427,145 @@ def test_elastic_ip_is_true_false_or_an_allocation_id(value: object, said: str) 
     data = {**preset_data("index-g4dn"), "elastic_ip": value}
     problems = problems_of(data)
     assert (said in problems[0]) if said else not problems
+
+
+# A full ParallelCluster 3 config in the shape of ParallelCluster's own examples: two
+# queues, two compute resources in the first, spot, EFS beside the EBS volume, IAM, root
+# volumes, custom actions, Slurm settings, a login node pool.
+FULL_V3 = """\
+Region: us-east-1
+Image:
+  Os: ubuntu2204
+HeadNode:
+  InstanceType: c5.2xlarge
+  Networking:
+    SubnetId: subnet-0aaa1111
+    AdditionalSecurityGroups: [sg-0bbb2222]
+  Ssh:
+    KeyName: lab-key
+    AllowedIps: 198.51.100.0/24
+  LocalStorage:
+    RootVolume:
+      Size: 80
+      Encrypted: true
+  Iam:
+    AdditionalIamPolicies:
+      - Policy: arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore
+  CustomActions:
+    OnNodeConfigured:
+      Script: s3://lab-scripts/head-setup.sh
+Scheduling:
+  Scheduler: slurm
+  SlurmSettings:
+    ScaledownIdletime: 15
+  SlurmQueues:
+    - Name: gpu
+      CapacityType: ONDEMAND
+      ComputeResources:
+        - Name: g4dn12
+          Instances:
+            - InstanceType: g4dn.12xlarge
+          MinCount: 0
+          MaxCount: 4
+        - Name: g5
+          Instances:
+            - InstanceType: g5.12xlarge
+          MinCount: 0
+          MaxCount: 2
+      Networking:
+        SubnetIds: [subnet-0aaa1111]
+    - Name: cpu
+      CapacityType: SPOT
+      ComputeResources:
+        - Name: c5
+          Instances:
+            - InstanceType: c5.4xlarge
+          MinCount: 1
+          MaxCount: 10
+      Networking:
+        SubnetIds: [subnet-0aaa1111]
+LoginNodes:
+  Pools:
+    - Name: login
+      Count: 1
+      InstanceType: t3.large
+      Networking:
+        SubnetIds: [subnet-0aaa1111]
+SharedStorage:
+  - Name: ebs
+    StorageType: Ebs
+    MountDir: /shared
+    EbsSettings:
+      VolumeType: gp3
+      Size: 200
+      Encrypted: true
+  - Name: home
+    StorageType: Efs
+    MountDir: /home2
+Tags:
+  - Key: team
+    Value: viz
+"""
+
+# What import renames on purpose: hpcrun names its compute resource after the instance
+# type and its EBS volume `shared`.
+RENAMED = {"Scheduling.SlurmQueues.0.ComputeResources.0.Name", "SharedStorage.0.Name"}
+# ... and leaves out what is ParallelCluster's default anyway.
+DEFAULTS = {"Scheduling.SlurmQueues.0.CapacityType": "ONDEMAND"}
+
+
+def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, dict):
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            out.update(_flat(value, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    if isinstance(node, list):
+        out = {}
+        for index, value in enumerate(node):
+            out.update(_flat(value, f"{prefix}.{index}"))
+        return out
+    return {prefix: node}
+
+
+def test_a_full_v3_config_imports_and_renders_back_with_nothing_lost() -> None:
+    result = pcluster.import_pcluster_config(FULL_V3, name="lab")
+    assert result.unmapped == [], result.unmapped
+    config = pcluster.validate_parallelcluster_config(result.data)
+    assert config.compute_instance_type == "g4dn.12xlarge" and config.root_volume_gib == 80
+    rendered = pcluster.render_v3(config)
+    assert "merged in" in rendered.splitlines()[3]
+    original, back = _flat(yaml.safe_load(FULL_V3)), _flat(yaml.safe_load(rendered))
+    lost = {
+        k: v
+        for k, v in original.items()
+        if k not in RENAMED and back.get(k, DEFAULTS.get(k)) != v
+    }
+    assert lost == {}, lost
+    assert back["Scheduling.SlurmQueues.1.CapacityType"] == "SPOT"
+    assert back["SharedStorage.1.StorageType"] == "Efs"
+    assert pcluster.validate_data(result.data).problems == []  # ParallelCluster agrees
+
+
+def test_an_overlay_may_add_but_not_change_what_hpcrun_sets() -> None:
+    data = {
+        **preset_data("index-g4dn"),
+        "subnet_id": "subnet-0abc1234",
+        "parallelcluster": {"HeadNode": {"InstanceType": "c5.large"}},
+    }
+    report = pcluster.validate_data(data)
+    (problem,) = report.problems
+    assert problem.path == "parallelcluster.HeadNode.InstanceType"
+    assert "would replace 'g4dn.4xlarge'" in problem.message
+
+
+def test_an_overlay_error_of_parallelclusters_schema_names_the_overlay_key() -> None:
+    data = {
+        **preset_data("index-g4dn"),
+        "subnet_id": "subnet-0abc1234",
+        "parallelcluster": {"Scheduling": {"SlurmSettings": {"ScaledownIdletime": "soon"}}},
+    }
+    problems = pcluster.validate_data(data).problems
+    assert [p.path for p in problems] == [
+        "parallelcluster.Scheduling.SlurmSettings.ScaledownIdletime"
+    ]

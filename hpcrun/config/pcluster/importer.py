@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from hpcrun.config.pcluster import overlay
 from hpcrun.config.pcluster.findings import os_refusal, placeholder_values
 from hpcrun.config.pcluster.model import PLACEHOLDERS
 from hpcrun.config.pcluster.problems import check_config, placeholders
@@ -200,19 +201,18 @@ def import_pcluster_config(text: str, *, name: str = "imported") -> ImportResult
     data["dcv"] = dcv
 
     # Post-install scripts: one that enables job expansion is what hpcrun does itself.
+    # Any other script stays where it is, for the overlay (v3) or the list of what is lost.
     post_install: str | None = None
     for where in (("HeadNode",), ("Scheduling", "SlurmQueues", 0)):
-        script = take(*where, "CustomActions", "OnNodeConfigured", "Script")
-        post_install = post_install or script
-    if post_install and re.search(r"expan", post_install, re.IGNORECASE):
+        script = _peek(rest, *where, "CustomActions", "OnNodeConfigured", "Script")
+        if isinstance(script, str) and re.search(r"expan", script, re.IGNORECASE):
+            post_install = post_install or take(
+                *where, "CustomActions", "OnNodeConfigured", "Script"
+            )
+    if post_install:
         data["job_expansion"] = True
         if is_v2:
             data["post_install_url"] = post_install
-    elif post_install:
-        notes.append(
-            f"post_install {post_install}: hpcrun does not run custom scripts; "
-            "check what it does (job expansion hpcrun enables itself)"
-        )
 
     custom = take("Scheduling", "SlurmSettings", "CustomSlurmSettings") or []
     expansion = is_v2 and data.get("job_expansion") is True
@@ -248,30 +248,35 @@ def import_pcluster_config(text: str, *, name: str = "imported") -> ImportResult
     else:
         group = take(*q_net, "PlacementGroup", "Name") or take(*q_net, "PlacementGroup", "Id")
         data["placement_group"] = group or False
-    if take("Scheduling", "SlurmQueues", 0, "CapacityType") not in (None, "ONDEMAND"):
-        notes.append("CapacityType: only on-demand nodes are mapped")
+    if _peek(rest, "Scheduling", "SlurmQueues", 0, "CapacityType") in (None, "ONDEMAND"):
+        take("Scheduling", "SlurmQueues", 0, "CapacityType")  # else: SPOT stays, for the overlay
 
-    storage = take("SharedStorage", 0)
-    if isinstance(storage, dict) and storage.get("StorageType") == "Ebs":
-        settings = storage.get("EbsSettings") or {}
-        shared: dict[str, Any] = {"mount_dir": storage.get("MountDir", "/shared")}
-        if "Size" in settings:
-            shared["size_gib"] = settings["Size"]
-        if "VolumeType" in settings:
-            shared["volume_type"] = settings["VolumeType"]
+    # The first EBS volume is hpcrun's shared_storage; what hpcrun does not model of it
+    # (encryption, deletion policy, IOPS) and any FSx or EFS stay for the overlay.
+    if _is_ebs(_peek(rest, "SharedStorage", 0)):
+        shared: dict[str, Any] = {"mount_dir": take("SharedStorage", 0, "MountDir") or "/shared"}
+        size = take("SharedStorage", 0, "EbsSettings", "Size")
+        if size is not None:
+            shared["size_gib"] = size
+        volume_type = take("SharedStorage", 0, "EbsSettings", "VolumeType")
+        if volume_type is not None:
+            shared["volume_type"] = volume_type
+        take("SharedStorage", 0, "Name")  # hpcrun names it `shared`
+        take("SharedStorage", 0, "StorageType")
         data["shared_storage"] = shared
-        leftover = {k: v for k, v in settings.items() if k not in ("Size", "VolumeType")}
-        if leftover:
-            notes.append(f"SharedStorage EbsSettings {leftover}: not mapped")
-    elif storage is not None:
-        notes.append(f"SharedStorage {storage.get('StorageType')}: only EBS is mapped")
     else:
         data["shared_storage"] = None
     tags = take("Tags")
     if tags:
         data["tags"] = {str(t["Key"]): str(t["Value"]) for t in tags}
 
-    unmapped = [f"{path}: {value}" for path, value in _leaves(rest)]
+    # ParallelCluster 3 takes what is left as the file's overlay, so nothing is lost; a
+    # ParallelCluster 2 INI cannot carry it, and it is listed instead.
+    left = overlay.cleaned(rest)
+    if left and not is_v2:
+        data[overlay.KEY] = left
+        left = {}
+    unmapped = [f"{path}: {value}" for path, value in _leaves(left)]
     config, problems = check_config(data)
     holders = list(placeholders(config)) if config is not None else []
     holders += [k for k, _ in placeholder_values(data) if k not in holders]
@@ -282,6 +287,24 @@ def import_pcluster_config(text: str, *, name: str = "imported") -> ImportResult
     ]
     notes += [f"{p}" for p in problems if p.path != "os" or not refused]
     return ImportResult(data, holders, unmapped, notes, refused)
+
+
+def _peek(node: Any, *path: str | int) -> Any:
+    """The value at `path` without taking it (None when absent)."""
+    for key in path:
+        if isinstance(node, list):
+            if not isinstance(key, int) or key >= len(node):
+                return None
+            node = node[key]
+        elif isinstance(node, dict) and key in node:
+            node = node[key]
+        else:
+            return None
+    return node
+
+
+def _is_ebs(storage: Any) -> bool:
+    return isinstance(storage, dict) and storage.get("StorageType") == "Ebs"
 
 
 def _s3_access(entries: list[Any]) -> list[dict[str, Any]]:

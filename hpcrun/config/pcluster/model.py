@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -205,6 +205,11 @@ class ParallelClusterConfig(BaseModel):
         description="head node: true for a new Elastic IP, or an eipalloc-... id to reuse",
     )
     tags: dict[str, str] = Field(default_factory=dict, description="tags on every resource")
+    parallelcluster: dict[str, Any] = Field(
+        default_factory=dict,
+        description="ParallelCluster 3 YAML merged into the rendered config: what hpcrun does "
+        "not model (more queues, FSx/EFS, login nodes, IAM, ...)",
+    )
 
     @field_validator("placement_group")
     @classmethod

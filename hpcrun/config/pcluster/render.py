@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+from hpcrun.config.pcluster import overlay
 from hpcrun.config.pcluster.findings import os_refusal
 from hpcrun.config.pcluster.model import (
     PCLUSTER2_OS_FOR,
@@ -83,7 +84,7 @@ def render_v3(
         placement = {"Enabled": True}
     elif isinstance(config.placement_group, str):
         placement = {"Name": config.placement_group}
-    return (
+    text = (
         _environment()
         .get_template("pcluster-v3.yaml.j2")
         .render(
@@ -95,12 +96,28 @@ def render_v3(
             placement=placement,
         )
     )
+    if not config.parallelcluster:
+        return text
+    import yaml
+
+    try:
+        merged = overlay.merge(yaml.safe_load(text), config.parallelcluster)
+    except overlay.OverlayConflict as exc:
+        raise RenderError(exc.message, exc.hint) from None
+    header = [line for line in text.splitlines() if line.startswith("#")][:3]
+    header.append(f"# with the cluster file's `{overlay.KEY}:` settings merged in")
+    return "\n".join(header) + "\n" + yaml.safe_dump(merged, sort_keys=False)
 
 
 def render_v2(
     config: ParallelClusterConfig, *, source: str = "", subnet_id: str | None = None
 ) -> str:
     """ParallelCluster 2.8.0 INI: `pcluster create -c FILE NAME` on the 2.x CLI."""
+    if config.parallelcluster:
+        raise RenderError(
+            f"{overlay.KEY}: ParallelCluster 3 settings cannot go into a ParallelCluster 2 INI",
+            "use format: pcluster-v3, or move what it says into hpcrun's keys",
+        )
     if config.vpc_id is None:
         raise RenderError(
             "vpc_id: required for ParallelCluster 2 ([vpc] vpc_id), and missing",

@@ -13,6 +13,7 @@ from typing import Any
 
 from hpcrun.config.pcluster.findings import placeholder_values
 from hpcrun.config.pcluster.model import PCLUSTER3_OSES, PLACEHOLDERS
+from hpcrun.config.pcluster.overlay import KEY, has_path
 from hpcrun.config.pcluster.problems import (
     Problem,
     ValidationReport,
@@ -82,7 +83,9 @@ def _flatten(messages: object, prefix: str = "") -> Iterator[tuple[str, str]]:
         yield prefix or "(top level)", str(messages)
 
 
-def pcluster_schema_problems(rendered_v3: str, cluster_name: str, region: str) -> list[Problem]:
+def pcluster_schema_problems(
+    rendered_v3: str, cluster_name: str, region: str, extra: Mapping[str, Any] | None = None
+) -> list[Problem]:
     """Load rendered v3 YAML with ParallelCluster's ClusterSchema, offline and in-process."""
     import yaml
 
@@ -99,6 +102,8 @@ def pcluster_schema_problems(rendered_v3: str, cluster_name: str, region: str) -
             problems = []
             for path, message in _flatten(exc.messages):
                 key = hpcrun_key_for(path)
+                if extra and has_path(extra, path):  # from the file's overlay
+                    key = f"{KEY}.{path}"
                 problems.append(Problem(key or "(generated config)", message, path))
             return problems
         return []
@@ -138,5 +143,9 @@ def validate_data(
         report.problems.append(Problem(path, message))
         return report
     if with_pcluster:
-        report.problems.extend(pcluster_schema_problems(rendered, config.name, config.region))
+        report.problems.extend(
+            pcluster_schema_problems(
+                rendered, config.name, config.region, config.parallelcluster
+            )
+        )
     return report
