@@ -21,8 +21,9 @@ from hpcrun.cli._common import (
 from hpcrun.errors import HpcrunError, UnknownCluster, UsageError
 
 if TYPE_CHECKING:
-    from hpcrun.backends.base import Backend
-    from hpcrun.state import StateStore
+    from hpcrun.backends.base import Backend, ClusterStatus
+    from hpcrun.config.cost import CostEstimate
+    from hpcrun.state import ClusterRecord, StateStore
 
 
 def _as_recorded(store: StateStore, backend: str, given: dict[str, Any]) -> dict[str, Any]:
@@ -94,6 +95,12 @@ def create(
             show_default=False,
         ),
     ] = None,
+    yes: Annotated[
+        bool,
+        typer.Option(
+            "--yes", "-y", help="AWS clusters: create without asking after the cost estimate."
+        ),
+    ] = False,
     json_out: JsonOption = False,
 ) -> None:
     """Bring up a cluster: by default a real Slurm cluster on this machine.
@@ -106,7 +113,9 @@ def create(
     (its head node runs every command). `backend: parallelcluster` creates one on AWS
     with `pcluster create-cluster` (its validators first, as a dry run), follows the
     CloudFormation stack and shows the events that explain a failure; credentials come
-    from the usual AWS chain (AWS_PROFILE, SSO, environment).
+    from the usual AWS chain (AWS_PROFILE, SSO, environment). Before an AWS cluster
+    (parallelcluster, eks) is made, its hourly cost at AWS on-demand list price is shown
+    and `create` asks; --yes skips the question (needed where stdin is not a terminal).
 
     \b
     Examples:
@@ -115,6 +124,7 @@ def create(
       hpcrun create --config configs/local.yaml
       hpcrun create --config configs/ssh.yaml --trust-new-host
       hpcrun create --config configs/index-aws.yaml --trust-new-host
+      hpcrun create --config configs/index-eks.yaml --yes
     """
     from hpcrun.backends import backend_entry, refusal
     from hpcrun.backends.base import Feature
@@ -148,11 +158,13 @@ def create(
     base: dict[str, Any] = (
         loaded.model_dump() if loaded is not None else _as_recorded(store, chosen, given)
     )
-    cluster_config = validate_cluster_data(
+    validated = validate_cluster_data(
         {**base, **given, "backend": chosen}, str(config) if config else "flags"
-    ).model_dump()
+    )
+    cluster_config = validated.model_dump()
     if Feature.CREATE in entry.unsupported(cluster_config):
         raise refusal(cluster_config["name"], chosen, Feature.CREATE, "hpcrun create")
+    cost = _cost_before_create(validated, yes=yes, to_stderr=json_out)
     target = entry.new(
         cluster_config,
         store,
@@ -176,6 +188,7 @@ def create(
                 "changed": changed,
                 "seconds": round(elapsed, 2),
                 "recovered": recovered,
+                **({"cost": cost.to_json()} if cost is not None else {}),
             }
         )
         return
@@ -211,6 +224,33 @@ def create(
         out.print("A shell on its head node: hpcrun ssh")
 
 
+def _cost_before_create(config: object, *, yes: bool, to_stderr: bool) -> CostEstimate | None:
+    """Show what an AWS cluster costs per hour and ask before anything is made: a GPU
+    cluster at its largest runs to tens of dollars an hour. Without a terminal to ask on
+    (CI), refuse unless --yes. Clusters AWS does not bill (local, ssh, an existing
+    Kubernetes) get no estimate and no question. `to_stderr` keeps --json's stdout JSON."""
+    import sys
+
+    from hpcrun.config.cost import estimate_cost
+
+    cost = estimate_cost(config)
+    if cost is None:
+        return None
+    out = console(stderr=to_stderr)
+    for line in cost.text_lines():
+        out.print(line, markup=False)
+    if yes:
+        return cost
+    if sys.stdin is None or not sys.stdin.isatty():
+        raise UsageError(
+            f"refusing to create cluster {cost.cluster!r} without confirmation "
+            "(stdin is not a terminal to ask on)",
+            "pass --yes (-y) to create it at the cost above",
+        )
+    typer.confirm("Create it?", abort=True, err=to_stderr)
+    return cost
+
+
 def _recover_runs(store: StateStore, cluster: str, target: Backend) -> list[str]:
     """Unfinished runs of a cluster `create` just repaired, checked for lost jobs."""
     from hpcrun.services.recovery import recover_runs
@@ -223,8 +263,15 @@ def status(cluster: ClusterOption = None, json_out: JsonOption = False) -> None:
     target = resolve_cluster(cluster)
     current = target.backend.status()
     recorded = _recorded_work(target.store, current.name) if current.jobs_error else None
+    cost = _running_cost(target.record, current)
     if json_out:
-        print_json({**current.to_json(), **({"recorded": recorded} if recorded else {})})
+        print_json(
+            {
+                **current.to_json(),
+                **({"recorded": recorded} if recorded else {}),
+                **({"cost": cost.to_json()} if cost is not None else {}),
+            }
+        )
         return
     from rich.table import Table
 
@@ -249,6 +296,8 @@ def status(cluster: ClusterOption = None, json_out: JsonOption = False) -> None:
                 style=style,
             )
         out.print(table)
+    if cost is not None:
+        out.print(cost.running_text(), markup=False)
     for group in current.node_groups:
         out.print(
             f"node group {group['name']}: {group['status']}, "
@@ -284,6 +333,28 @@ def status(cluster: ClusterOption = None, json_out: JsonOption = False) -> None:
         f"Jobs: {len(active)} active, {len(current.jobs) - len(active)} recently ended"
         + (" (`hpcrun jobs` lists them)" if current.jobs else "")
     )
+
+
+def _running_cost(record: ClusterRecord, current: ClusterStatus) -> CostEstimate | None:
+    """A ParallelCluster cluster's cost per hour now: its head node and the compute nodes
+    Slurm has not powered down (state without `~`; powering up `#` and down `%` are still
+    billed). Only when Slurm answered (state up): otherwise the count would be a guess."""
+    if record.backend != "parallelcluster" or current.state != "up":
+        return None
+    from pydantic import ValidationError
+
+    from hpcrun.config.cost import running_cost
+    from hpcrun.config.pcluster import ParallelClusterConfig
+
+    keys = ParallelClusterConfig.model_fields
+    try:
+        model = ParallelClusterConfig.model_validate(
+            {k: v for k, v in record.config.items() if k in keys}
+        )
+    except ValidationError:
+        return None
+    up = sum(1 for n in current.nodes if "~" not in n.node.state)
+    return running_cost(model, up)
 
 
 def _print_kube_nodes(nodes: list[dict[str, Any]]) -> None:

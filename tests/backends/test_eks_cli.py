@@ -69,7 +69,9 @@ def test_create_describes_and_down_removes_an_eks_cluster(
     server: MotoServer, tmp_path: Path
 ) -> None:
     home = tmp_path / "home"
-    made = cli(server, home, "create", "--config", str(cluster_file(tmp_path / "e.yaml", "vis")))
+    made = cli(
+        server, home, "create", "--config", str(cluster_file(tmp_path / "e.yaml", "vis")), "--yes"
+    )
     assert made.returncode == 0, made.stdout + made.stderr
     said = made.stdout + made.stderr
     assert "cluster vis: ACTIVE" in said and "kubeconfig for vis" in said
@@ -103,7 +105,7 @@ def test_create_describes_and_down_removes_an_eks_cluster(
     assert record is not None
     store.put_cluster("vis", "eks", {**record.config, "ingress_host": "lb.example.test"},
                       ClusterState.UP)
-    again = cli(server, home, "create", "--config", str(tmp_path / "e.yaml"))
+    again = cli(server, home, "create", "--config", str(tmp_path / "e.yaml"), "--yes")
     assert again.returncode == 0, again.stderr
     assert "already up" in again.stdout
     record = StateStore(home).cluster("vis")
@@ -135,7 +137,7 @@ def test_a_failed_create_is_recorded_with_its_reason_and_down_cleans_what_it_mad
     )
     home = tmp_path / "home"
     taken = cluster_file(tmp_path / "t.yaml", "taken")
-    failed = cli(server, home, "create", "--config", str(taken))
+    failed = cli(server, home, "create", "--config", str(taken), "--yes")
     assert failed.returncode == 1
     first = next(ln for ln in failed.stderr.splitlines() if ln.startswith("error:"))
     assert "eks.CreateCluster" in first and "ResourceInUseException" in first, failed.stderr

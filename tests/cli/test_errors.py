@@ -115,7 +115,7 @@ def test_create_of_a_v2_cluster_says_to_use_parallelcluster_2(tmp_path: Path) ->
         vpc_id="vpc-0123456789abcdef0",
         post_install_url="s3://bucket/post-install.sh",
     )
-    done = run_cli("create", "--config", str(path), home=tmp_path, check=False)
+    done = run_cli("create", "--config", str(path), "--yes", home=tmp_path, check=False)
     assert done.returncode == 2
     assert "format: pcluster-v2 clusters are made by ParallelCluster 2.x" in done.stderr
     assert "--format pcluster-v2" in done.stderr

@@ -85,7 +85,7 @@ def aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Aws]:
 
 def test_validators_refusing_the_config_stop_create_before_anything_exists(aws: Aws) -> None:
     path = aws.cluster_file("badnet", subnet_id="subnet-0123456789abcdef0")
-    done = aws.cli("create", "--config", str(path), *SUPPRESS)
+    done = aws.cli("create", "--config", str(path), "--yes", *SUPPRESS)
     assert done.returncode == 1, done.stderr
     assert "ParallelCluster rejects pcluster-config.yaml" in done.stderr
     assert "The subnet ID 'subnet-0123456789abcdef0' does not exist" in done.stderr
@@ -98,7 +98,7 @@ def test_validators_refusing_the_config_stop_create_before_anything_exists(aws: 
 
 def test_create_runs_pcluster_and_a_failed_create_is_recorded_and_cleaned_up(aws: Aws) -> None:
     path = aws.cluster_file("aws1")
-    done = aws.cli("create", "--config", str(path), *SUPPRESS)
+    done = aws.cli("create", "--config", str(path), "--yes", *SUPPRESS)
     assert done.returncode == 1, done.stdout + done.stderr
     # Progress names each step; the error is pcluster's own (moto rejects the template).
     assert "ParallelCluster's validators" in done.stderr
