@@ -237,11 +237,14 @@ def waiting(farm: Farm, queue: str) -> int:
 def test_cancel_takes_the_runs_messages_off_the_queue(farm: Farm) -> None:
     queue = json.loads(farm.cli("farm", "status", "--json").stdout)["queue"]
     args = ["render", str(farm.blend), "--frames", "1-6", "--chunk", "2", "--samples", "3"]
+    # A failed run's healthy chunks stay queued (as on Slurm, where the other chunks of a
+    # failed run go on): under load the failing test above can leave one behind.
+    before = waiting(farm, queue)
     run = json.loads(farm.cli(*args, *TINY, "--detach", "--json").stdout)["run"]
-    assert waiting(farm, queue) == 3  # no worker runs: every chunk waits
+    assert waiting(farm, queue) == before + 3  # no worker runs: every chunk waits
     cancelled = json.loads(farm.cli("render", "status", str(run), "--cancel", "--json").stdout)
     assert cancelled["status"] == "cancelled"
-    assert waiting(farm, queue) == 0
+    assert waiting(farm, queue) == before  # the run's own, and only those, are gone
     # workers keep a run's inputs by its folder: an edited scene must get a folder of its own
     edited = farm.home / "edited" / farm.blend.name
     edited.parent.mkdir(exist_ok=True)
@@ -251,7 +254,7 @@ def test_cancel_takes_the_runs_messages_off_the_queue(farm: Farm) -> None:
     )
     assert again["video"] != cancelled["video"] and again["frames"]["done"] == 0
     farm.cli("render", "status", str(again["run"]), "--cancel")
-    assert waiting(farm, queue) == 0
+    assert waiting(farm, queue) == before
 
 
 def test_farm_down_removes_the_workers_and_the_queues(farm: Farm) -> None:
