@@ -26,6 +26,7 @@ from hpcrun.scheduler.serving import Scaling, ServeState
 from hpcrun.services.scaled import ScaledService
 from hpcrun.state import ServedModelRecord
 from hpcrun.state import ServedState as Recorded
+from hpcrun.workloads.farm_workers import FARM_NAME
 from hpcrun.workloads.score import DEFAULT_BATCH_ROWS
 from hpcrun.workloads.triton import (
     TRITON_IMAGE,
@@ -129,6 +130,11 @@ class ServeService(ScaledService):
             raise UsageError(
                 "serve triton needs --model (exported to the store) or --model-repository",
                 "e.g. hpcrun serve triton --model model.json --store s3://bucket/models",
+            )
+        if request.name == FARM_NAME:
+            raise UsageError(
+                f"--name {FARM_NAME} is the render farm's (hpcrun farm)",
+                "name the server after its model, e.g. --name fraud",
             )
         repository = request.repository or repository_under(self._store(request))
         plan = self.plan(request, repository)  # flags refused before anything is made

@@ -153,6 +153,7 @@ def test_status_shows_replicas_the_autoscaler_and_the_endpoint(setup: Setup) -> 
         (("--gpus-per-replica", "9"), "no node of cluster kube has that many GPUs"),
         (("--store", "s3://no-such-bucket-hpcrun/x"), "no-such-bucket-hpcrun"),
         (("--target-metric", "queue"), "NAME=VALUE"),
+        (("--name", "render-farm"), "is the render farm's"),
     ],
 )
 def test_bad_input_is_refused_before_anything_exists(
