@@ -1,5 +1,6 @@
 """`hpcrun render`: a Blender render farm on the cluster (frame chunks as a job array,
-then an ffmpeg encode), and `hpcrun render status [RUN]`."""
+then an ffmpeg encode; on Kubernetes the queue-fed farm of `hpcrun farm`), and `hpcrun
+render status [RUN]`."""
 
 from __future__ import annotations
 
@@ -115,6 +116,10 @@ def render(
     again resumes: complete frames are never rendered twice. A resumed run must use the
     same .blend, --resolution, --engine, --samples and --fps as the frames already there
     (recorded in OUTPUT/.hpcrun-render.json); --overwrite starts the output again.
+
+    On an eks or kubernetes cluster the chunks go to the render farm instead (`hpcrun
+    farm`, brought up by the first render): one SQS message per chunk, Blender workers
+    behind an autoscaler, frames and the mp4 in S3; --frames is needed there.
 
     \b
     Examples:
