@@ -17,13 +17,14 @@ of its last log.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import posixpath
 import re
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,7 @@ from hpcrun.workloads.blender import (
 from hpcrun.workloads.farm import (
     BLEND,
     DEFAULT_MAX_RECEIVES,
+    ChunkMessage,
     FarmRun,
     frames_present,
     parse_message,
@@ -152,6 +154,12 @@ class FarmService(ScaledService):
     def config(self) -> dict[str, Any]:
         return self.cluster_config
 
+    @functools.cached_property
+    def queues(self) -> Queues:
+        """One SQS client for all of this service's calls (a boto3 client costs ~0.1 s,
+        and `watch` reads the queues every poll)."""
+        return Queues(self.config.get("region"))
+
     def _store(self, given: str | None) -> tuple[str, str]:
         from hpcrun.storage.s3 import parse_s3_url
 
@@ -176,23 +184,8 @@ class FarmService(ScaledService):
         scaling = Scaling(request.minimum, request.maximum, request.target_cpu)
         settings = dict(self.config.get("farm") or {})
         region = self.config.get("region")
-        probe = FarmPlan(
-            queue_url="-",
-            bucket=bucket,
-            prefix=prefix,
-            gpus_per_worker=request.gpus_per_worker,
-            visibility_s=request.visibility_s,
-        )
-        probe.validate()  # flags refused before anything is made
-        self.check_gpus(driver, request.gpus_per_worker, "--gpus-per-worker")
-        store = f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
-        s3.check_writable(store)
-        self.progress.step(f"queue {self.queue_name()} (dead letters after {request.max_receives})")
-        queues = Queues(region).ensure(
-            self.queue_name(), visibility_s=request.visibility_s, max_receives=request.max_receives
-        )
         plan = FarmPlan(
-            queue_url=queues.url,
+            queue_url="",  # known once the queue exists
             bucket=bucket,
             prefix=prefix,
             region=region,
@@ -204,6 +197,15 @@ class FarmService(ScaledService):
             service_account=request.service_account or settings.get("service_account"),
             visibility_s=request.visibility_s,
         )
+        plan.validate()  # flags refused before anything is made
+        self.check_gpus(driver, request.gpus_per_worker, "--gpus-per-worker")
+        store = f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
+        s3.check_writable(store)
+        self.progress.step(f"queue {self.queue_name()} (dead letters after {request.max_receives})")
+        queues = self.queues.ensure(
+            self.queue_name(), visibility_s=request.visibility_s, max_receives=request.max_receives
+        )
+        plan = replace(plan, queue_url=queues.url)
         record = {
             "kind": "farm",
             "store": store,
@@ -233,7 +235,7 @@ class FarmService(ScaledService):
                 f"no render farm on cluster {self.cluster}",
                 "start one: hpcrun farm up --store s3://bucket/prefix",
             )
-        counts = Queues(self.config.get("region")).counts(self._queues(record))
+        counts = self.queues.counts(self._queues(record))
         return FarmView(record, self.driver().state(FARM_NAME), counts)
 
     def down(self) -> int:
@@ -242,7 +244,7 @@ class FarmService(ScaledService):
         if record is None:
             return 0
         removed = self.take_down(self.driver(), FARM_NAME)
-        Queues(self.config.get("region")).delete(self._queues(record))
+        self.queues.delete(self._queues(record))
         return removed
 
     # render runs ------------------------------------------------------------------------
@@ -330,9 +332,7 @@ class FarmService(ScaledService):
                 s3.put_bytes(f"s3://{bucket}/{key}", data)
             if todo.remove:
                 s3.delete_keys(bucket, todo.remove)
-            sent = Queues(self.config.get("region")).send(
-                record.plan["queues"]["url"], [m.body() for m in todo.messages]
-            )
+            sent = self.queues.send(record.plan["queues"]["url"], [m.body() for m in todo.messages])
         except (HpcrunError, KeyboardInterrupt) as exc:
             detail = exc.message if isinstance(exc, HpcrunError) else "interrupted"
             self.store.set_array_run(run_id, RunState.FAILED, detail=detail)
@@ -408,28 +408,30 @@ class FarmService(ScaledService):
         record = self.record()
         if record is None:
             return []
-        found = []
-        for body in Queues(self.config.get("region")).dead_bodies(self._queues(record)):
+        dead = []
+        for body in self.queues.dead_bodies(self._queues(record)):
             try:
                 message = parse_message(body)
             except UsageError:
                 continue
-            if message.run_id != layout.run_id:
-                continue
-            index = getattr(message, "chunk", None)
-            first = getattr(message, "first", None)
-            last = getattr(message, "last", None)
-            frames = "encode" if index is None else f"{first}-{last}"
+            if message.run_id == layout.run_id:
+                dead.append(message)
+        if not dead:
+            return []
+        logs = s3.list_keys(f"s3://{layout.bucket}/{layout.logs_prefix}")
+        found = []
+        for message in dead:
+            chunk: int | None = None
+            frames = "encode"
+            if isinstance(message, ChunkMessage):
+                chunk, frames = message.chunk, f"{message.first}-{message.last}"
             tail = ""
-            logs = s3.list_keys(f"s3://{layout.bucket}/{layout.key('logs/')}")
-            mine = sorted(
-                k for k in logs if index is not None and f"chunk-{index:04d}-" in k
-            ) or sorted(k for k in logs if index is None and "encode-" in k)
-            if mine:
-                text = s3.read_bytes(f"s3://{layout.bucket}/{mine[-1]}") or b""
+            last = layout.last_log_key(logs, chunk)
+            if last is not None:
+                text = s3.read_bytes(f"s3://{layout.bucket}/{last}") or b""
                 tail = "\n".join(text.decode(errors="replace").splitlines()[-8:])
             found.append(
-                {"chunk": "encode" if index is None else index, "frames": frames, "log_tail": tail}
+                {"chunk": "encode" if chunk is None else chunk, "frames": frames, "log_tail": tail}
             )
         return found
 
@@ -459,9 +461,7 @@ class FarmService(ScaledService):
         """Take the run's messages off the queues; chunks being rendered finish."""
         record = self.record()
         if record is not None and run.status not in TERMINAL:
-            removed = Queues(self.config.get("region")).purge(
-                self._queues(record), run.plan["farm"]["run"]
-            )
+            removed = self.queues.purge(self._queues(record), run.plan["farm"]["run"])
             self.progress.step(f"removed {removed} message(s) of run {run.id} from the queues")
         if run.status not in TERMINAL:
             self.store.set_array_run(run.id, RunState.CANCELLED, detail="cancelled by the user")

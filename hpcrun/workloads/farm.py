@@ -144,6 +144,19 @@ class FarmRun:
     def encode_log_key(self, delivery: int) -> str:
         return self.key(f"{LOGS_DIR}/{ENCODE_LOG_FORMAT % delivery}")
 
+    @property
+    def logs_prefix(self) -> str:
+        return self.key(LOGS_DIR + "/")
+
+    def last_log_key(self, keys: Iterable[str], chunk: int | None) -> str | None:
+        """Of a listing of `logs_prefix`, the log of a chunk's (None: the encode's) latest
+        delivery. The keys differ only in the delivery number, so the longest, then the
+        greatest, is the latest (delivery 10 after 9)."""
+        example = self.encode_log_key(0) if chunk is None else self.chunk_log_key(chunk, 0)
+        stem = example.removesuffix("0.log")  # the key up to its delivery number
+        mine = [k for k in keys if k.startswith(stem) and k[len(stem) : -4].isdigit()]
+        return max(mine, key=lambda k: (len(k), k)) if mine else None
+
 
 def worker_plan(plan: RenderPlan) -> RenderPlan:
     """`plan` with every path relative to a worker's copy of the run's folder (the

@@ -208,3 +208,14 @@ def test_the_redrive_policy_names_the_dead_letter_queue() -> None:
     assert json.loads(redrive_policy(arn, 2)) == {"deadLetterTargetArn": arn, "maxReceiveCount": 2}
     with pytest.raises(UsageError, match="at least 1"):
         redrive_policy(arn, 0)
+
+
+def test_the_last_log_is_the_latest_delivery_even_past_nine() -> None:
+    logs = [RUN.chunk_log_key(3, n) for n in (1, 2, 9, 10)] + [
+        RUN.chunk_log_key(13, 11),
+        RUN.encode_log_key(2),
+        RUN.logs_prefix + "notes.txt",
+    ]
+    assert RUN.last_log_key(logs, 3) == RUN.chunk_log_key(3, 10)
+    assert RUN.last_log_key(logs, None) == RUN.encode_log_key(2)
+    assert RUN.last_log_key(logs, 4) is None
