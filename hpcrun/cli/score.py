@@ -26,6 +26,21 @@ if TYPE_CHECKING:
     from hpcrun.services.score import ScoreRuns, ScoreView
 
 
+# What the model is and what to predict: the same for a score run and a served model.
+ModelFormatOption = Annotated[
+    str | None,
+    typer.Option(
+        help="xgboost_json, xgboost_ubj, lightgbm or treelite_checkpoint "
+        "[default: from the suffix].",
+        show_default=False,
+    ),
+]
+PredictOption = Annotated[
+    str, typer.Option(help="proba (probabilities), class (labels) or raw (margins).")
+]
+ThresholdOption = Annotated[float, typer.Option(help="Class threshold (binary models).")]
+
+
 def score(
     target: Annotated[
         list[str] | None,
@@ -74,18 +89,9 @@ def score(
     gpus_per_task: Annotated[
         int | None, typer.Option(help="GPUs for each task (FIL on KIND_GPU).", show_default=False)
     ] = None,
-    model_format: Annotated[
-        str | None,
-        typer.Option(
-            help="xgboost_json, xgboost_ubj, lightgbm or treelite_checkpoint "
-            "[default: from the suffix].",
-            show_default=False,
-        ),
-    ] = None,
-    predict: Annotated[
-        str, typer.Option(help="proba (probabilities), class (labels) or raw (margins).")
-    ] = "proba",
-    threshold: Annotated[float, typer.Option(help="Class threshold (binary models).")] = 0.5,
+    model_format: ModelFormatOption = None,
+    predict: PredictOption = "proba",
+    threshold: ThresholdOption = 0.5,
     id_column: Annotated[
         str | None,
         typer.Option(

@@ -17,6 +17,7 @@ from hpcrun.cli._scaled import (
     TargetCpuOption,
     open_scaled,
 )
+from hpcrun.cli.score import ModelFormatOption, PredictOption, ThresholdOption
 
 if TYPE_CHECKING:
     from hpcrun.cli._common import RichProgress
@@ -106,18 +107,9 @@ def triton(
             show_default=False,
         ),
     ] = None,
-    model_format: Annotated[
-        str | None,
-        typer.Option(
-            help="xgboost_json, xgboost_ubj, lightgbm or treelite_checkpoint "
-            "[default: from the suffix].",
-            show_default=False,
-        ),
-    ] = None,
-    predict: Annotated[
-        str, typer.Option(help="proba (probabilities), class (labels) or raw (margins).")
-    ] = "proba",
-    threshold: Annotated[float, typer.Option(help="Class threshold (binary models).")] = 0.5,
+    model_format: ModelFormatOption = None,
+    predict: PredictOption = "proba",
+    threshold: ThresholdOption = 0.5,
     features: Annotated[
         int | None,
         typer.Option(help="The feature count [default: read from the model].", show_default=False),
