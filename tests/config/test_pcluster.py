@@ -78,13 +78,15 @@ def test_job_expansion_extends_parallelclusters_own_scheduler_parameters() -> No
     assert pcluster.scheduler_parameters(hosts) == "nohold_on_prolog_fail,permit_job_expansion"
     rendered = yaml.safe_load(pcluster.render_v3(hosts))
     assert rendered["Scheduling"]["SlurmSettings"] == {
+        "ScaledownIdletime": 10,
         "Dns": {"UseEc2Hostnames": True},
         "CustomSlurmSettings": [
             {"SchedulerParameters": "nohold_on_prolog_fail,permit_job_expansion"}
         ],
     }
     off = base.model_copy(update={"job_expansion": False})
-    assert "SlurmSettings" not in yaml.safe_load(pcluster.render_v3(off))["Scheduling"]
+    settings = yaml.safe_load(pcluster.render_v3(off))["Scheduling"]["SlurmSettings"]
+    assert settings == {"ScaledownIdletime": 10}
 
 
 @pytest.mark.parametrize(
@@ -507,10 +509,7 @@ Tags:
     Value: viz
 """
 
-# What import renames on purpose: hpcrun names its compute resource after the instance
-# type and its EBS volume `shared`.
-RENAMED = {"Scheduling.SlurmQueues.0.ComputeResources.0.Name", "SharedStorage.0.Name"}
-# ... and leaves out what is ParallelCluster's default anyway.
+# What import leaves out because it is ParallelCluster's default anyway.
 DEFAULTS = {"Scheduling.SlurmQueues.0.CapacityType": "ONDEMAND"}
 
 
@@ -532,15 +531,19 @@ def test_a_full_v3_config_imports_and_renders_back_with_nothing_lost() -> None:
     result = pcluster.import_pcluster_config(FULL_V3, name="lab")
     assert result.unmapped == [], result.unmapped
     config = pcluster.validate_parallelcluster_config(result.data)
-    assert config.compute_instance_type == "g4dn.12xlarge" and config.root_volume_gib == 80
+    assert [(q.name, len(q.compute_resources), q.spot) for q in config.slurm_queues()] == [
+        ("gpu", 2, False),
+        ("cpu", 1, True),
+    ]
+    # Only the head node names a root volume: hpcrun's one size would give the queues
+    # one too, so it stays as the source says it, in the overlay.
+    assert config.root_volume_gib is None
+    assert config.parallelcluster["HeadNode"]["LocalStorage"]["RootVolume"]["Size"] == 80
+    assert config.shared_storage is not None and config.shared_storage.name == "ebs"
     rendered = pcluster.render_v3(config)
     assert "merged in" in rendered.splitlines()[3]
     original, back = _flat(yaml.safe_load(FULL_V3)), _flat(yaml.safe_load(rendered))
-    lost = {
-        k: v
-        for k, v in original.items()
-        if k not in RENAMED and back.get(k, DEFAULTS.get(k)) != v
-    }
+    lost = {k: v for k, v in original.items() if back.get(k, DEFAULTS.get(k)) != v}
     assert lost == {}, lost
     assert back["Scheduling.SlurmQueues.1.CapacityType"] == "SPOT"
     assert back["SharedStorage.1.StorageType"] == "Efs"

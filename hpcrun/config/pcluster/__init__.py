@@ -21,10 +21,13 @@ from hpcrun.config.pcluster.model import (
     FORMATS,
     GPUS_BY_INSTANCE_TYPE,
     PLACEHOLDERS,
+    ComputeResource,
     DcvSettings,
     Format,
     ParallelClusterConfig,
+    Queue,
     SharedStorage,
+    compute_resource_name,
 )
 from hpcrun.config.pcluster.problems import (
     Problem,
@@ -35,7 +38,6 @@ from hpcrun.config.pcluster.problems import (
 )
 from hpcrun.config.pcluster.render import (
     RenderError,
-    compute_resource_name,
     render,
     render_v2,
     render_v3,
@@ -54,11 +56,13 @@ __all__ = [
     "GPUS_BY_INSTANCE_TYPE",
     "PCLUSTER_PATH_TO_KEY",
     "PLACEHOLDERS",
+    "ComputeResource",
     "DcvSettings",
     "Format",
     "ImportResult",
     "ParallelClusterConfig",
     "Problem",
+    "Queue",
     "RenderError",
     "SharedStorage",
     "ValidationReport",

@@ -115,6 +115,11 @@ class SharedStorage(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    name: str = Field(
+        "shared",
+        pattern=r"^[a-zA-Z0-9_-]{1,30}$",
+        description="ParallelCluster's name of the volume (an update that renames it replaces it)",
+    )
     mount_dir: str = Field("/shared", pattern=r"^/[A-Za-z0-9_./-]*$", description="mount point")
     size_gib: int = Field(100, ge=1, le=16384, description="EBS volume size")
     volume_type: Literal["gp3", "gp2", "io1", "io2", "st1", "sc1"] = Field(
@@ -136,8 +141,109 @@ class S3Access(BaseModel):
     write: bool = Field(False, description="write access too")
 
 
+QUEUE_NAME_RE = r"^[a-z][a-z0-9-]{0,24}$"
+# What the one-queue keys are called, for the message that refuses them beside `queues`.
+SINGLE_QUEUE_KEYS = (
+    "queue_name",
+    "compute_instance_type",
+    "min_count",
+    "max_count",
+    "gpus_per_node",
+    "placement_group",
+)
+
+
+def compute_resource_name(instance_type: str) -> str:
+    """ParallelCluster names compute resources `[a-z][a-z0-9-]*`: g4dn.12xlarge -> g4dn-12xlarge."""
+    return re.sub(r"[^a-z0-9-]", "-", instance_type.lower())
+
+
+def _placement_group_value(value: bool | str) -> bool | str:
+    if isinstance(value, str) and not re.match(r"^[A-Za-z0-9_.+=@-]{1,255}$", value):
+        raise ValueError("a placement group name (letters, digits, _.+=@-) or true/false")
+    return value
+
+
+class ComputeResource(BaseModel):
+    """One kind of compute node in a queue: ParallelCluster's `ComputeResources` entry."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str | None = Field(
+        None, pattern=QUEUE_NAME_RE, description="(default: from the instance type)"
+    )
+    instance_type: str = Field(..., pattern=INSTANCE_TYPE_RE)
+    min_count: int = Field(0, ge=0, le=1000, description="nodes kept running")
+    max_count: int = Field(4, ge=1, le=1000, description="nodes at most")
+    gpus_per_node: int | None = Field(
+        None, ge=0, le=16, description="GPUs of one node (default: known for the type)"
+    )
+
+    @model_validator(mode="after")
+    def _counts(self) -> ComputeResource:
+        if self.max_count < self.min_count:
+            raise ValueError(
+                f"max_count ({self.max_count}) must be at least min_count ({self.min_count})"
+            )
+        return self
+
+    @property
+    def resolved_name(self) -> str:
+        return self.name or compute_resource_name(self.instance_type)
+
+    def gpus(self) -> int | None:
+        """GPUs per node: the file's value, else what the instance type is known to have."""
+        if self.gpus_per_node is not None:
+            return self.gpus_per_node
+        return GPUS_BY_INSTANCE_TYPE.get(self.instance_type)
+
+
+class Queue(BaseModel):
+    """A Slurm partition of the cluster (`hpcrun index/render/score --partition NAME`):
+    ParallelCluster's `SlurmQueues` entry. What hpcrun does not model of it (Efa, spot
+    prices, capacity reservations, custom actions) goes in the `parallelcluster:` overlay."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(..., pattern=QUEUE_NAME_RE, description="the Slurm partition")
+    compute_resources: list[ComputeResource] = Field(..., min_length=1)
+    spot: bool = Field(False, description="Spot capacity (CapacityType: SPOT)")
+    placement_group: bool | str = Field(
+        True, description="true: a new cluster placement group; a string: an existing one's name"
+    )
+    subnet_id: str | None = Field(
+        None,
+        pattern=r"^subnet-([0-9a-f]{8}|[0-9a-f]{17})$",
+        description="this queue's subnet (null: the cluster's subnet_id)",
+    )
+
+    _placement_group = field_validator("placement_group")(_placement_group_value)
+
+    @field_validator("compute_resources")
+    @classmethod
+    def _unique(cls, value: list[ComputeResource]) -> list[ComputeResource]:
+        names = [r.resolved_name for r in value]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(
+                f"compute resource {twice[0]!r} is named twice; give each a distinct name"
+            )
+        return value
+
+    @property
+    def min_count(self) -> int:
+        return sum(r.min_count for r in self.compute_resources)
+
+    @property
+    def max_count(self) -> int:
+        return sum(r.max_count for r in self.compute_resources)
+
+
 class ParallelClusterConfig(BaseModel):
-    """An AWS ParallelCluster GPU cluster: one queue of identical compute nodes + DCV."""
+    """An AWS ParallelCluster GPU cluster: its queues of compute nodes, DCV, storage.
+
+    One queue of one node type is said with the flat keys (`compute_instance_type`,
+    `queue_name`, `min_count`, ...); several with `queues`, never both."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -166,7 +272,7 @@ class ParallelClusterConfig(BaseModel):
     )
     head_node_instance_type: str = Field("g4dn.4xlarge", pattern=INSTANCE_TYPE_RE)
     compute_instance_type: str = Field("g4dn.12xlarge", pattern=INSTANCE_TYPE_RE)
-    queue_name: str = Field("gpu", pattern=r"^[a-z][a-z0-9-]{0,24}$", description="Slurm partition")
+    queue_name: str = Field("gpu", pattern=QUEUE_NAME_RE, description="Slurm partition")
     min_count: int = Field(0, ge=0, le=1000, description="compute nodes kept running")
     max_count: int = Field(4, ge=1, le=1000, description="compute nodes at most")
     gpus_per_node: int | None = Field(
@@ -180,6 +286,12 @@ class ParallelClusterConfig(BaseModel):
     vpc_id: str | None = Field(None, pattern=VPC_RE, description="VPC of subnet_id (v2 needs it)")
     placement_group: bool | str = Field(
         True, description="true: a new cluster placement group; a string: an existing one's name"
+    )
+    queues: list[Queue] | None = Field(
+        None,
+        min_length=1,
+        description="several Slurm partitions, each of compute resources (null: the one "
+        "queue of queue_name, compute_instance_type, min_count, max_count)",
     )
     dcv: DcvSettings = Field(default_factory=DcvSettings)  # type: ignore[arg-type]
     job_expansion: bool = Field(
@@ -204,6 +316,19 @@ class ParallelClusterConfig(BaseModel):
         False,
         description="head node: true for a new Elastic IP, or an eipalloc-... id to reuse",
     )
+    scaledown_idle_minutes: int = Field(
+        10,
+        ge=1,
+        le=10080,
+        description="a dynamic compute node idle this long is stopped (ScaledownIdletime)",
+    )
+    idle_down_minutes: int | None = Field(
+        None,
+        ge=10,
+        le=43200,
+        description="after this long without a job the head node powers the cluster off "
+        "(compute nodes, then itself; null: never; `hpcrun create --idle-down` sets it)",
+    )
     tags: dict[str, str] = Field(default_factory=dict, description="tags on every resource")
     parallelcluster: dict[str, Any] = Field(
         default_factory=dict,
@@ -211,12 +336,7 @@ class ParallelClusterConfig(BaseModel):
         "not model (more queues, FSx/EFS, login nodes, IAM, ...)",
     )
 
-    @field_validator("placement_group")
-    @classmethod
-    def _placement_group(cls, value: bool | str) -> bool | str:
-        if isinstance(value, str) and not re.match(r"^[A-Za-z0-9_.+=@-]{1,255}$", value):
-            raise ValueError("a placement group name (letters, digits, _.+=@-) or true/false")
-        return value
+    _placement_group = field_validator("placement_group")(_placement_group_value)
 
     @field_validator("elastic_ip")
     @classmethod
@@ -235,21 +355,74 @@ class ParallelClusterConfig(BaseModel):
 
     @model_validator(mode="after")
     def _counts(self) -> ParallelClusterConfig:
-        if self.max_count < self.min_count:
+        if self.queues is None and self.max_count < self.min_count:
             raise ValueError(
                 f"max_count ({self.max_count}) must be at least min_count ({self.min_count})"
             )
         return self
 
-    def gpus(self) -> int | None:
-        """GPUs per compute node: the file's value, else what the instance type is known to have."""
-        if self.gpus_per_node is not None:
-            return self.gpus_per_node
-        return GPUS_BY_INSTANCE_TYPE.get(self.compute_instance_type)
+    @model_validator(mode="after")
+    def _one_way_to_say_the_queues(self) -> ParallelClusterConfig:
+        if self.queues is None:
+            return self
+        both = [k for k in SINGLE_QUEUE_KEYS if k in self.model_fields_set]
+        if both:
+            raise ValueError(
+                f"queues: set beside {', '.join(both)}, which describe the one queue of a "
+                "file without `queues`; move them into its queues entries"
+            )
+        names = [q.name for q in self.queues]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"queues: {twice[0]!r} is named twice; Slurm partitions are unique")
+        return self
+
+    def slurm_queues(self) -> list[Queue]:
+        """The cluster's queues, the first being Slurm's default partition: `queues`, or
+        the one the flat keys describe."""
+        if self.queues is not None:
+            return list(self.queues)
+        only = {
+            "instance_type": self.compute_instance_type,
+            "min_count": self.min_count,
+            "max_count": self.max_count,
+            "gpus_per_node": self.gpus_per_node,
+        }
+        queue = {"name": self.queue_name, "compute_resources": [only]}
+        return [Queue.model_validate({**queue, "placement_group": self.placement_group})]
+
+    def queue(self, partition: str | None = None) -> Queue:
+        """The queue `--partition` names (None: the default, the first); UsageError naming
+        the cluster's queues when it has no such one."""
+        queues = self.slurm_queues()
+        if partition is None:
+            return queues[0]
+        for queue in queues:
+            if queue.name == partition:
+                return queue
+        from hpcrun.errors import UsageError
+
+        raise UsageError(
+            f"--partition {partition}: cluster {self.name} has no such queue",
+            f"its queues: {', '.join(q.name for q in queues)}",
+        )
+
+    def gpus(self, partition: str | None = None) -> int | None:
+        """GPUs per node of a queue's first compute resource (IndeX's nodes are alike)."""
+        return self.queue(partition).compute_resources[0].gpus()
 
     def summary(self) -> str:
         """One line for `config validate`: the cluster's name and shape."""
-        return (
-            f"{self.name}: {self.compute_instance_type} x {self.min_count}-{self.max_count}, "
-            f"head {self.head_node_instance_type}, {self.format}"
+        if self.queues is None:
+            return (
+                f"{self.name}: {self.compute_instance_type} x {self.min_count}-{self.max_count}, "
+                f"head {self.head_node_instance_type}, {self.format}"
+            )
+        shapes = "; ".join(
+            f"{q.name}: "
+            + ", ".join(
+                f"{r.instance_type} x {r.min_count}-{r.max_count}" for r in q.compute_resources
+            )
+            for q in self.slurm_queues()
         )
+        return f"{self.name}: {shapes}, head {self.head_node_instance_type}, {self.format}"

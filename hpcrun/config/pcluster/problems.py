@@ -14,8 +14,11 @@ from pydantic import BaseModel, ValidationError
 
 from hpcrun.config.pcluster.model import (
     PLACEHOLDERS,
+    ComputeResource,
     DcvSettings,
     ParallelClusterConfig,
+    Queue,
+    S3Access,
     SharedStorage,
 )
 from hpcrun.errors import UsageError
@@ -68,7 +71,11 @@ def pydantic_problems(errors: Sequence[ErrorDetails]) -> list[Problem]:
         elif err["type"] == "value_error" and not err["loc"]:
             # model validators (max_count vs min_count) report on the key the user must change
             text = str(err["ctx"]["error"]) if "ctx" in err else message
-            path = text.split(" ", 1)[0] if text.startswith("max_count") else path
+            head, sep, rest = text.partition(": ")
+            if sep and head in ParallelClusterConfig.model_fields:  # "queues: ..."
+                path, text = head, rest
+            elif text.startswith("max_count"):
+                path = "max_count"
             message = text
         elif message.startswith("Value error, "):
             message = message.removeprefix("Value error, ")
@@ -82,6 +89,9 @@ def problem_lines(errors: Sequence[ErrorDetails]) -> list[str]:
 
 
 def _pattern_hint(path: str) -> str:
+    """What a value at `path` must look like; list indexes do not matter
+    (`queues.1.compute_resources.0.name` is a compute resource's name)."""
+    key = ".".join(part for part in path.split(".") if not part.isdigit())
     hints = {
         "custom_ami": "an AMI id like ami-0123456789abcdef0",
         "head_node_instance_type": "an EC2 instance type like g4dn.4xlarge",
@@ -91,20 +101,28 @@ def _pattern_hint(path: str) -> str:
         "region": "an AWS region like us-east-1",
         "name": "a letter, then letters, digits or '-', at most 60",
         "queue_name": "lower case letters, digits or '-', at most 25",
+        "queues.name": "lower case letters, digits or '-', at most 25",
+        "queues.compute_resources.name": "lower case letters, digits or '-', at most 25",
+        "queues.compute_resources.instance_type": "an EC2 instance type like g4dn.12xlarge",
+        "queues.subnet_id": "subnet-...",
         "post_install_url": "an s3:// or https:// URL",
         "shared_storage.mount_dir": "an absolute path",
     }
-    return hints.get(path, "see configs/index-aws.yaml")
+    return hints.get(key, "see configs/index-aws.yaml")
 
 
 def _known_keys(parent: tuple[str, ...]) -> list[str]:
-    model: type[BaseModel] = ParallelClusterConfig
-    nested: dict[str, type[BaseModel]] = {"dcv": DcvSettings, "shared_storage": SharedStorage}
-    if parent and parent[0] in nested:
-        model = nested[parent[0]]
-    elif parent:
-        return []
-    return list(model.model_fields)
+    key = ".".join(part for part in parent if not part.isdigit())
+    nested: dict[str, type[BaseModel]] = {
+        "": ParallelClusterConfig,
+        "dcv": DcvSettings,
+        "shared_storage": SharedStorage,
+        "s3_access": S3Access,
+        "queues": Queue,
+        "queues.compute_resources": ComputeResource,
+    }
+    model = nested.get(key)
+    return [] if model is None else list(model.model_fields)
 
 
 def check_config(data: Mapping[str, Any]) -> tuple[ParallelClusterConfig | None, list[Problem]]:

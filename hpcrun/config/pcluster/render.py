@@ -18,7 +18,6 @@ slurm.conf on the head node the same way (append to an existing value, else add 
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING
 
 from hpcrun.config.pcluster import overlay
@@ -56,11 +55,6 @@ def scheduler_parameters(config: ParallelClusterConfig) -> str | None:
     return ",".join([*ours, "permit_job_expansion"])
 
 
-def compute_resource_name(instance_type: str) -> str:
-    """ParallelCluster names compute resources `[a-z][a-z0-9-]*`: g4dn.12xlarge -> g4dn-12xlarge."""
-    return re.sub(r"[^a-z0-9-]", "-", instance_type.lower())
-
-
 def _subnet(config: ParallelClusterConfig, subnet_id: str | None) -> str:
     resolved = subnet_id or config.subnet_id
     if resolved == "create":
@@ -79,11 +73,6 @@ def render_v3(
     refused = os_refusal(config.os, "pcluster-v3")
     if refused is not None:
         raise RenderError(refused)
-    placement: dict[str, object] = {}
-    if config.placement_group is True:
-        placement = {"Enabled": True}
-    elif isinstance(config.placement_group, str):
-        placement = {"Name": config.placement_group}
     text = (
         _environment()
         .get_template("pcluster-v3.yaml.j2")
@@ -92,8 +81,7 @@ def render_v3(
             source=source,
             subnet_id=_subnet(config, subnet_id),
             scheduler_parameters=scheduler_parameters(config),
-            compute_resource=compute_resource_name(config.compute_instance_type),
-            placement=placement,
+            queues=config.slurm_queues(),
         )
     )
     if not config.parallelcluster:
@@ -118,6 +106,11 @@ def render_v2(
             f"{overlay.KEY}: ParallelCluster 3 settings cannot go into a ParallelCluster 2 INI",
             "use format: pcluster-v3, or move what it says into hpcrun's keys",
         )
+    if isinstance(config.elastic_ip, str):
+        raise RenderError(
+            "elastic_ip: ParallelCluster 2 cannot reuse an Elastic IP allocation",
+            "set elastic_ip: true (use_public_ips: a new one), or use format: pcluster-v3",
+        )
     if config.vpc_id is None:
         raise RenderError(
             "vpc_id: required for ParallelCluster 2 ([vpc] vpc_id), and missing",
@@ -130,6 +123,12 @@ def render_v2(
             "upload scripts/pcluster-post-install-job-expansion.sh (aws s3 cp ...) and set "
             "post_install_url, or set job_expansion: false",
         )
+    queues = config.slurm_queues()
+    if len(queues) > 1 or len(queues[0].compute_resources) > 1:
+        raise RenderError(
+            "queues: ParallelCluster 2.8.0 has one compute queue of one instance type",
+            "use format: pcluster-v3 for several queues, or keep one queue of one type",
+        )
     base_os = config.os if config.os in PCLUSTER2_OSES else PCLUSTER2_OS_FOR[config.os]
     storage = config.shared_storage
     volume_type = None
@@ -137,12 +136,15 @@ def render_v2(
         volume_type = "gp2" if storage.volume_type == "gp3" else storage.volume_type
     import json
 
-    placement = "DYNAMIC" if config.placement_group is True else config.placement_group or None
+    group = queues[0].placement_group
+    placement = "DYNAMIC" if group is True else group or None
     return (
         _environment()
         .get_template("pcluster-v2.ini.j2")
         .render(
             c=config,
+            q=queues[0],
+            r=queues[0].compute_resources[0],
             source=source,
             subnet_id=_subnet(config, subnet_id),
             base_os=base_os,
@@ -160,7 +162,7 @@ def _s3_arns(config: ParallelClusterConfig, *, write: bool) -> str | None:
     """ParallelCluster 2 takes one resource ARN per kind of access: with several buckets
     of one kind, `*` (every bucket) is the only value that covers them all."""
     arns = [
-        f"arn:aws:s3:::{a.bucket}/{a.key_prefix or ''}*"
+        f"arn:aws:s3:::{a.bucket}/{(a.key_prefix or '').rstrip('*')}*"
         for a in config.s3_access
         if a.write == write
     ]

@@ -8,6 +8,7 @@ lazily: it costs about half a second, which only `config validate` pays.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -43,6 +44,7 @@ PCLUSTER_PATH_TO_KEY = {
     "HeadNode": "head_node_instance_type",
     "Scheduling.SlurmSettings.CustomSlurmSettings": "job_expansion",
     "Scheduling.SlurmSettings.Dns": "use_ec2_hostnames",
+    "Scheduling.SlurmSettings.ScaledownIdletime": "scaledown_idle_minutes",
     "Scheduling.SlurmQueues.0.Name": "queue_name",
     "Scheduling.SlurmQueues.0.Networking.SubnetIds": "subnet_id",
     "Scheduling.SlurmQueues.0.Networking.PlacementGroup": "placement_group",
@@ -59,8 +61,60 @@ PCLUSTER_PATH_TO_KEY = {
 }
 
 
-def hpcrun_key_for(pcluster_path: str) -> str | None:
-    """The hpcrun key behind a ParallelCluster key path, or None when nothing maps."""
+# With `queues`, each SlurmQueues entry comes from its own queues entry: paths under
+# `Scheduling.SlurmQueues.I` map to `queues.I.<key>` (longest suffix wins here too).
+QUEUE_PATH_TO_KEY = {
+    "": "",
+    "Name": "name",
+    "CapacityType": "spot",
+    "Networking.SubnetIds": "subnet_id",
+    "Networking.PlacementGroup": "placement_group",
+    "ComputeResources": "compute_resources",
+    "Iam.S3Access": "@s3_access",
+    "ComputeSettings.LocalStorage.RootVolume": "@root_volume_gib",
+}
+RESOURCE_PATH_TO_KEY = {
+    "": "",
+    "Name": "name",
+    "Instances": "instance_type",
+    "InstanceType": "instance_type",
+    "MinCount": "min_count",
+    "MaxCount": "max_count",
+}
+_QUEUE_PATH_RE = re.compile(r"^Scheduling\.SlurmQueues\.(\d+)(?:\.(.*))?$")
+_RESOURCE_PATH_RE = re.compile(r"^ComputeResources\.(\d+)(?:\.(.*))?$")
+
+
+def _longest(table: Mapping[str, str], path: str) -> str | None:
+    best: str | None = None
+    for prefix in table:
+        matches = not prefix or path == prefix or path.startswith(prefix + ".")
+        if matches and (best is None or len(prefix) > len(best)):
+            best = prefix
+    return None if best is None else table[best]
+
+
+def _queue_key(index: str, rest: str) -> str | None:
+    """`queues.I...` for a path under SlurmQueues.I of a file with `queues`."""
+    resource = _RESOURCE_PATH_RE.match(rest)
+    if resource is not None:
+        suffix = _longest(RESOURCE_PATH_TO_KEY, resource.group(2) or "")
+        where = f"queues.{index}.compute_resources.{resource.group(1)}"
+        return f"{where}.{suffix}" if suffix else where
+    suffix = _longest(QUEUE_PATH_TO_KEY, rest)
+    if suffix is None:
+        return None
+    if suffix.startswith("@"):  # rendered from a cluster-wide key into every queue
+        return suffix[1:]
+    return f"queues.{index}.{suffix}" if suffix else f"queues.{index}"
+
+
+def hpcrun_key_for(pcluster_path: str, *, queues: bool = False) -> str | None:
+    """The hpcrun key behind a ParallelCluster key path, or None when nothing maps;
+    `queues`: the file says its queues with `queues` rather than the one-queue keys."""
+    found = _QUEUE_PATH_RE.match(pcluster_path) if queues else None
+    if found is not None:
+        return _queue_key(found.group(1), found.group(2) or "")
     best: str | None = None
     for prefix in PCLUSTER_PATH_TO_KEY:
         if (pcluster_path == prefix or pcluster_path.startswith(prefix + ".")) and (
@@ -84,7 +138,12 @@ def _flatten(messages: object, prefix: str = "") -> Iterator[tuple[str, str]]:
 
 
 def pcluster_schema_problems(
-    rendered_v3: str, cluster_name: str, region: str, extra: Mapping[str, Any] | None = None
+    rendered_v3: str,
+    cluster_name: str,
+    region: str,
+    extra: Mapping[str, Any] | None = None,
+    *,
+    queues: bool = False,
 ) -> list[Problem]:
     """Load rendered v3 YAML with ParallelCluster's ClusterSchema, offline and in-process."""
     import yaml
@@ -101,7 +160,7 @@ def pcluster_schema_problems(
         except SchemaError as exc:
             problems = []
             for path, message in _flatten(exc.messages):
-                key = hpcrun_key_for(path)
+                key = hpcrun_key_for(path, queues=queues)
                 if extra and has_path(extra, path):  # from the file's overlay
                     key = f"{KEY}.{path}"
                 problems.append(Problem(key or "(generated config)", message, path))
@@ -144,8 +203,6 @@ def validate_data(
         return report
     if with_pcluster:
         report.problems.extend(
-            pcluster_schema_problems(
-                rendered, config.name, config.region, config.parallelcluster
-            )
+            pcluster_schema_problems(rendered, config.name, config.region, config.parallelcluster)
         )
     return report
