@@ -10,7 +10,7 @@ so the CLI can refuse early with a clear message instead of failing half-way.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
@@ -20,6 +20,7 @@ from hpcrun.scheduler import NullProgress, Progress, Scheduler, Workspace
 from hpcrun.slurm import Job, Node, SlurmClient
 
 if TYPE_CHECKING:
+    from hpcrun.backends.dcv import DcvDesktop
     from hpcrun.scheduler.index import IndexDriver
 
 __all__ = [
@@ -156,7 +157,16 @@ class Backend(Protocol):
         """How IndeX sessions start, grow, shrink and stop on this cluster."""
         ...
 
-    def desktop_url(self) -> str | None: ...
+    def desktop(
+        self,
+        progress: Callable[[str], None] | None = None,
+        *,
+        attempts: int | None = None,
+        wait_s: float | None = None,
+    ) -> DcvDesktop | None:
+        """The head node's DCV session (`hpcrun dcv`), retried while it starts
+        (`progress` hears of each try); None where the cluster has no desktop to offer."""
+        ...
 
     def endpoint(self, host: str, port: int) -> str:
         """The URL of `port` on `host` as users on the cluster's network see it."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from hpcrun.backends import backend_entry, previous_record, refusal
@@ -31,6 +31,7 @@ from hpcrun.transport.workspace import RunnerWorkspace
 if TYPE_CHECKING:
     from lightkube import Client
 
+    from hpcrun.backends.dcv import DcvDesktop
     from hpcrun.k8s.flare import KubernetesFlareDriver
     from hpcrun.k8s.index import Publishing
     from hpcrun.k8s.serve import KubernetesServeDriver
@@ -140,7 +141,13 @@ class KubernetesBackend:
     def default_workdir(self) -> str | None:
         return None
 
-    def desktop_url(self) -> str | None:
+    def desktop(
+        self,
+        progress: Callable[[str], None] | None = None,
+        *,
+        attempts: int | None = None,
+        wait_s: float | None = None,
+    ) -> DcvDesktop | None:
         raise refusal(self.cluster_name, self.name, Feature.DESKTOP, "hpcrun dcv")
 
     def shell_argv(self, command: Sequence[str] = ()) -> list[str]:

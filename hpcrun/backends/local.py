@@ -21,7 +21,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hpcrun.backends import backend_entry
 from hpcrun.backends.base import (
@@ -55,6 +55,10 @@ from hpcrun.slurm.scheduler import SlurmScheduler
 from hpcrun.state import ClusterRecord, ClusterState, StateStore
 from hpcrun.transport import LocalRunner
 from hpcrun.transport.workspace import RunnerWorkspace
+
+if TYPE_CHECKING:
+    from hpcrun.backends.dcv import DcvDesktop
+
 
 logger = logging.getLogger(__name__)
 
@@ -128,8 +132,14 @@ class LocalBackend:
         runner = self._runner()
         return SlurmIndexDriver(SlurmClient(runner), runner)
 
-    def desktop_url(self) -> str | None:
-        return None
+    def desktop(
+        self,
+        progress: Callable[[str], None] | None = None,
+        *,
+        attempts: int | None = None,
+        wait_s: float | None = None,
+    ) -> DcvDesktop | None:
+        return None  # this machine's own desktop is the one in front of the user
 
     def endpoint(self, host: str, port: int) -> str:
         return f"http://127.0.0.1:{port}"  # every node is this host

@@ -15,8 +15,8 @@ from __future__ import annotations
 import contextlib
 import posixpath
 import shlex
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 from hpcrun.backends import backend_entry, previous_record
 from hpcrun.backends.base import ClusterSite, ClusterStatus, Feature, NodeStatus, Progress
@@ -29,6 +29,9 @@ from hpcrun.slurm.scheduler import SlurmScheduler
 from hpcrun.state import ClusterRecord, ClusterState, StateStore
 from hpcrun.transport.ssh import SSHRunner
 from hpcrun.transport.workspace import RunnerWorkspace
+
+if TYPE_CHECKING:
+    from hpcrun.backends.dcv import DcvDesktop
 
 LAUNCHER = "hpcrun-nvindex-slurm"
 
@@ -113,12 +116,44 @@ class SshBackend:
         finally:
             close()
 
-    def desktop_url(self) -> str | None:
-        from hpcrun.backends.dcv import DCV_CONNECT_SCRIPT, connect
+    def desktop(
+        self,
+        progress: Callable[[str], None] | None = None,
+        *,
+        attempts: int | None = None,
+        wait_s: float | None = None,
+    ) -> DcvDesktop:
+        """The head node's DCV session, as `pcluster dcv connect` prepares it: SSH first
+        (a failure there is said to be SSH's, not DCV's), then the connect script,
+        retried while a fresh head node's DCV server starts (`progress` hears of each
+        failed attempt). Whether its port answers from here is `port_problem()`'s."""
+        from hpcrun.backends import dcv
 
+        host = self.desktop_host()
+        try:
+            self.runner.connect()
+        except HpcrunError as exc:
+            if "host key" in exc.message:  # answered, but unverified: that error says why
+                raise
+            raise dcv.ssh_failed_error(host, exc) from None
         home = self.config.get("home") or self._resolve()["home"]
-        script = str(self.config.get("dcv_connect_script") or DCV_CONNECT_SCRIPT)
-        return connect(self.runner, self.desktop_host(), str(home), script=script)
+        script = str(self.config.get("dcv_connect_script") or dcv.DCV_CONNECT_SCRIPT)
+        session = dcv.prepare_session(
+            self.runner,
+            host,
+            str(home),
+            script=script,
+            progress=progress,
+            attempts=dcv.ATTEMPTS if attempts is None else attempts,
+            wait_s=dcv.RETRY_WAIT_S if wait_s is None else wait_s,
+        )
+        settings = self.config.get("dcv")
+        return dcv.DcvDesktop(
+            host,
+            session,
+            ssh_target=self.runner.target,
+            dcv_settings=settings if isinstance(settings, dict) else None,
+        )
 
     def desktop_host(self) -> str:
         """The address the user's browser reaches DCV at: the head node's."""

@@ -476,29 +476,70 @@ def use(name: Annotated[str, typer.Argument(help="Cluster to make current.")]) -
 def dcv(
     print_url: Annotated[
         bool,
-        typer.Option("--print-url", help="Print the one-time URL instead of opening a browser."),
+        typer.Option(
+            "--print-url",
+            "--no-browser",
+            help="Print the one-time URL instead of opening a browser (to open it elsewhere).",
+        ),
     ] = False,
+    attempts: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Times to run the connect script while a fresh head node's DCV server starts.",
+        ),
+    ] = 6,
+    retry_wait: Annotated[
+        float, typer.Option(min=0.0, help="Seconds between those attempts.")
+    ] = 5.0,
+    as_json: JsonOption = False,
     cluster: ClusterOption = None,
 ) -> None:
     """Open the head node's remote desktop (NICE DCV) in a browser, as `pcluster dcv
     connect` does: SSH to the head node, get a session token, open a one-time URL that
-    works for 30 seconds."""
+    works for 30 seconds. Without a graphical browser here (headless, an SSH session)
+    the URL is printed instead; --json prints {"url": ..., "expires_in_s": 30}."""
     from hpcrun.backends.base import Feature
-    from hpcrun.backends.dcv import URL_LIFETIME_S
+    from hpcrun.backends.dcv import URL_LIFETIME_S, local_browser
 
     target = resolve_cluster(cluster)
     require(target, Feature.DESKTOP, "hpcrun dcv")
-    url = target.backend.desktop_url()
-    if url is None:
+    progress = RichProgress(quiet=as_json)
+    desktop = target.backend.desktop(progress.step, attempts=attempts, wait_s=retry_wait)
+    if desktop is None:
         raise HpcrunError(f"cluster {target.record.name} has no DCV session to offer")
-    message = f"Open this one-time URL in your browser within {URL_LIFETIME_S} seconds:\n{url}"
-    if print_url:
-        console().print(message, soft_wrap=True)
+    url, blocked = desktop.url, desktop.port_problem()
+    elsewhere = print_url or as_json
+    if blocked is not None and not elsewhere:
+        raise blocked
+    if blocked is not None:  # the URL may still open on another machine
+        err = console(stderr=True)
+        err.print(f"warning: {blocked.message}", soft_wrap=True, markup=False)
+        err.print(f"hint: {blocked.hint}", soft_wrap=True, markup=False)
+    if as_json:
+        print_json(
+            {"url": url, "expires_in_s": URL_LIFETIME_S, "port_answers_here": blocked is None}
+        )
         return
-    import webbrowser
-
-    if not webbrowser.open_new(url):
-        console().print(f"No browser could be opened here.\n{message}", soft_wrap=True)
+    message = (
+        f"Open this one-time URL in your browser within {URL_LIFETIME_S} seconds "
+        f"(it expires {URL_LIFETIME_S} s after it was made; `hpcrun dcv` makes a new one):\n{url}"
+    )
+    if print_url:
+        console().print(message, soft_wrap=True, markup=False)
+        return
+    browser = local_browser()
+    if browser is None:
+        why = "No graphical web browser here (a headless machine, an SSH session or CI)"
+    elif not browser.open_new(url):
+        why = "The web browser here could not be started"
+    else:
+        console().print(
+            f"Opened the DCV desktop of cluster {target.record.name} in your browser "
+            f"(its one-time URL works for {URL_LIFETIME_S} seconds)."
+        )
+        return
+    console().print(f"{why}, so none was opened.\n{message}", soft_wrap=True, markup=False)
 
 
 def ssh(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hpcrun.backends.dcv import DcvSession, connect, parse_connect_output
+from hpcrun.backends.dcv import DcvSession, connect, parse_connect_output, redact
 from hpcrun.errors import HpcrunError
 from hpcrun.transport.runner import LocalRunner
 
@@ -56,15 +56,64 @@ def test_connect_retries_while_the_dcv_server_starts(tmp_path: Path) -> None:
         f'if [ "$n" -lt 2 ]; then echo "dcv not ready" >&2; exit 1; fi\necho "{LINE}"\n',
     )
     waits: list[float] = []
-    url = connect(LocalRunner(), "h", "/home/u", script=path, sleep=waits.append)
+    said: list[str] = []
+    url = connect(
+        LocalRunner(),
+        "h",
+        "/home/u",
+        script=path,
+        sleep=waits.append,
+        wait_s=1.0,
+        progress=said.append,
+    )
     assert url.endswith("#a1b2c3")
     assert waits == [1.0, 1.0]
+    assert said == [
+        "DCV server on h not ready yet (attempt 1/6): dcv not ready; retrying in 1 s",
+        "DCV server on h not ready yet (attempt 2/6): dcv not ready; retrying in 1 s",
+    ]
 
 
 def test_connect_gives_up_with_the_scripts_last_words(tmp_path: Path) -> None:
     path = script(tmp_path, 'echo "dcv: permission denied" >&2; exit 1\n')
-    with pytest.raises(HpcrunError, match="after 2 attempts: dcv: permission denied"):
+    with pytest.raises(HpcrunError, match="after 2 attempts over 0 s") as info:
         connect(LocalRunner(), "h", "/home/u", script=path, attempts=2, sleep=lambda _: None)
+    assert "its connect script said: dcv: permission denied" in info.value.message
+    assert "--attempts" in (info.value.hint or "")
+
+
+def test_a_script_that_prints_nothing_useful_is_retried_and_named(tmp_path: Path) -> None:
+    path = script(tmp_path, 'echo "no session yet"\n')
+    said: list[str] = []
+    with pytest.raises(HpcrunError, match="printed no DCV session parameters"):
+        connect(
+            LocalRunner(),
+            "h",
+            "/home/u",
+            script=path,
+            attempts=3,
+            sleep=lambda _: None,
+            progress=said.append,
+        )
+    assert len(said) == 2 and "(attempt 2/3)" in said[1] and "no session yet" in said[1]
+
+
+def test_a_token_in_the_scripts_failure_output_is_hidden(tmp_path: Path) -> None:
+    path = script(tmp_path, f'echo "{LINE.replace("8443", "x")}" >&2; exit 1\n')
+    said: list[str] = []
+    with pytest.raises(HpcrunError) as info:
+        connect(
+            LocalRunner(),
+            "h",
+            "/home/u",
+            script=path,
+            attempts=2,
+            sleep=lambda _: None,
+            progress=said.append,
+        )
+    assert "Tok-123_x" not in info.value.message and "Tok-123_x" not in said[0]
+    assert "PclusterDcvSessionToken=<hidden>" in info.value.message
+    assert redact("https://h:1?authToken=abc-1#s") == "https://h:1?authToken=<hidden>#s"
 
 
 def test_a_head_node_without_the_script_says_dcv_is_not_enabled(tmp_path: Path) -> None:
