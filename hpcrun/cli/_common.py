@@ -35,6 +35,16 @@ ClusterOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+PartitionOption = Annotated[
+    str | None,
+    typer.Option(
+        "--partition",
+        "-p",
+        help="Slurm partition (a ParallelCluster queue) to run in; default: the cluster's "
+        "default partition. `hpcrun status` lists them.",
+        show_default=False,
+    ),
+]
 
 
 def console(stderr: bool = False) -> Console:

@@ -10,6 +10,7 @@ import typer
 from hpcrun.cli._common import (
     ClusterOption,
     JsonOption,
+    PartitionOption,
     RichProgress,
     console,
     open_service,
@@ -158,6 +159,7 @@ def index(
             show_default=False,
         ),
     ] = None,
+    partition: PartitionOption = None,
     wait: WaitOption = False,
     timeout_s: TimeoutOption = 120.0,
     tunnel: TunnelOption = False,
@@ -198,6 +200,7 @@ def index(
                 timeout_s=timeout_s,
                 time_limit=time_limit,
                 chart=chart,
+                partition=partition,
             )
         )
     except StartInterrupted as stopped:

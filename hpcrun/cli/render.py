@@ -14,6 +14,7 @@ from hpcrun.cli._array import print_tasks, report_submitted, show_status, status
 from hpcrun.cli._common import (
     ClusterOption,
     JsonOption,
+    PartitionOption,
     RichProgress,
     console,
     require,
@@ -104,6 +105,7 @@ def render(
     cancel: Annotated[
         bool, typer.Option("--cancel", help="With `status RUN`: cancel the run.")
     ] = False,
+    partition: PartitionOption = None,
     cluster: ClusterOption = None,
     json_out: JsonOption = False,
 ) -> None:
@@ -163,6 +165,7 @@ def render(
         blender=os.environ.get("HPCRUN_BLENDER", "blender"),
         ffmpeg=os.environ.get("HPCRUN_FFMPEG", "ffmpeg"),
         overwrite=overwrite,
+        partition=partition,
     )
     runs, progress = _runs(cluster, quiet=json_out)
     try:

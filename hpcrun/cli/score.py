@@ -14,6 +14,7 @@ from hpcrun.cli._array import print_tasks, report_submitted, show_status, status
 from hpcrun.cli._common import (
     ClusterOption,
     JsonOption,
+    PartitionOption,
     console,
     print_json,
     require,
@@ -142,6 +143,7 @@ def score(
     cancel: Annotated[
         bool, typer.Option("--cancel", help="With `status RUN`: cancel the run.")
     ] = False,
+    partition: PartitionOption = None,
     cluster: ClusterOption = None,
     json_out: JsonOption = False,
 ) -> None:
@@ -219,6 +221,7 @@ def score(
         resume=resume,
         python=python,
         tritonserver=os.environ.get("HPCRUN_TRITONSERVER", "tritonserver"),
+        partition=partition,
     )
     runs, progress = _runs(cluster, quiet=json_out)
     try:

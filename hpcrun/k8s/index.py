@@ -197,7 +197,9 @@ class KubernetesIndexDriver:
             helm_binary()
             scene_in_chart(chart, plan.scene_prj)
 
-    def check_capacity(self, nodes: int, *, wait: bool, progress: Progress) -> None:
+    def check_capacity(
+        self, nodes: int, *, wait: bool, progress: Progress, partition: str | None = None
+    ) -> None:
         """At least one node must offer GPUs at all; whether enough are free is the
         scheduler's call (a node group may grow), answered by the pods' reasons."""
         from lightkube.resources.core_v1 import Node

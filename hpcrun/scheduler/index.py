@@ -150,8 +150,11 @@ class IndexDriver(Protocol):
         """Refuse what the scheduler would refuse (a bad --time), before anything exists."""
         ...
 
-    def check_capacity(self, nodes: int, *, wait: bool, progress: Progress) -> None:
-        """Refuse a request the cluster cannot serve now (unless `wait`)."""
+    def check_capacity(
+        self, nodes: int, *, wait: bool, progress: Progress, partition: str | None = None
+    ) -> None:
+        """Refuse a request the cluster (its `partition`, if given) cannot serve now
+        (unless `wait`)."""
         ...
 
     def start(

@@ -278,6 +278,12 @@ class FarmService(ScaledService):
                 "render on the farm needs --frames A-B",
                 "the scene is opened by the workers, not here: e.g. --frames 1-240",
             )
+        if request.partition is not None:
+            raise UsageError(
+                f"--partition {request.partition}: partitions are Slurm's; the farm's workers "
+                "run where its Deployment's pods are scheduled",
+                "leave --partition out; `hpcrun farm up --gpus-per-worker` chooses GPU nodes",
+            )
         if request.output is not None and not s3.is_s3_url(request.output):
             raise UsageError(
                 f"--output {request.output}: on the farm the frames stay in S3",

@@ -85,6 +85,7 @@ class StartRequest:
     timeout_s: float = 120.0
     time_limit: str | None = None
     chart: str | None = None  # Kubernetes: a helm chart to NVIDIA's values contract
+    partition: str | None = None  # Slurm: the queue to run in (None: the default)
 
 
 @dataclass
@@ -217,6 +218,7 @@ class IndexSessions(ClusterService):
             install=install,
             gpus_per_node=request.gpus_per_node,
             port=request.port,
+            partition=request.partition,
             time_limit=request.time_limit,
         )
         plan.validate()
@@ -231,7 +233,10 @@ class IndexSessions(ClusterService):
                 "set ingress.basic_auth in the cluster file (a password is made per session)",
             )
         self.driver.check_capacity(
-            request.nodes, wait=request.wait_for_nodes, progress=self.progress
+            request.nodes,
+            wait=request.wait_for_nodes,
+            progress=self.progress,
+            partition=request.partition,
         )
         session_id = self.store.create_index_session(
             self.cluster,
@@ -681,7 +686,9 @@ class IndexSessions(ClusterService):
         initial = session.initial_job
         assert initial is not None and initial.slurm_job_id is not None
         first = initial.slurm_job_id
-        self.driver.check_capacity(count, wait=wait, progress=self.progress)
+        self.driver.check_capacity(
+            count, wait=wait, progress=self.progress, partition=plan.partition
+        )
         log = posixpath.join(session.workdir, f"agents-{int(time.time() * 1000)}.log")
         row = self.store.add_index_job(session.id, initial=False, nodes=count, log=log)
 

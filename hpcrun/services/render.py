@@ -70,6 +70,7 @@ class RenderRequest:
     blender: str = "blender"
     ffmpeg: str = "ffmpeg"
     overwrite: bool = False  # delete the output's frames and video first, render all
+    partition: str | None = None  # Slurm: the queue the chunks run in (None: the default)
 
 
 @dataclass
@@ -198,6 +199,7 @@ class RenderRuns(ArrayRuns["RenderView"]):
             max_parallel=request.max_parallel,
             gpus_per_task=request.gpus_per_task,
             retries=request.retries,
+            partition=request.partition,
             blender=request.blender,
             ffmpeg=request.ffmpeg,
         )

@@ -88,6 +88,7 @@ class ScoreRequest:
     resume: bool = False
     python: str | None = None  # the cluster's Python [default: this one locally, python3]
     tritonserver: str = "tritonserver"
+    partition: str | None = None  # the Slurm queue the tasks run in (None: the default)
 
     def validate(self) -> None:
         if self.tasks < 1:
@@ -246,6 +247,7 @@ class ScoreRuns(ArrayRuns["ScoreView"]):
             retries=request.retries,
             max_parallel=request.max_parallel,
             gpus_per_task=request.gpus_per_task,
+            partition=request.partition,
         )
         remote = server_url(request.server)
         if remote is not None:

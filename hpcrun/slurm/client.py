@@ -190,8 +190,10 @@ class SlurmClient:
             raise UsageError(f"cannot resize job {job_id} to {nodes} nodes")
         _ok(self.runner.run(["scontrol", "update", f"JobId={job_id}", f"NumNodes={nodes}"]))
 
-    def nodes(self) -> list[Node]:
-        done = _ok(self.runner.run(["sinfo", "-h", "-N", "-o", SINFO_FORMAT]))
+    def nodes(self, partition: str | None = None) -> list[Node]:
+        """Every node (of `partition`, when given), one sinfo call."""
+        only = ["-p", partition] if partition else []
+        done = _ok(self.runner.run(["sinfo", "-h", "-N", *only, "-o", SINFO_FORMAT]))
         return parse_sinfo(done.stdout)
 
     def hostnames(self, nodelist: str) -> list[str]:

@@ -210,13 +210,24 @@ class SlurmIndexDriver:
     def validate(self, plan: IndexPlan) -> None:
         initial_allocation(plan)  # JobSpec's checks (e.g. --time syntax)
 
-    def check_capacity(self, nodes: int, *, wait: bool, progress: Progress) -> None:
-        found = self.client.nodes()
+    def check_capacity(
+        self, nodes: int, *, wait: bool, progress: Progress, partition: str | None = None
+    ) -> None:
+        found = self.client.nodes(partition)
+        if partition and not found:
+            raise UsageError(
+                f"--partition {partition}: the cluster has no such partition (or no nodes in it)",
+                "`hpcrun status` (or `sinfo -s`) lists the partitions; leave it out for the "
+                "default",
+            )
         usable = [n for n in found if n.is_available]
-        idle = [n.name for n in found if n.state == "idle"]
+        # Free: idle, or idle and powered down (`idle~`: a cloud node Slurm starts on
+        # demand, as ParallelCluster's dynamic nodes are until a job wants them).
+        idle = [n.name for n in found if n.state in ("idle", "idle~")]
+        where = f"partition {partition}" if partition else "the cluster"
         if nodes > len(usable):
             raise HpcrunError(
-                f"{plural(nodes, 'node')} requested but the cluster has {len(usable)} usable "
+                f"{plural(nodes, 'node')} requested but {where} has {len(usable)} usable "
                 f"node{'s' * (len(usable) != 1)}",
                 "ask for fewer nodes, or create the cluster with more (`hpcrun create --nodes`)",
             )
