@@ -353,7 +353,7 @@ def _running_cost(record: ClusterRecord, current: ClusterStatus) -> CostEstimate
         )
     except ValidationError:
         return None
-    up = sum(1 for n in current.nodes if "~" not in n.node.state)
+    up = [n.node.name for n in current.nodes if "~" not in n.node.state]
     return running_cost(model, up)
 
 

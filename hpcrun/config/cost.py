@@ -15,6 +15,8 @@ CLI prints them.
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -208,38 +210,88 @@ def estimate_cost(config: object, table: PriceTable | None = None) -> CostEstima
     not pay AWS for (local, ssh, an existing Kubernetes cluster)."""
     prices = table or load_price_table()
     if isinstance(config, ParallelClusterConfig):
-        return _pcluster(config, prices, config.min_count, config.max_count)
+        return _pcluster(config, prices, None)
     if isinstance(config, EksClusterConfig):
         return _eks(config, prices)
     return None
 
 
 def running_cost(
-    config: ParallelClusterConfig, compute_nodes_up: int, table: PriceTable | None = None
+    config: ParallelClusterConfig, nodes_up: Sequence[str], table: PriceTable | None = None
 ) -> CostEstimate:
     """What a ParallelCluster cluster costs now: its head node and the compute nodes that
-    are up (`hpcrun status` counts those Slurm has not powered down)."""
-    return _pcluster(config, table or load_price_table(), compute_nodes_up, compute_nodes_up)
+    are up (`hpcrun status` passes the Slurm names of those not powered down), each
+    priced as its queue's compute resource."""
+    return _pcluster(config, table or load_price_table(), _count_by_resource(config, nodes_up))
+
+
+# ParallelCluster names each Slurm node QUEUE-st|dy-COMPUTE_RESOURCE-N (static/dynamic).
+_NODE_NAME_RE = re.compile(
+    r"^(?P<queue>[a-z][a-z0-9-]*?)-(st|dy)-(?P<resource>[a-z][a-z0-9-]*)-\d+$"
+)
+UNKNOWN = ("", "")
+
+
+def _count_by_resource(
+    config: ParallelClusterConfig, names: Sequence[str]
+) -> dict[tuple[str, str], int]:
+    """Nodes up per (queue, compute resource); a name that says neither counts for the
+    one compute resource of a one-type cluster, else as UNKNOWN."""
+    known = {(q.name, r.resolved_name) for q in config.slurm_queues() for r in q.compute_resources}
+    only = next(iter(known)) if len(known) == 1 else None
+    counts: dict[tuple[str, str], int] = {}
+    for name in names:
+        found = _NODE_NAME_RE.match(name)
+        key = (found.group("queue"), found.group("resource")) if found else UNKNOWN
+        if key not in known:
+            key = only or UNKNOWN
+        counts[key] = counts.get(key, 0) + 1
+    return counts
 
 
 def _pcluster(
-    config: ParallelClusterConfig, prices: PriceTable, low: int, high: int
+    config: ParallelClusterConfig,
+    prices: PriceTable,
+    up: dict[tuple[str, str], int] | None,
 ) -> CostEstimate:
-    region = config.region
-    head, compute = config.head_node_instance_type, config.compute_instance_type
-    lines = (
-        CostLine("head node", head, region, 1, 1, prices.instance(region, head)),
-        CostLine(
-            f"compute ({config.queue_name})",
-            compute,
-            region,
-            low,
-            high,
-            prices.instance(region, compute),
-            scales=True,
-        ),
-    )
-    return CostEstimate(config.name, region, prices.date, prices.source, lines)
+    """Head node, then one line per compute resource: at its min and max count, or (with
+    `up`) at the count up now."""
+    region, head = config.region, config.head_node_instance_type
+    lines = [CostLine("head node", head, region, 1, 1, prices.instance(region, head))]
+    for queue in config.slurm_queues():
+        for resource in queue.compute_resources:
+            low, high = resource.min_count, resource.max_count
+            if up is not None:
+                low = high = up.get((queue.name, resource.resolved_name), 0)
+            several = len(queue.compute_resources) > 1
+            lines.append(
+                CostLine(
+                    f"compute ({queue.name}/{resource.resolved_name})"
+                    if several
+                    else f"compute ({queue.name})",
+                    resource.instance_type,
+                    region,
+                    low,
+                    high,
+                    prices.instance(region, resource.instance_type),
+                    scales=True,
+                    spot=queue.spot,
+                )
+            )
+    strays = (up or {}).get(UNKNOWN, 0)
+    if strays:
+        lines.append(
+            CostLine(
+                "compute (unknown queue)",
+                "node outside the file's queues",
+                region,
+                strays,
+                strays,
+                None,
+                scales=True,
+            )
+        )
+    return CostEstimate(config.name, region, prices.date, prices.source, tuple(lines))
 
 
 def _eks(config: EksClusterConfig, prices: PriceTable) -> CostEstimate:

@@ -172,15 +172,15 @@ def test_running_cost_is_the_head_node_and_the_compute_nodes_up() -> None:
     model = preset_model("index-aws")
     head = TABLE.instance("us-east-1", "g4dn.4xlarge") or 0
     each = TABLE.instance("us-east-1", "p3.8xlarge") or 0
-    now = running_cost(model, 2)
+    now = running_cost(model, ["gpu-dy-p3-8xlarge-1", "gpu-st-p3-8xlarge-2"])
     assert now.per_hour_max == pytest.approx(head + 2 * each)
     assert now.running_text().startswith(f"Cost now: {money(head + 2 * each)} (head node")
     assert "2 compute nodes p3.8xlarge up" in now.running_text()
 
 
 class _Node:
-    def __init__(self, state: str) -> None:
-        self.node = type("N", (), {"state": state})()
+    def __init__(self, state: str, name: str = "gpu-dy-g4dn-12xlarge-1") -> None:
+        self.node = type("N", (), {"state": state, "name": name})()
 
 
 def test_status_counts_the_compute_nodes_slurm_has_not_powered_down() -> None:
@@ -263,3 +263,63 @@ def test_cli_create_with_yes_goes_on_past_the_question(tmp_path: Path) -> None:
     assert "clusters are made by ParallelCluster 2.x" in done.stderr
     assert "Estimated cost of index-g4dn" in done.stderr and done.stdout == ""
     assert "without confirmation" not in done.stderr
+
+
+def _two_queues() -> ParallelClusterConfig:
+    data = yaml.safe_load(preset_text("index-g4dn"))
+    for key in ("queue_name", "compute_instance_type", "min_count", "max_count"):
+        data.pop(key)
+    data.pop("gpus_per_node")
+    data.pop("placement_group")
+    data["queues"] = [
+        {
+            "name": "gpu",
+            "compute_resources": [
+                {"instance_type": "g4dn.12xlarge", "max_count": 4},
+                {"name": "small", "instance_type": "g4dn.xlarge", "min_count": 1, "max_count": 2},
+            ],
+        },
+        {"name": "cpu", "spot": True, "compute_resources": [{"instance_type": "c5.4xlarge"}]},
+    ]
+    model = validate_cluster_data(data)
+    assert isinstance(model, ParallelClusterConfig)
+    return model
+
+
+def test_every_queue_and_compute_resource_is_priced() -> None:
+    model = _two_queues()
+    cost = estimate_cost(model)
+    assert cost is not None
+    assert [(line.what, line.item, line.min_count, line.max_count) for line in cost.lines] == [
+        ("head node", "g4dn.4xlarge", 1, 1),
+        ("compute (gpu/g4dn-12xlarge)", "g4dn.12xlarge", 0, 4),
+        ("compute (gpu/small)", "g4dn.xlarge", 1, 2),
+        ("compute (cpu)", "c5.4xlarge", 0, 4),
+    ]
+    assert cost.lines[3].spot and not cost.lines[1].spot
+    priced = [TABLE.instance("us-east-1", line.item) for line in cost.lines]
+    if all(p is not None for p in priced):
+        head, big, small, cpu = (p or 0.0 for p in priced)
+        assert cost.per_hour_max == pytest.approx(head + 4 * big + 2 * small + 4 * cpu)
+    text = "\n".join(cost.text_lines())
+    assert "with 1 compute node," in text and "with 10 compute nodes" in text
+
+
+def test_running_cost_prices_each_node_as_its_queues_compute_resource() -> None:
+    model = _two_queues()
+    up = [
+        "gpu-st-small-1",
+        "gpu-dy-g4dn-12xlarge-3",
+        "gpu-dy-g4dn-12xlarge-4",
+        "cpu-dy-c5-4xlarge-1",
+    ]
+    now = running_cost(model, [*up, "login-node-1"])
+    counts = {line.what: line.max_count for line in now.lines}
+    assert counts == {
+        "head node": 1,
+        "compute (gpu/g4dn-12xlarge)": 2,
+        "compute (gpu/small)": 1,
+        "compute (cpu)": 1,
+        "compute (unknown queue)": 1,
+    }
+    assert "no price known for node outside the file's queues in us-east-1" in now.missing
