@@ -12,6 +12,7 @@ import typer
 from hpcrun.cli._common import (
     ClusterOption,
     JsonOption,
+    PartitionOption,
     console,
     print_json,
     require,
@@ -76,7 +77,7 @@ def submit(
             "--chdir", "-D", help="Working directory [default: this one].", show_default=False
         ),
     ] = None,
-    partition: Annotated[str | None, typer.Option("--partition", "-p", show_default=False)] = None,
+    partition: PartitionOption = None,
     wait: Annotated[
         bool, typer.Option("--wait", "-W", help="Block until the job ends; exit with its status.")
     ] = False,

@@ -162,3 +162,10 @@ def test_a_time_limit_goes_on_every_allocation_of_the_session() -> None:
         initial_allocation(
             IndexPlan(nodes=2, scene_prj=SUPERNOVA, install=NVIDIA_AMI, time_limit="2 hours")
         )
+
+
+def test_a_partition_goes_to_the_first_allocation_and_every_one_that_grows_it() -> None:
+    plan = IndexPlan(nodes=2, scene_prj=SUPERNOVA, install=NVIDIA_AMI, partition="gpu")
+    assert "--partition=gpu" in initial_allocation(plan).to_salloc_argv()
+    assert "--partition=gpu" in agents_allocation(plan, 2).to_salloc_argv()
+    assert "--partition=gpu" in agents_allocation(plan, 1, expand_job="41").to_salloc_argv()

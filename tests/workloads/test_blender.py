@@ -44,6 +44,7 @@ PLAN = RenderPlan(
     fps=24.0,
     max_parallel=2,
     retries=2,
+    partition="gpu",  # `--partition gpu`: both jobs go to that queue
 )
 
 

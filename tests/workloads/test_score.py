@@ -221,6 +221,7 @@ PLAN = ScorePlan(
     shards=tuple(plan_shards([Unit(0, 100, row_group=0)], 3)),
     retries=2,
     max_parallel=2,
+    partition="cpu",  # `--partition cpu`: both jobs go to that queue
 )
 
 
