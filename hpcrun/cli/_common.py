@@ -54,7 +54,16 @@ def console(stderr: bool = False) -> Console:
 
 
 def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, sort_keys=False) + "\n")
+    """`--json` output. A list (jobs, tasks, runs: thousands of records) is printed one
+    record per line: json's C encoder runs only without `indent`, and its Python encoder
+    took ~0.3 s to indent the 10 000 tasks of `hpcrun jobs --json`."""
+    if isinstance(data, list):
+        text = (
+            "[\n" + ",\n".join(f"  {json.dumps(item)}" for item in data) + "\n]" if data else "[]"
+        )
+    else:
+        text = json.dumps(data, indent=2, sort_keys=False)
+    sys.stdout.write(text + "\n")
 
 
 def open_store() -> StateStore:
