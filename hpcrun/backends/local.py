@@ -383,6 +383,11 @@ class LocalBackend:
     def _start_accounting(self, progress: Progress, needed: Callable[[str], bool]) -> None:
         p = self.paths
         runner = LocalRunner(self.env)
+        # MariaDB's temporary tables go to a folder of this cluster's, not the shared /tmp,
+        # where another process cleaning up once removed one mid-install ("Could not
+        # remove temporary table ... Unknown table 'mysql.tmp_user_sys'").
+        tmpdir = p.run / "mariadb-tmp"
+        tmpdir.mkdir(parents=True, exist_ok=True)
         if not (p.db / "mysql").exists():
             progress.step("initialising the accounting database (MariaDB)")
             shutil.rmtree(p.db, ignore_errors=True)
@@ -391,6 +396,7 @@ class LocalBackend:
                     "mariadb-install-db",
                     "--no-defaults",
                     f"--datadir={p.db}",
+                    f"--tmpdir={tmpdir}",
                     "--user=root",
                     "--auth-root-authentication-method=normal",
                     "--skip-test-db",
@@ -404,6 +410,7 @@ class LocalBackend:
                     "mariadbd",
                     "--no-defaults",
                     f"--datadir={p.db}",
+                    f"--tmpdir={tmpdir}",
                     f"--socket={p.run}/mariadb.sock",
                     f"--port={self.ports.mariadb}",
                     "--bind-address=127.0.0.1",
