@@ -572,3 +572,26 @@ def test_an_overlay_error_of_parallelclusters_schema_names_the_overlay_key() -> 
     assert [p.path for p in problems] == [
         "parallelcluster.Scheduling.SlurmSettings.ScaledownIdletime"
     ]
+
+
+def test_parallelclusters_schema_runs_without_an_ec2_client_and_leaves_none_behind() -> None:
+    """ParallelCluster's config constructor caches capacity reservations through EC2; the
+    offline check answers that (none named: no call) without making a boto3 client."""
+    from pcluster.aws.aws_api import AWSApi  # type: ignore[import-untyped]
+
+    data = {**preset_data("index-g4dn"), "subnet_id": "subnet-0abc1234"}
+    assert pcluster.validate_data(data).problems == []
+    assert AWSApi.instance()._ec2 is None
+    reserved = {
+        **data,
+        "parallelcluster": {
+            "Scheduling": {
+                "SlurmQueues": [
+                    {"CapacityReservationTarget": {"CapacityReservationId": "cr-0123456789abcdef0"}}
+                ]
+            }
+        },
+    }
+    # Naming one would be an AWS call: refused offline, which ParallelCluster tolerates.
+    assert pcluster.validate_data(reserved).problems == []
+    assert AWSApi.instance()._ec2 is None

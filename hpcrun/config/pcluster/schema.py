@@ -7,6 +7,7 @@ lazily: it costs about half a second, which only `config validate` pays.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections.abc import Iterator, Mapping
@@ -137,6 +138,44 @@ def _flatten(messages: object, prefix: str = "") -> Iterator[tuple[str, str]]:
         yield prefix or "(top level)", str(messages)
 
 
+class _OfflineEc2:
+    """What ParallelCluster's config constructor asks of EC2 when nothing may reach AWS:
+    it caches the capacity reservations the file names (`describe_capacity_reservations`),
+    which for a file naming none is no call at all. A boto3 EC2 client made for that cost
+    about 0.1 s of every `config validate`; anything more would be an AWS call, and is
+    answered as one that failed (ParallelCluster then skips that cache)."""
+
+    def describe_capacity_reservations(self, ids: list[str]) -> list[object]:
+        if ids:
+            raise self._refused("describe_capacity_reservations")
+        return []
+
+    def __getattr__(self, name: str) -> Any:
+        raise self._refused(name)
+
+    @staticmethod
+    def _refused(name: str) -> Exception:
+        from pcluster.aws.common import AWSClientError  # type: ignore[import-untyped]
+
+        return AWSClientError(name, f"{name}: the offline check makes no AWS call")  # type: ignore[no-any-return]
+
+
+@contextlib.contextmanager
+def _offline_ec2() -> Iterator[None]:
+    """`_OfflineEc2` as ParallelCluster's EC2 client for one schema load."""
+    from pcluster.aws.aws_api import AWSApi  # type: ignore[import-untyped]
+
+    api = AWSApi.instance()
+    if api._ec2 is not None:  # a real client exists already: leave it be
+        yield
+        return
+    api._ec2 = _OfflineEc2()
+    try:
+        yield
+    finally:
+        api._ec2 = None
+
+
 def pcluster_schema_problems(
     rendered_v3: str,
     cluster_name: str,
@@ -156,7 +195,8 @@ def pcluster_schema_problems(
         from pcluster.schemas.cluster_schema import ClusterSchema  # type: ignore[import-untyped]
 
         try:
-            ClusterSchema(cluster_name=cluster_name).load(yaml.safe_load(rendered_v3))
+            with _offline_ec2():
+                ClusterSchema(cluster_name=cluster_name).load(yaml.safe_load(rendered_v3))
         except SchemaError as exc:
             problems = []
             for path, message in _flatten(exc.messages):
