@@ -176,6 +176,11 @@ class LocalBackend:
     def ports(self) -> Ports:
         return Ports(int(self.config["port_base"]), int(self.config["nodes"]))
 
+    def controller_listening(self) -> bool:
+        """Whether anything accepts connections on slurmctld's port: a cheap first look
+        for `hpcrun clusters`, since a Slurm command waits ~9 s on a dead controller."""
+        return _tcp_answers(self.ports.slurmctld)
+
     # create ---------------------------------------------------------------------------
 
     def create(self, progress: Progress) -> bool:

@@ -41,6 +41,14 @@ LOGIN_USER = {
     "ubuntu2204": "ubuntu",
     "ubuntu2404": "ubuntu",
 }
+# The head-node idle guard (`create --idle-down`): its package, its name inside the
+# zipapp, its files as staged (in the workspace) and where they live on the head node.
+IDLE_GUARD_PACKAGE = "hpcrun.node.idle"
+IDLE_GUARD_NAME = "hpcrun_idle"
+IDLE_GUARD_FILE = "idle-guard.pyz"
+IDLE_GUARD_PATH = "/opt/hpcrun/idle-guard.pyz"
+IDLE_GUARD_PLAN_FILE = "idle-guard-plan.json"
+IDLE_GUARD_PLAN = "/opt/hpcrun/idle-guard-plan.json"
 STACK_POLL_S = 15.0
 STACK_TIMEOUT_S = 3600.0
 
@@ -90,6 +98,7 @@ class ParallelClusterBackend(SshBackend):
             self.config = {**previous.config, **self.config, "host": previous.config["host"]}
             progress.step(f"cluster {self.cluster_name} exists: checking its head node")
             super().create(progress)
+            self._install_idle_guard(progress)
             return False
         if model.format != "pcluster-v3":
             raise UsageError(
@@ -148,7 +157,57 @@ class ParallelClusterBackend(SshBackend):
         self.store.put_cluster(self.cluster_name, self.name, self.config, ClusterState.CREATING)
         progress.step(f"head node {address}: connecting over SSH")
         super().create(progress)  # records "up" with the resolved paths
+        self._install_idle_guard(progress)
         return True
+
+    def _install_idle_guard(self, progress: Progress) -> None:
+        """With idle_down_minutes, the guard (`hpcrun.node.idle`) on the head node: its
+        zipapp and its plan (what to ask Slurm: `IDLE_QUERIES`) copied to /opt/hpcrun as
+        root (the login user's sudo, as on every ParallelCluster OS); the zipapp then
+        writes and starts its systemd timer (cron where systemd is absent). Installing
+        again replaces the limit and restarts its clock."""
+        minutes = self.config.get("idle_down_minutes")
+        if not minutes:
+            return
+        import json
+        import shlex
+
+        from hpcrun.node.zipapp import build_zipapp
+        from hpcrun.slurm.client import IDLE_QUERIES
+
+        program = build_zipapp(IDLE_GUARD_PACKAGE, name=IDLE_GUARD_NAME)
+        staged = f"{self.site().workspace}/{IDLE_GUARD_FILE}"
+        staged_plan = f"{self.site().workspace}/{IDLE_GUARD_PLAN_FILE}"
+        progress.step(f"installing the idle guard on the head node ({minutes} min)")
+        self.runner.put(staged, program)
+        self.runner.put(staged_plan, json.dumps(IDLE_QUERIES, indent=2).encode())
+        conf = self.config.get("slurm_conf")
+        install = [
+            IDLE_GUARD_PATH, "install", "--idle-minutes", str(int(minutes)),
+            "--plan", IDLE_GUARD_PLAN, *(["--slurm-conf", str(conf)] if conf else []),
+        ]  # fmt: skip
+        # The guard needs Python 3.7+: the OS's python3 where it is that new (Amazon
+        # Linux 2: 3.7), else the one ParallelCluster installs for itself (RHEL 8: 3.6).
+        script = (
+            'if [ "$(id -u)" = 0 ]; then as_root=; else as_root="sudo -n"; fi; py=; '
+            "for p in python3 /opt/parallelcluster/pyenv/versions/*/bin/python3; do "
+            'if "$p" -c "import sys; sys.exit(sys.version_info < (3, 7))" 2>/dev/null; '
+            'then py=$(command -v "$p"); break; fi; done; '
+            '[ -n "$py" ] || { echo "no Python 3.7 or newer on the head node" >&2; exit 1; }; '
+            f"$as_root install -D -m 0755 {shlex.quote(staged)} {IDLE_GUARD_PATH} && "
+            f"$as_root install -D -m 0644 {shlex.quote(staged_plan)} {IDLE_GUARD_PLAN} && "
+            f'$as_root "$py" {shlex.join(install)}'
+        )
+        done = self.runner.run(["sh", "-c", script], timeout_s=120)
+        if not done.ok:
+            raise HpcrunError(
+                f"cluster {self.cluster_name} is up, but its idle guard did not install: "
+                f"{(done.stderr or done.stdout).strip()}",
+                "the login user needs passwordless sudo on the head node (ParallelCluster's "
+                "default); `hpcrun create` again retries, `hpcrun down --if-idle` from cron "
+                "does the same from here",
+            )
+        progress.step(f"idle guard: {done.stdout.strip()}")
 
     def _wait_for(self, status: str, progress: Progress) -> ClusterDescription:
         """Follow the stack until `status`, one progress line per change of state."""
@@ -204,6 +263,12 @@ class ParallelClusterBackend(SshBackend):
         if described.failure_reason:
             detail += f": {described.failure_reason}"
         jobs_error: str | None = None
+        head_state = str((described.raw.get("headNode") or {}).get("state") or "")
+        if state == "up" and head_state in {"stopping", "stopped"}:
+            # The idle guard (`create --idle-down`) halts an idle head node: Slurm is off
+            # with it, and `hpcrun down` deletes what remains.
+            state, detail = "stopped", f"{detail}; head node {head_state}"
+            jobs_error = f"the head node is {head_state}"
         if state == "up" and self.config.get("host"):
             try:
                 client = self.slurm()

@@ -22,7 +22,9 @@ from hpcrun.errors import HpcrunError, UnknownCluster, UsageError
 
 if TYPE_CHECKING:
     from hpcrun.backends.base import Backend, ClusterStatus
+    from hpcrun.cli._common import Target
     from hpcrun.config.cost import CostEstimate
+    from hpcrun.services.idle import Idle
     from hpcrun.state import ClusterRecord, StateStore
 
 
@@ -101,6 +103,17 @@ def create(
             "--yes", "-y", help="AWS clusters: create without asking after the cost estimate."
         ),
     ] = False,
+    idle_down: Annotated[
+        int | None,
+        typer.Option(
+            "--idle-down",
+            metavar="MINUTES",
+            help="ParallelCluster: a guard on the head node powers the cluster off (compute "
+            "nodes, then the head node) after MINUTES (10-43200) without a job; the cluster "
+            "file's idle_down_minutes. `hpcrun down` then deletes what remains.",
+            show_default=False,
+        ),
+    ] = None,
     json_out: JsonOption = False,
 ) -> None:
     """Bring up a cluster: by default a real Slurm cluster on this machine.
@@ -124,6 +137,7 @@ def create(
       hpcrun create --config configs/local.yaml
       hpcrun create --config configs/ssh.yaml --trust-new-host
       hpcrun create --config configs/index-aws.yaml --trust-new-host
+      hpcrun create --config configs/index-aws.yaml --idle-down 60
       hpcrun create --config configs/index-eks.yaml --yes
     """
     from hpcrun.backends import backend_entry, refusal
@@ -154,6 +168,9 @@ def create(
             f"--{local_only[0].replace('_', '-')} applies to local clusters only",
             f"set the cluster's shape in {config}",
         )
+    if idle_down is not None:
+        _check_idle_down(chosen)
+        given["idle_down_minutes"] = idle_down
     store = open_store()
     base: dict[str, Any] = (
         loaded.model_dump() if loaded is not None else _as_recorded(store, chosen, given)
@@ -224,6 +241,27 @@ def create(
         out.print("A shell on its head node: hpcrun ssh")
 
 
+def _check_idle_down(backend: str) -> None:
+    """`--idle-down` powers off a cluster hpcrun made on AWS; refuse it elsewhere."""
+    if backend == "parallelcluster":
+        return
+    if backend == "local":
+        raise UsageError(
+            "--idle-down: a local cluster costs nothing while idle and has no head node "
+            "to power off",
+            "to stop it anyway once idle, run from cron: `hpcrun down --cluster NAME --if-idle 60`",
+        )
+    if backend == "ssh":
+        raise UsageError(
+            "--idle-down: an ssh cluster is not hpcrun's to power off",
+            "`hpcrun down --if-idle MINUTES` detaches from it once it is idle",
+        )
+    raise UsageError(
+        f"--idle-down applies to ParallelCluster clusters, not {backend}",
+        "a Kubernetes cluster's node groups scale down by their autoscaler",
+    )
+
+
 def _cost_before_create(config: object, *, yes: bool, to_stderr: bool) -> CostEstimate | None:
     """Show what an AWS cluster costs per hour and ask before anything is made: a GPU
     cluster at its largest runs to tens of dollars an hour. Without a terminal to ask on
@@ -259,17 +297,22 @@ def _recover_runs(store: StateStore, cluster: str, target: Backend) -> list[str]
 
 
 def status(cluster: ClusterOption = None, json_out: JsonOption = False) -> None:
-    """Show the cluster, its daemons, its nodes and their state, and its jobs."""
+    """Show the cluster, its daemons, its nodes and their state, and its jobs.
+
+    `Idle:` says how long it has had no job: what `down --if-idle` and the head-node
+    guard of `create --idle-down` go by."""
     target = resolve_cluster(cluster)
     current = target.backend.status()
     recorded = _recorded_work(target.store, current.name) if current.jobs_error else None
     cost = _running_cost(target.record, current)
+    idle = _status_idle(target, current)
     if json_out:
         print_json(
             {
                 **current.to_json(),
                 **({"recorded": recorded} if recorded else {}),
                 **({"cost": cost.to_json()} if cost is not None else {}),
+                **({"idle": idle.to_json()} if idle is not None else {}),
             }
         )
         return
@@ -333,6 +376,21 @@ def status(cluster: ClusterOption = None, json_out: JsonOption = False) -> None:
         f"Jobs: {len(active)} active, {len(current.jobs) - len(active)} recently ended"
         + (" (`hpcrun jobs` lists them)" if current.jobs else "")
     )
+    if idle is not None:
+        out.print(f"Idle: {idle.text()}", markup=False)
+
+
+def _status_idle(target: Target, current: ClusterStatus) -> Idle | None:
+    """How long the cluster has had no job, for a Slurm cluster that answered (else the
+    status already says Slurm did not, and idle would only repeat it)."""
+    if not current.slurm or current.jobs_error is not None or current.state not in _ANSWERS:
+        return None
+    from hpcrun.services.idle import cluster_idle
+
+    return cluster_idle(target.store, target.record, target.backend, status=current)
+
+
+_ANSWERS = {"up", "degraded"}  # states in which a Slurm cluster's controller may answer
 
 
 def _running_cost(record: ClusterRecord, current: ClusterStatus) -> CostEstimate | None:
@@ -398,15 +456,41 @@ def down(
     purge: Annotated[
         bool, typer.Option(help="Also remove the cluster's directory and record.")
     ] = False,
+    if_idle: Annotated[
+        float | None,
+        typer.Option(
+            "--if-idle",
+            min=0,
+            metavar="MINUTES",
+            help="Only if the cluster has had no job for MINUTES (0: no job now); for cron. "
+            "Implies --yes. Exit 0: taken down (or already down); 3: left up, busy or not "
+            "idle long enough; 1: idle time unknown (Slurm did not answer), left up.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Take the cluster down: a local one stops every daemon (by PID; job output is left
     alone), a ParallelCluster one is deleted with its AWS resources, an ssh one is
-    detached (hpcrun's IndeX jobs end; the cluster keeps running)."""
+    detached (hpcrun's IndeX jobs end; the cluster keeps running).
+
+    With --if-idle MINUTES only a cluster idle that long goes (idle: no job pending or
+    running, and the last one ended MINUTES ago or more; `hpcrun status` shows it), so a
+    cron line can take a forgotten cluster down without a question:
+
+    \b
+      */10 * * * * hpcrun down --cluster big --if-idle 60 >/dev/null
+    """
     from hpcrun.backends import backend_entry
 
     target = resolve_cluster(cluster)
     name = target.record.name
     verb, done_verb = backend_entry(target.record.backend).down_verbs
+    if if_idle is not None:
+        why = _idle_enough(target, if_idle)
+        if why is None:
+            return
+        console().print(f"{why}: taking it down", markup=False)
+        yes = True  # the condition is the confirmation; cron has no terminal to ask on
     if not yes:
         import sys
 
@@ -428,11 +512,54 @@ def down(
     )
 
 
+def _idle_enough(target: Target, minutes: float) -> str | None:
+    """Why `down --if-idle MINUTES` takes the cluster down now; None when there is
+    nothing to take down. A cluster that stays up ends the command: exit 3 (busy, or not
+    idle long enough) or an error (idle time unknown: never taken down on a guess)."""
+    from hpcrun.services.idle import LEFT_UP_EXIT, cluster_idle, down_decision
+
+    name = target.record.name
+    if target.record.status in _GONE:
+        console().print(f"cluster {name} is already {target.record.status}: nothing to do")
+        return None
+    current = target.backend.status()
+    if not current.slurm:
+        raise UsageError(
+            f"--if-idle: cluster {name} ({target.record.backend}) runs no Slurm jobs to "
+            "measure idle time by",
+            f"`hpcrun down --cluster {name}` takes it down",
+        )
+    if current.state in _GONE:
+        console().print(f"cluster {name} is already {current.state}: nothing to do")
+        return None
+    if current.state == "stopped":  # ParallelCluster: its head node (slurmctld) is off
+        return f"cluster {name}: head node stopped ({current.detail}), so no job can run"
+    idle = cluster_idle(target.store, target.record, target.backend, status=current)
+    left_up = down_decision(name, idle, minutes)
+    if left_up is None:
+        return f"cluster {name}: {idle.text()}, limit {minutes:g} min"
+    if not left_up.known:
+        raise HpcrunError(
+            left_up.message,
+            "see `hpcrun status`; an unknown idle time never takes a cluster down",
+        )
+    console().print(left_up.message, markup=False)
+    raise typer.Exit(LEFT_UP_EXIT)
+
+
+_GONE = {"down", "deleted", "detached", "gone"}
+
+
 def clusters(json_out: JsonOption = False) -> None:
-    """List the clusters hpcrun knows; the current one is marked with *."""
+    """List the clusters hpcrun knows; the current one is marked with *.
+
+    The idle column (how long since the last job) is asked of local clusters that are up,
+    with a 5 s limit; a remote cluster's would cost an SSH connection to its head node
+    each (or a long wait on one that is off), so `hpcrun status -c NAME` shows it."""
     store = open_store()
     records = store.clusters()
     current = store.current_cluster()
+    idle = {r.name: _listed_idle(store, r) for r in records}
     if json_out:
         print_json(
             [
@@ -442,6 +569,7 @@ def clusters(json_out: JsonOption = False) -> None:
                     "status": r.status,
                     "current": r.name == current,
                     "config": r.config,
+                    "idle": _idle_json(idle[r.name]),
                 }
                 for r in records
             ]
@@ -452,7 +580,7 @@ def clusters(json_out: JsonOption = False) -> None:
     if not records:
         console().print("No clusters yet: `hpcrun create` makes one.")
         return
-    table = Table("", "name", "backend", "status", "nodes", box=None, pad_edge=False)
+    table = Table("", "name", "backend", "status", "nodes", "idle", box=None, pad_edge=False)
     for r in records:
         table.add_row(
             "*" if r.name == current else "",
@@ -460,8 +588,54 @@ def clusters(json_out: JsonOption = False) -> None:
             r.backend,
             r.status,
             str(r.config.get("nodes", "")),
+            _idle_cell(r, idle[r.name]),
         )
     console().print(table)
+    if any(r.status == "up" and not _idle_listed(r) for r in records):
+        console().print("idle of remote clusters: `hpcrun status -c NAME` asks their head node")
+
+
+def _idle_json(idle: Idle | None) -> dict[str, Any] | None:
+    return idle.to_json() if idle is not None else None
+
+
+def _idle_listed(record: ClusterRecord) -> bool:
+    """Whether `clusters` asks this cluster its idle time: local ones only (cheap)."""
+    from hpcrun.backends import backend_entry
+
+    return backend_entry(record.backend).on_this_machine
+
+
+def _listed_idle(store: StateStore, record: ClusterRecord) -> Idle | None:
+    if record.status != "up" or not _idle_listed(record):
+        return None
+    from hpcrun.backends import open_backend
+    from hpcrun.backends.local import LocalBackend
+    from hpcrun.services.idle import Idle, cluster_idle
+
+    backend = open_backend(record, store)
+    if isinstance(backend, LocalBackend) and not backend.controller_listening():
+        return Idle(False, None, {}, reason="slurmctld is not running")
+    return cluster_idle(store, record, backend, timeout_s=_LIST_TIMEOUT_S)
+
+
+# A Slurm query that answers at all answers in ~20 ms here; one that reaches no controller
+# waits ~9 s (Slurm's retries), which the port check above avoids in the common case.
+_LIST_TIMEOUT_S = 5.0
+
+
+def _idle_cell(record: ClusterRecord, idle: Idle | None) -> str:
+    """`23 min` (`~23 min`: no accounting, estimated), `no (2 jobs running)`, `unknown`,
+    `see status` (remote), `-` (not up)."""
+    if idle is None:
+        return "see status" if record.status == "up" else "-"
+    if not idle.known:
+        return "unknown"
+    if idle.busy:
+        return f"no ({idle.active_text()})"
+    from hpcrun.node.idle.compute import duration_text
+
+    return ("~" if idle.approximate else "") + duration_text(idle.idle_s or 0.0)
 
 
 def use(name: Annotated[str, typer.Argument(help="Cluster to make current.")]) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from hpcrun.errors import ControllerDown, HpcrunError, SlurmCommandError, UsageError
 from hpcrun.slurm.parse import (
@@ -18,6 +19,7 @@ from hpcrun.slurm.parse import (
     SINFO_FORMAT,
     SQUEUE_FORMAT,
     Job,
+    JobState,
     Node,
     never_start_reason,
     parse_exit_codes,
@@ -30,6 +32,26 @@ from hpcrun.slurm.parse import (
 from hpcrun.slurm.refusals import explain_sbatch
 from hpcrun.slurm.spec import JobSpec
 from hpcrun.transport.runner import Completed, Runner
+
+# (job id, Slurm state, end time in epoch seconds or None, whether the job has ended):
+# what idle time is made of (hpcrun.services.idle).
+JobTime = tuple[str, str, float | None, bool]
+# The Slurm half of the idle guard on a ParallelCluster head node (hpcrun.node.idle),
+# shipped there as data beside it, since node code does not speak Slurm itself: the same
+# queries `job_end_times` and `accounting_end_times` make, the states that mean a job
+# ended, and how to list compute nodes and power them down (`{nodes}`: their names).
+# Times as epoch seconds: Slurm prints them in the time zone of the host it runs on.
+IDLE_QUERIES: dict[str, Any] = {
+    "env": {"SLURM_TIME_FORMAT": "%s"},
+    "queue": ["squeue", "-h", "-a", "-r", "-t", "all", "-o", "%i|%T|%e"],
+    "accounting": ["sacct", "-a", "-X", "-n", "-P", "-S", "now-30days", "-o",
+                   "JobID,State,End"],
+    "ended_states": sorted(str(s) for s in JobState if s.is_terminal),
+    "nodes": ["sinfo", "-h", "-N", "-o", "%N|%T"],
+    "powered_down_suffix": "~",
+    "power_down": ["scontrol", "update", "NodeName={nodes}", "State=POWER_DOWN"],
+}  # fmt: skip
+
 
 _GRANTED_RE = re.compile(r"Granted job allocation (\d+)")
 _QUEUED_RE = re.compile(r"(?:Pending job allocation|job) (\d+)")
@@ -152,6 +174,18 @@ class SlurmClient:
         )
         return parse_sacct(done.stdout) if done.ok else []
 
+    def job_end_times(self, *, timeout_s: float | None = 60.0) -> list[JobTime]:
+        """Every job the controller lists, pending to recently ended (MinJobAge), with
+        its end time: one squeue call."""
+        done = _ok(self.runner.run(_idle_query("queue"), timeout_s=timeout_s))
+        return _job_times(done.stdout)
+
+    def accounting_end_times(self, *, timeout_s: float | None = 60.0) -> list[JobTime] | None:
+        """Jobs of the last 30 days from accounting as `job_end_times` gives them (one
+        sacct call, every user's jobs); None where the cluster keeps no accounting."""
+        done = self.runner.run(_idle_query("accounting"), timeout_s=timeout_s)
+        return _job_times(done.stdout) if done.ok else None
+
     def exit_codes(self, ids: Sequence[str]) -> dict[str, int]:
         """Exit status of ended jobs: from the controller while it remembers them, else sacct."""
         done = self.runner.run(["scontrol", "-o", "show", "job", ",".join(ids)])
@@ -228,20 +262,25 @@ class SlurmClient:
         *,
         timeout_s: float | None = None,
         on_poll: Callable[[list[Job]], None] | None = None,
-        first_poll_s: float = 0.02,
-        max_poll_s: float = 0.1,
+        poll_s: float = 0.02,
+        young_s: float = 5.0,
+        max_poll_s: float = 1.0,
     ) -> list[Job]:
         """Block until the job (every task of an array) has ended; return it with exit codes.
 
         A task Slurm will never start (`check_can_start`) ends the wait with
         `JobNeverStarts` rather than blocking until someone cancels it.
 
-        Polls start fast and back off: Slurm's own scheduler timers decide when a batch job
-        starts and ends, so a short first interval is what keeps `submit --wait` close to
-        the time the job itself took.
+        One Slurm call per poll, every `poll_s` while the job is young (its first
+        `young_s`): Slurm's scheduler timers decide when a batch job starts and ends, and
+        a steady short interval is what keeps `submit --wait` within a poll of the time the
+        job itself took (a backoff from the start had it ~90 ms late on a 1 s job). An
+        older job is polled less and less often, up to every `max_poll_s`, so a long wait
+        does not keep the controller busy.
         """
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        delay = first_poll_s
+        started = time.monotonic()
+        deadline = None if timeout_s is None else started + timeout_s
+        delay = poll_s
         while True:
             jobs = self.jobs([job_id])
             if on_poll is not None:
@@ -259,7 +298,8 @@ class SlurmClient:
                     "it may have ended long ago on a cluster without accounting",
                 )
             time.sleep(delay)
-            delay = min(delay * 1.5, max_poll_s)
+            if time.monotonic() - started >= young_s:
+                delay = min(delay * 1.5, max_poll_s)
         unknown = [j.job_id for j in jobs if j.exit_code is None]
         codes = self.exit_codes([job_id]) if unknown else {}
         return [
@@ -288,3 +328,23 @@ def _with_exit_code(job: Job, code: int | None) -> Job:
     from dataclasses import replace
 
     return replace(job, exit_code=code)
+
+
+def _idle_query(name: str) -> list[str]:
+    env = [f"{k}={v}" for k, v in IDLE_QUERIES["env"].items()]
+    return ["env", *env, *IDLE_QUERIES[name]]
+
+
+def _job_times(text: str) -> list[JobTime]:
+    """`ID|STATE|END` lines; sacct words a cancel `CANCELLED by 1000`, an unknown end
+    `Unknown` (squeue: `N/A`)."""
+    found: list[JobTime] = []
+    for line in text.splitlines():
+        parts = line.strip().split("|")
+        if len(parts) < 3 or not parts[0]:
+            continue
+        state = JobState.parse(parts[1])
+        end = parts[2].strip()
+        found.append((parts[0], str(state), float(end) if end.isdigit() else None,
+                      state.is_terminal))  # fmt: skip
+    return found
