@@ -15,7 +15,7 @@ The dry run checks more (that the AMI, subnet and instance types exist in the ac
 the figure says what the offline check costs next to the online one, which hpcrun runs
 only at `create`.
 
-Goal: hpcrun / pcluster <= 1.0.
+Goal (issue 19): hpcrun / pcluster <= 0.3 (was 1.0; 0.505x reached 2026-12-02).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from hpcrun.errors import HpcrunError
 sys.path.insert(0, str(ROOT))  # moto is started and seeded exactly as the tests do it
 from tests.aws import REGION, moto_server, pcluster_cluster_data, seed_network
 
-GOAL_RATIO = 1.0
+GOAL_RATIO = 0.3
 CLUSTER_NAME = "bench-validate"
 
 

@@ -1,15 +1,16 @@
-"""render_submit: wall of `hpcrun render --detach` for 1000 frames vs one raw `sbatch --array`.
+"""render_submit: wall of `hpcrun render --detach` for 1000 frames vs `hpcrun submit --array`.
 
 hpcrun side: the whole `hpcrun render rolling_ball.blend --frames 1-1000 --chunk 1
 --encode none --detach` process: it checks the file, asks Blender for the scene's frame
 range (`blender -b`, the check that refuses frames beyond the scene), makes sure the output
 is writable, looks for frames already rendered, writes the chunk table and script and
-submits the 1000-task array. Yardstick: `sbatch --parsable --array=0-999 --wrap true`, the
-least a script can do. `hpcrun submit --array 0-999 -- true` is shown as hpcrun's
-submission floor. Every array is cancelled right after it is timed (not timed). Median of
-`--repeats` (default 3) after one warm-up, in turn.
+submits the 1000-task array. Yardstick: `hpcrun submit --array 0-999 -- true` in the same
+run, hpcrun's own submission floor: what render adds to it is the work above. A raw
+`sbatch --parsable --array=0-999 --wrap true` is shown too, but is no yardstick for a
+process that starts Python (issue 19). Every array is cancelled right after it is timed
+(not timed). Median of `--repeats` (default 3) after one warm-up, in turn.
 
-Goal (issue 6): hpcrun / raw <= 1.2.
+Goal (issue 19): render / submit <= 1.3.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from _common import bench_cluster, hpcrun_exe, interleaved, log, parse_args, rep
 from _render import rolling_ball
 
 FRAMES = 1000
-GOAL_RATIO = 1.2
+GOAL_RATIO = 1.3
 
 
 def main() -> None:
@@ -69,22 +70,22 @@ def main() -> None:
         }
         log(f"{FRAMES}-frame submissions: {repeats} runs each after 1 warm-up")
         timings = interleaved(contenders, repeats, warmup=1, after=cancel)
-    hpcrun_t, raw_t = timings["hpcrun render --detach"], timings["raw sbatch --array"]
+    hpcrun_t, submit_t = timings["hpcrun render --detach"], timings["hpcrun submit --array"]
     report(
         "render_submit",
         hpcrun_t.median,
-        raw_t.median,
+        submit_t.median,
         GOAL_RATIO,
         {
             "hpcrun render --detach": hpcrun_t,
-            "sbatch --array=0-999 --wrap true": raw_t,
-            "hpcrun submit --array 0-999 -- true": timings["hpcrun submit --array"],
+            "hpcrun submit --array 0-999 -- true": submit_t,
+            "sbatch --array=0-999 --wrap true (no yardstick)": timings["raw sbatch --array"],
             "failed runs": "; ".join(failures) if failures else "none",
         },
         as_json=args.json,
         strict=args.strict,
         hpcrun_label="hpcrun render --detach, 1000 frames (median)",
-        yardstick_label="sbatch --array=0-999 (median)",
+        yardstick_label="hpcrun submit --array 0-999 (median)",
     )
 
 
