@@ -8,6 +8,7 @@ mocks. It is torn down with `hpcrun down`, and the teardown checks nothing survi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -16,9 +17,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -232,3 +234,23 @@ def local_cluster() -> Iterator[Cluster]:
         leftovers = processes_mentioning(str(home))
         shutil.rmtree(home, ignore_errors=True)
         assert not leftovers, f"daemons survived `hpcrun down`: {leftovers}"
+
+
+@contextlib.contextmanager
+def own_cluster(name: str, *flags: str) -> Iterator[Callable[..., Any]]:
+    """A small local cluster of a kind the shared one is not (no GPUs, no accounting) or
+    that a test may take down, in its own HPCRUN_HOME (`hpcrun create --name NAME
+    FLAGS...`); yields `hpcrun` for it and proves nothing survives `down`."""
+    home = short_tempdir("hro")
+    try:
+        run_cli("create", "--name", name, *flags, home=home, timeout=300)
+
+        def hpcrun(*args: str, check: bool = True) -> Any:
+            return run_cli(*args, home=home, check=check, timeout=240)
+
+        yield hpcrun
+    finally:
+        run_cli("down", "--yes", "--purge", "--cluster", name, home=home, check=False)
+        leftovers = processes_mentioning(str(home))
+        shutil.rmtree(home, ignore_errors=True)
+        assert not leftovers, f"left running after `down`: {leftovers}"

@@ -166,31 +166,6 @@ def prepare_session(
     )
 
 
-def connect(
-    runner: Runner,
-    host: str,
-    home: str,
-    *,
-    attempts: int = ATTEMPTS,
-    wait_s: float = RETRY_WAIT_S,
-    sleep: Callable[[float], None] = time.sleep,
-    script: str = DCV_CONNECT_SCRIPT,
-    progress: Callable[[str], None] | None = None,
-) -> str:
-    """Prepare the head node's DCV session and return its one-time URL."""
-    session = prepare_session(
-        runner,
-        host,
-        home,
-        attempts=attempts,
-        wait_s=wait_s,
-        sleep=sleep,
-        script=script,
-        progress=progress,
-    )
-    return session.url(host)
-
-
 def port_unreachable(host: str, port: int, timeout_s: float = PORT_CHECK_TIMEOUT_S) -> str | None:
     """None when `host:port` accepts a TCP connection from here within `timeout_s`,
     else why not (refused, timed out, no route)."""

@@ -5,14 +5,21 @@ from __future__ import annotations
 
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from hpcrun.backends.dcv import DcvSession, connect, parse_connect_output, redact
+from hpcrun.backends.dcv import DcvSession, parse_connect_output, prepare_session, redact
 from hpcrun.errors import HpcrunError
 from hpcrun.transport.runner import LocalRunner
 
 LINE = "PclusterDcvServerPort=8443 PclusterDcvSessionId=a1b2c3 PclusterDcvSessionToken=Tok-123_x"
+
+
+def connect(runner: Any, host: str, home: str, **options: Any) -> str:
+    """The one-time URL of the session the connect script prepares (what `hpcrun dcv`
+    prints)."""
+    return prepare_session(runner, host, home, **options).url(host)
 
 
 def script(tmp_path: Path, body: str) -> str:

@@ -30,6 +30,7 @@ import yaml
 from hpcrun.config import pcluster
 from hpcrun.config.pcluster import convert_v2
 from hpcrun.errors import UsageError
+from tests.config.test_pcluster import _flat
 from tests.golden_util import assert_golden
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "pcluster"
@@ -219,20 +220,6 @@ def _normalized(config: dict[str, Any]) -> dict[str, Any]:
             if isinstance(resource, dict) and "InstanceType" in resource:
                 resource["Instances"] = [{"InstanceType": resource.pop("InstanceType")}]
     return config
-
-
-def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(node, dict):
-        out: dict[str, Any] = {}
-        for key, value in node.items():
-            out.update(_flat(value, f"{prefix}.{key}" if prefix else str(key)))
-        return out
-    if isinstance(node, list):
-        out = {}
-        for index, value in enumerate(node):
-            out.update(_flat(value, f"{prefix}.{index}"))
-        return out
-    return {prefix: node}
 
 
 def _differences(case: Case, rendered: str) -> Iterator[str]:

@@ -8,41 +8,24 @@ job now) against a limit no test lasts (`--if-idle 60`)."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import processes_mentioning, run_cli, short_tempdir, slurm_installed
+from tests.conftest import own_cluster, run_cli, slurm_installed
 
 without_slurm = pytest.mark.skipif(not slurm_installed(), reason="no Slurm: make setup")
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 LEFT_UP = 3  # `down --if-idle`: the cluster stays up (busy, or not idle long enough)
 
 
-@contextlib.contextmanager
-def own_cluster(name: str, *flags: str) -> Iterator[Callable[..., Any]]:
-    """A 2-node GPU-less cluster in its own HPCRUN_HOME; yields `hpcrun` for it and
-    proves nothing survives."""
-    home = short_tempdir("hri")
-    try:
-        run_cli("create", "--name", name, "--nodes", "2", "--gpus-per-node", "0", *flags,
-                home=home, timeout=300)  # fmt: skip
-
-        def hpcrun(*args: str, check: bool = True) -> Any:
-            return run_cli(*args, home=home, check=check, timeout=240)
-
-        yield hpcrun
-    finally:
-        run_cli("down", "--yes", "--purge", "--cluster", name, home=home, check=False)
-        leftovers = processes_mentioning(str(home))
-        shutil.rmtree(home, ignore_errors=True)
-        assert not leftovers, f"left running after `down`: {leftovers}"
+def two_nodes(name: str, *flags: str) -> Any:
+    """A 2-node GPU-less cluster of the test's own."""
+    return own_cluster(name, "--nodes", "2", "--gpus-per-node", "0", *flags)
 
 
 def _json(done: Any) -> Any:
@@ -62,7 +45,7 @@ def _wait_ended(hpcrun: Callable[..., Any], job: str) -> None:
 @pytest.mark.slurm
 @without_slurm
 def test_status_clusters_and_down_if_idle_follow_the_jobs() -> None:
-    with own_cluster("idl") as hpcrun:
+    with two_nodes("idl") as hpcrun:
         # Fresh: idle since it came up, known exactly (the cluster keeps accounting).
         text = hpcrun("status").stdout
         assert "Idle: no job for 0 min (no job seen since " in text
@@ -103,7 +86,7 @@ def test_status_clusters_and_down_if_idle_follow_the_jobs() -> None:
 @pytest.mark.slurm
 @without_slurm
 def test_without_accounting_idle_is_estimated_and_said_to_be() -> None:
-    with own_cluster("idlnodb", "--no-accounting") as hpcrun:
+    with two_nodes("idlnodb", "--no-accounting") as hpcrun:
         hpcrun("submit", "--wait", "--", "true")
         idle = _json(hpcrun("status", "--json"))["idle"]
         assert idle["known"] and idle["idle"] and idle["approximate"]

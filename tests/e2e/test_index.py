@@ -6,10 +6,8 @@ it in Chromium, grow by 2, shrink by 1, lose an agent, stop. Each test states on
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -27,9 +25,7 @@ from tests.conftest import (
     Cluster,
     cli_env,
     free_port,
-    processes_mentioning,
-    run_cli,
-    short_tempdir,
+    own_cluster,
 )
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -199,11 +195,13 @@ def test_changes_while_a_scale_waits_are_refused_and_ctrl_c_leaves_nothing_queue
     )
     try:
         deadline = time.monotonic() + 60
-        while not (queued := [
-            j.job_id
-            for j in local_cluster.client.jobs()
-            if j.state == "PENDING" and j.name == "hpcrun-index-agents"
-        ]):
+        while not (
+            queued := [
+                j.job_id
+                for j in local_cluster.client.jobs()
+                if j.state == "PENDING" and j.name == "hpcrun-index-agents"
+            ]
+        ):
             assert waiting.poll() is None, said.read_text()
             assert time.monotonic() < deadline, said.read_text()
             time.sleep(0.2)
@@ -254,25 +252,6 @@ def test_scale_without_a_session_says_how_to_start_one(local_cluster: Cluster) -
     done = local_cluster.cli("scale", "+2", check=False)
     assert done.returncode == 1
     assert "hpcrun index --nodes 4 --scene supernova" in done.stderr
-
-
-@contextlib.contextmanager
-def own_cluster(name: str, *flags: str) -> Iterator[Callable[..., Any]]:
-    """A small cluster of a kind the shared one is not (no GPUs, no accounting), in its
-    own HPCRUN_HOME; yields `hpcrun` for it and proves nothing survives `down`."""
-    home = short_tempdir("hro")
-    try:
-        run_cli("create", "--name", name, *flags, home=home)
-
-        def hpcrun(*args: str, check: bool = True) -> Any:
-            return run_cli(*args, home=home, check=check, timeout=240)
-
-        yield hpcrun
-    finally:
-        run_cli("down", "--yes", "--purge", "--cluster", name, home=home, check=False)
-        leftovers = processes_mentioning(str(home))
-        shutil.rmtree(home, ignore_errors=True)
-        assert not leftovers, f"left running after `down`: {leftovers}"
 
 
 def test_merge_grows_the_first_job_on_a_cluster_without_gpus(local_cluster: Cluster) -> None:
