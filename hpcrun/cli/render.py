@@ -80,6 +80,21 @@ def render(
     gpus_per_task: Annotated[
         int | None, typer.Option(help="GPUs for each chunk.", show_default=False)
     ] = None,
+    cpus_per_task: Annotated[
+        int | None,
+        typer.Option(
+            help="CPUs for each chunk; Blender renders on that many threads "
+            "[default: a whole node per chunk, all its CPUs].",
+            show_default=False,
+        ),
+    ] = None,
+    tasks_per_node: Annotated[
+        int | None,
+        typer.Option(
+            help="Chunks that share a node, each with its CPUs / K [default: 1].",
+            show_default=False,
+        ),
+    ] = None,
     retries: Annotated[
         int, typer.Option(help="Render a chunk's missing frames again up to N times.")
     ] = 3,
@@ -161,6 +176,8 @@ def render(
         fps=fps,
         max_parallel=max_parallel,
         gpus_per_task=gpus_per_task,
+        cpus_per_task=cpus_per_task,
+        tasks_per_node=tasks_per_node,
         retries=retries,
         blender=os.environ.get("HPCRUN_BLENDER", "blender"),
         ffmpeg=os.environ.get("HPCRUN_FFMPEG", "ffmpeg"),

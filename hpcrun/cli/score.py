@@ -90,6 +90,14 @@ def score(
     gpus_per_task: Annotated[
         int | None, typer.Option(help="GPUs for each task (FIL on KIND_GPU).", show_default=False)
     ] = None,
+    cpus_per_task: Annotated[
+        int | None,
+        typer.Option(
+            help="CPUs for each task; the model predicts on that many threads "
+            "[default: a whole node per task, all its CPUs].",
+            show_default=False,
+        ),
+    ] = None,
     model_format: ModelFormatOption = None,
     predict: PredictOption = "proba",
     threshold: ThresholdOption = 0.5,
@@ -154,6 +162,8 @@ def score(
     starts a Triton server on its node, streams its rows through it in --batch-rows
     batches (gRPC), writes one Parquet part, and stops the server. A dependent job merges
     the parts in the table's order and writes a summary (rows, seconds, rows/s per task).
+    Each task has a node to itself (all its CPUs; the model predicts on as many threads),
+    or --cpus-per-task N CPUs, several tasks to a node.
     A failed shard is scored again up to --retries times; --resume finishes an output,
     scoring only shards whose part is missing.
 
@@ -211,6 +221,7 @@ def score(
         batch_rows=batch_rows,
         server=server,
         gpus_per_task=gpus_per_task,
+        cpus_per_task=cpus_per_task,
         model_format=model_format,
         predict=predict,
         threshold=threshold,

@@ -5,7 +5,8 @@ A service (render, score, ...) describes its work as `WorkSpec`s and its files a
 a `Workspace`; it never writes a scheduler's syntax. Slurm (`hpcrun.slurm.scheduler`)
 turns a WorkSpec into an sbatch script; Kubernetes will turn the same one into a Job.
 What a task needs to know about itself comes in neutral environment variables
-(`HPCRUN_TASK_INDEX`, `HPCRUN_JOB_ID`, `HPCRUN_NODE_NAME`), which each scheduler sets.
+(`HPCRUN_TASK_INDEX`, `HPCRUN_JOB_ID`, `HPCRUN_NODE_NAME`, `HPCRUN_CPUS`), which each
+scheduler sets.
 
 Durations are seconds, never a scheduler's time grammar; `parse_duration` reads the
 forms users type on the command line (`30`, `01:30:00`, `2-00:00:00`).
@@ -27,12 +28,13 @@ from hpcrun.transport.workspace import FileInfo
 TASK_INDEX_ENV = "HPCRUN_TASK_INDEX"  # the array index of this task (0 outside arrays)
 JOB_ID_ENV = "HPCRUN_JOB_ID"  # the scheduler's id of this job
 NODE_NAME_ENV = "HPCRUN_NODE_NAME"  # the scheduler's name of the node the task runs on
+# The CPUs the scheduler gave the task on its node (`cpus_per_task`, or the whole node's
+# with `exclusive`): what a task sizes its threads by. Empty where the scheduler does not say.
+CPUS_ENV = "HPCRUN_CPUS"
 # In a WorkSpec's log path, where each array task's index goes.
 INDEX_PLACEHOLDER = "{index}"
 
-_DURATION_RE = re.compile(
-    r"^(?:(?P<days>\d+)-)?(?P<a>\d+)(?::(?P<b>\d{2}))?(?::(?P<c>\d{2}))?$"
-)
+_DURATION_RE = re.compile(r"^(?:(?P<days>\d+)-)?(?P<a>\d+)(?::(?P<b>\d{2}))?(?::(?P<c>\d{2}))?$")
 
 
 class Progress(Protocol):
@@ -130,7 +132,9 @@ class WorkSpec:
     goes to `log_path` with `{index}` replaced by its index. `after` holds the jobs this
     one waits for, `after_condition` how they must have ended. `image` is the container
     image for schedulers that need one (Kubernetes); `queue` a Slurm partition or a
-    Kubernetes node pool.
+    Kubernetes node pool. `cpus_per_task` is the CPUs each task gets (None: the scheduler's
+    default, one on Slurm); `exclusive` gives each task (each array task) its nodes whole,
+    every CPU of them; either way the task reads the count in `HPCRUN_CPUS`.
     """
 
     name: str

@@ -284,6 +284,16 @@ class FarmService(ScaledService):
                 "run where its Deployment's pods are scheduled",
                 "leave --partition out; `hpcrun farm up --gpus-per-worker` chooses GPU nodes",
             )
+        for flag, value in (
+            ("--cpus-per-task", request.cpus_per_task),
+            ("--tasks-per-node", request.tasks_per_node),
+        ):
+            if value is not None:
+                raise UsageError(
+                    f"{flag} {value}: on the render farm a chunk runs in a worker pod, whose "
+                    "CPUs the farm sets",
+                    "leave it out; `hpcrun farm up --cpu N` sizes the workers",
+                )
         if request.output is not None and not s3.is_s3_url(request.output):
             raise UsageError(
                 f"--output {request.output}: on the farm the frames stay in S3",

@@ -35,8 +35,10 @@ from hpcrun.workloads.blender import (
     FrameRange,
     RenderPlan,
     array_spec,
+    check_cpus,
     chunk_script,
     chunk_table,
+    cpus_for_tasks_per_node,
     encode_script,
     encode_spec,
     output_settings,
@@ -66,6 +68,8 @@ class RenderRequest:
     fps: float | None = None  # None: the scene's
     max_parallel: int | None = None
     gpus_per_task: int | None = None
+    cpus_per_task: int | None = None  # None (and no tasks_per_node): a whole node a chunk
+    tasks_per_node: int | None = None  # K chunks share a node, its CPUs / K each
     retries: int = 3
     blender: str = "blender"
     ffmpeg: str = "ffmpeg"
@@ -198,12 +202,16 @@ class RenderRuns(ArrayRuns["RenderView"]):
             fps=24.0 if request.fps is None else request.fps,
             max_parallel=request.max_parallel,
             gpus_per_task=request.gpus_per_task,
+            cpus_per_task=request.cpus_per_task,
+            tasks_per_node=request.tasks_per_node,
             retries=request.retries,
             partition=request.partition,
             blender=request.blender,
             ffmpeg=request.ffmpeg,
         )
         plan.validate()  # flags first: they need no round trip
+        if plan.tasks_per_node is not None:
+            plan = replace(plan, cpus_per_task=self._cpus_for_tasks_per_node(plan))
         self._check_programs(plan)
         scene_first, scene_last, scene_fps = self._probe(plan)
         frames = frames or FrameRange(scene_first, scene_last)
@@ -262,9 +270,14 @@ class RenderRuns(ArrayRuns["RenderView"]):
                 if chunks:
                     array = self.submit_work(run_id, "array", array_spec(plan, chunks))
                     self.store.set_array_run(run_id, RunState.SUBMITTING, array_job_id=array.id)
+                    cpus = (
+                        "a whole node"
+                        if plan.cpus_per_task is None
+                        else f"{plan.cpus_per_task} CPU(s)"
+                    )
                     self.progress.step(
                         f"job array {array}: {len(chunks)} chunk(s) of up to {plan.chunk} "
-                        f"frame(s), {len(missing)} frames"
+                        f"frame(s), {len(missing)} frames, {cpus} each"
                     )
                 encode = None
                 if plan.video is not None:
@@ -273,6 +286,19 @@ class RenderRuns(ArrayRuns["RenderView"]):
                 return array, encode
 
             return self.submit_jobs(run_id, submit)
+
+    def _cpus_for_tasks_per_node(self, plan: RenderPlan) -> int:
+        """`--tasks-per-node K` as a CPU count: Slurm has no "1/K of a node", so the
+        partition's nodes are asked for theirs (one sinfo call)."""
+        assert plan.tasks_per_node is not None
+        check_cpus(plan.cpus_per_task, plan.tasks_per_node)
+        nodes = self.backend.slurm().nodes(plan.partition)
+        cpus = cpus_for_tasks_per_node([n.cpus for n in nodes], plan.tasks_per_node)
+        self.progress.step(
+            f"--tasks-per-node {plan.tasks_per_node}: {cpus} CPU(s) a chunk "
+            f"(nodes of {min(n.cpus for n in nodes)} CPUs)"
+        )
+        return cpus
 
     def _save_plan(self, run_id: int, plan: RenderPlan, s3_output: S3Url | None) -> None:
         data = asdict(plan)

@@ -78,6 +78,7 @@ class ScoreRequest:
     batch_rows: int = DEFAULT_BATCH_ROWS
     server: str = "auto"
     gpus_per_task: int | None = None
+    cpus_per_task: int | None = None  # None: a whole node per task (the model's threads follow)
     model_format: str | None = None
     predict: str = "proba"
     threshold: float = 0.5
@@ -108,6 +109,11 @@ class ScoreRequest:
             raise UsageError(f"--retries {self.retries}: 0 or more")
         if self.max_parallel is not None and self.max_parallel < 1:
             raise UsageError(f"--max-parallel {self.max_parallel}: at least 1")
+        if self.cpus_per_task is not None and self.cpus_per_task < 1:
+            raise UsageError(
+                f"--cpus-per-task {self.cpus_per_task}: at least 1",
+                "or leave it out: each task then gets a whole node",
+            )
         if self.overwrite and self.resume:
             raise UsageError("--overwrite and --resume contradict each other: pick one")
         if not self.inputs:
@@ -247,6 +253,7 @@ class ScoreRuns(ArrayRuns["ScoreView"]):
             retries=request.retries,
             max_parallel=request.max_parallel,
             gpus_per_task=request.gpus_per_task,
+            cpus_per_task=request.cpus_per_task,
             partition=request.partition,
         )
         remote = server_url(request.server)
@@ -284,9 +291,14 @@ class ScoreRuns(ArrayRuns["ScoreView"]):
                     array = self.submit_work(run_id, "array", spec)
                     self.store.set_array_run(run_id, RunState.SUBMITTING, array_job_id=array.id)
                     rows = sum(s.rows for s in missing)
+                    cpus = (
+                        "a whole node"
+                        if plan.cpus_per_task is None
+                        else f"{plan.cpus_per_task} CPU(s)"
+                    )
                     self.progress.step(
                         f"job array {array}: {len(missing)} shard(s), {rows:,} rows, "
-                        f"server {plan.server}"
+                        f"server {plan.server}, {cpus} each"
                     )
                 merge = self.submit_work(run_id, "final", merge_spec(plan, array))
                 self.progress.step(f"job {merge}: merges the parts into {plan.merged}")

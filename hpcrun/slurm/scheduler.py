@@ -2,8 +2,10 @@
 
 The only place a `WorkSpec` becomes Slurm's grammar: array indices become `--array`
 ranges with `%max`, dependencies `afterok:<id>`, the log path's `{index}` Slurm's `%a`,
-seconds a `--time`; the batch script exports `HPCRUN_TASK_INDEX`, `HPCRUN_JOB_ID` and
-`HPCRUN_NODE_NAME` from Slurm's own variables, so job scripts read no `SLURM_*`. Slurm's
+seconds a `--time`, `cpus_per_task` `--cpus-per-task` and `exclusive` `--exclusive` (a
+whole node per array task); the batch script exports `HPCRUN_TASK_INDEX`, `HPCRUN_JOB_ID`,
+`HPCRUN_NODE_NAME` and `HPCRUN_CPUS` from Slurm's own variables, so job scripts read no
+`SLURM_*`. Slurm's
 state names are folded into `TaskState` here too.
 """
 

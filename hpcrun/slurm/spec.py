@@ -16,7 +16,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from hpcrun.errors import UsageError
-from hpcrun.scheduler import JOB_ID_ENV, NODE_NAME_ENV, TASK_INDEX_ENV
+from hpcrun.scheduler import CPUS_ENV, JOB_ID_ENV, NODE_NAME_ENV, TASK_INDEX_ENV
 from hpcrun.templates import template
 
 if TYPE_CHECKING:
@@ -32,6 +32,10 @@ NEUTRAL_ENV = [
     (TASK_INDEX_ENV, '"${SLURM_ARRAY_TASK_ID:-0}"'),
     (JOB_ID_ENV, '"$SLURM_JOB_ID"'),
     (NODE_NAME_ENV, '"${SLURMD_NODENAME:-$(hostname)}"'),
+    # --cpus-per-task N gives SLURM_CPUS_PER_TASK; --exclusive (or neither) only
+    # SLURM_CPUS_ON_NODE, the CPUs the job holds on this node (all of them when exclusive;
+    # with CR_Core it may exceed N, rounded up to whole cores, hence PER_TASK first).
+    (CPUS_ENV, '"${SLURM_CPUS_PER_TASK:-${SLURM_CPUS_ON_NODE:-}}"'),
 ]
 
 

@@ -133,6 +133,10 @@ class RenderPlan:
     fps: float = 24.0
     max_parallel: int | None = None
     gpus_per_task: int | None = None
+    # CPUs each chunk asks for; None: a whole node each (--exclusive). `--tasks-per-node K`
+    # is resolved to a number (the partition's node CPUs / K) before the plan is made.
+    cpus_per_task: int | None = None
+    tasks_per_node: int | None = None  # as the user asked, for status and the record
     retries: int = 3
     partition: str | None = None
     time_limit: str | None = None
@@ -155,6 +159,7 @@ class RenderPlan:
             raise UsageError(f"--retries {self.retries}: 0 or more")
         if self.max_parallel is not None and self.max_parallel < 1:
             raise UsageError(f"--max-parallel {self.max_parallel}: at least 1")
+        check_cpus(self.cpus_per_task, self.tasks_per_node)
         if not 0 < self.fps <= 240:  # also NaN
             raise UsageError(
                 f"--fps {self.fps:g}: a video needs a frame rate above 0 and at most 240",
@@ -248,18 +253,58 @@ def _setting_text(key: str, value: Any) -> str:
     return str(value)
 
 
+def check_cpus(cpus_per_task: int | None, tasks_per_node: int | None) -> None:
+    """`--cpus-per-task N` and `--tasks-per-node K`: at least 1, and one of them."""
+    if cpus_per_task is not None and tasks_per_node is not None:
+        raise UsageError(
+            "--cpus-per-task and --tasks-per-node both size a chunk: give one",
+            "--cpus-per-task N gives each chunk N CPUs; --tasks-per-node K shares a node "
+            "between K chunks",
+        )
+    for flag, value in (("--cpus-per-task", cpus_per_task), ("--tasks-per-node", tasks_per_node)):
+        if value is not None and value < 1:
+            raise UsageError(
+                f"{flag} {value}: at least 1", "or leave it out: each chunk gets a whole node"
+            )
+
+
+def cpus_for_tasks_per_node(node_cpus: Sequence[int], tasks_per_node: int) -> int:
+    """--cpus-per-task for `--tasks-per-node K`: the smallest node's CPUs (of the nodes the
+    chunks may run on) shared K ways, so K chunks fit on every one of them."""
+    if not node_cpus:
+        raise UsageError(
+            f"--tasks-per-node {tasks_per_node}: the partition has no nodes to share",
+            "check --partition (`sinfo`), or give --cpus-per-task N",
+        )
+    smallest = min(node_cpus)
+    if tasks_per_node > smallest:
+        raise UsageError(
+            f"--tasks-per-node {tasks_per_node}: the nodes have {smallest} CPUs, fewer than "
+            "one a chunk",
+            f"use --tasks-per-node {smallest} or fewer",
+        )
+    return smallest // tasks_per_node
+
+
 def chunk_table(chunks: Sequence[Chunk]) -> str:
     """Line i+1 is array task i: `index start end`."""
     return "".join(f"{c.index} {c.start} {c.end}\n" for c in chunks)
 
 
 def array_spec(plan: RenderPlan, chunks: Sequence[Chunk]) -> WorkSpec:
-    """One task per chunk; task N reads line N+1 of the chunk table."""
+    """One task per chunk; task N reads line N+1 of the chunk table.
+
+    A chunk asks for a whole node (`exclusive`) unless the plan gives its CPUs: Blender
+    renders on every thread it may, and with Slurm's default of one CPU a task the
+    chunks were packed onto one node (issue 19). The chunk script gives Blender
+    HPCRUN_CPUS threads (`-t`), what the scheduler says the task got."""
     return WorkSpec(
         argv=("bash", f"{plan.run_dir}/render-chunk.sh"),
         name=f"render-{plan.name}",
         array=tuple(c.index for c in chunks),
         max_parallel=plan.max_parallel,
+        cpus_per_task=plan.cpus_per_task,
+        exclusive=plan.cpus_per_task is None,
         gpus_per_task=plan.gpus_per_task,
         queue=plan.partition,
         time_limit_s=parse_duration(plan.time_limit) if plan.time_limit else None,

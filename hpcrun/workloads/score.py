@@ -295,12 +295,20 @@ def output_width(num_class: int, objective: str, predict: str) -> int:
 
 
 def array_spec(plan: ScorePlan, indices: Sequence[int]) -> WorkSpec:
-    """One task per shard still to score; task N scores shard N."""
+    """One task per shard still to score; task N scores shard N.
+
+    Each task asks for a whole node (`exclusive`) unless `--cpus-per-task` gave a number:
+    a scoring task uses every CPU it is given (the model's threads follow HPCRUN_CPUS), and
+    with Slurm's default of one CPU a task the four shards of `--tasks 4` were packed onto
+    one node, one core each (issue 19). A whole node needs no CPU count known here, so it
+    fits any node type of the partition."""
     return WorkSpec(
         argv=("bash", f"{plan.run_dir}/score-shard.sh"),
         name=f"score-{plan.name}",
         array=tuple(indices),
         max_parallel=plan.max_parallel,
+        cpus_per_task=plan.cpus_per_task,
+        exclusive=plan.cpus_per_task is None,
         gpus_per_task=plan.gpus_per_task,
         queue=plan.partition,
         time_limit_s=parse_duration(plan.time_limit) if plan.time_limit else None,

@@ -129,6 +129,69 @@ def test_twelve_frames_in_chunks_of_three_make_pngs_and_a_playable_mp4(
     assert status["status"] == "done" and status["frames"] == {"total": 12, "done": 12}
 
 
+def scontrol_tasks(cluster: Cluster, job_id: str) -> list[dict[str, str]]:
+    """Each array task of `job_id` as `scontrol -o show job` reports it (finished ones stay
+    MinJobAge=300 s), its `Key=Value` words as a dict."""
+    done = subprocess.run(
+        ["scontrol", "-o", "show", "job", job_id],
+        env=cluster.env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    return [
+        dict(word.split("=", 1) for word in line.split() if "=" in word)
+        for line in done.stdout.splitlines()
+        if line.strip()
+    ]
+
+
+def chunk_log(cluster: Cluster, run_id: int, index: int) -> str:
+    record = cluster.store.array_run(run_id)
+    assert record is not None
+    return (Path(record.plan["run_dir"]) / "logs" / f"chunk-{index}.out").read_text()
+
+
+def test_chunks_ask_for_a_whole_node_or_their_share_of_one(
+    local_cluster: Cluster, blend: Path, tmp_path: Path
+) -> None:
+    """Issue 19: chunks asked for no CPUs and Slurm packed them onto one node, one CPU
+    each. By default a chunk has a node to itself; `--tasks-per-node 4` gives each a
+    quarter of one (8 CPUs / 4); Blender renders on those threads (`-t`)."""
+    args = [str(blend), "--frames", "1-8", "--chunk", "2", *TINY, "--encode", "none", "--json"]
+    result = as_json(render(local_cluster, *args, "--output", str(tmp_path / "a")))
+    assert result["status"] == "done", result
+    tasks = scontrol_tasks(local_cluster, result["array_job_id"])
+    assert len(tasks) == 4, tasks
+    assert {t["NumCPUs"] for t in tasks} == {"8"}, tasks  # the local cluster's node CPUs
+    assert {t["OverSubscribe"] for t in tasks} == {"NO"}, tasks  # --exclusive
+    assert len({t["NodeList"] for t in tasks}) == 4, tasks
+    usable = len(os.sched_getaffinity(0))
+    log = chunk_log(local_cluster, result["run"], 0)
+    assert f"{min(8, usable)} threads" in log, log
+    done = render(local_cluster, *args, "--output", str(tmp_path / "b"), "--tasks-per-node", "4")
+    result = as_json(done)
+    assert result["status"] == "done", result
+    tasks = scontrol_tasks(local_cluster, result["array_job_id"])
+    assert {(t["NumCPUs"], t["CPUs/Task"]) for t in tasks} == {("2", "2")}, tasks
+    log = chunk_log(local_cluster, result["run"], 0)
+    assert f"{min(2, usable)} threads" in log, log
+    assert pngs(tmp_path / "b") == [f"frame_{i:04d}.png" for i in range(1, 9)]
+    both = render(
+        local_cluster,
+        *args,
+        "--output",
+        str(tmp_path / "c"),
+        "--tasks-per-node",
+        "2",
+        "--cpus-per-task",
+        "2",
+        check=False,
+    )
+    assert both.returncode == 2 and "give one" in both.stderr, both.stderr
+
+
 def test_a_chunk_that_fails_once_is_retried_and_the_run_completes(
     local_cluster: Cluster, blend: Path, tmp_path: Path
 ) -> None:

@@ -173,6 +173,64 @@ def test_a_small_table_with_many_tasks_makes_one_shard_and_says_why(
     assert ": done" in done.stdout and "shards: 1 done" in done.stdout, done.stdout
 
 
+def scontrol_tasks(cluster: Cluster, job_id: str) -> list[dict[str, str]]:
+    """Each array task of `job_id` as `scontrol -o show job` reports it (finished ones stay
+    MinJobAge=300 s), its `Key=Value` words as a dict."""
+    done = subprocess.run(
+        ["scontrol", "-o", "show", "job", job_id],
+        env=cluster.env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    return [
+        dict(word.split("=", 1) for word in line.split() if "=" in word)
+        for line in done.stdout.splitlines()
+        if line.strip()
+    ]
+
+
+def test_four_shards_run_on_four_nodes_each_with_the_whole_node(
+    local_cluster: Cluster, data: dict[str, Any], tmp_path: Path
+) -> None:
+    """Issue 19: the array asked for no CPUs, Slurm's default of one a task packed all four
+    shards onto n1. By default each task now has a node to itself (--exclusive): four
+    distinct nodes, NumCPUs the node's 8, and the model's threads from HPCRUN_CPUS."""
+    args = ["-m", str(data["model"]), "-i", str(data["table"]), "--server", "none", "--json"]
+    result = as_json(score(local_cluster, *args, "-o", str(tmp_path / "a"), "--tasks", "4"))
+    assert result["status"] == "done", result
+    shards = result["summary"]["shards"]
+    assert len({s["host"] for s in shards}) == 4, shards
+    tasks = scontrol_tasks(local_cluster, result["array_job_id"])
+    assert len(tasks) == 4, tasks
+    assert sorted(t["NodeList"] for t in tasks) == sorted(s["host"] for s in shards)
+    assert {t["NumCPUs"] for t in tasks} == {"8"}, tasks  # the local cluster's node CPUs
+    assert {t["OverSubscribe"] for t in tasks} == {"NO"}, tasks  # --exclusive
+    usable = len(os.sched_getaffinity(0))  # 8 declared, the host's own cores to run on
+    assert {s["threads"] for s in shards} == {min(8, usable)}, shards
+    assert_predictions(tmp_path / "a" / "predictions.parquet", data)
+    # --cpus-per-task 2: what scontrol reports is the count asked for, and the threads.
+    result = as_json(
+        score(
+            local_cluster,
+            *args,
+            "-o",
+            str(tmp_path / "b"),
+            "--tasks",
+            "4",
+            "--cpus-per-task",
+            "2",
+        )
+    )
+    assert result["status"] == "done", result
+    tasks = scontrol_tasks(local_cluster, result["array_job_id"])
+    assert len(tasks) == 4, tasks
+    assert {(t["NumCPUs"], t["CPUs/Task"]) for t in tasks} == {("2", "2")}, tasks
+    assert {s["threads"] for s in result["summary"]["shards"]} == {min(2, usable)}
+    assert_predictions(tmp_path / "b" / "predictions.parquet", data)
+
+
 def test_server_none_and_csv_give_the_same_predictions(
     local_cluster: Cluster, data: dict[str, Any], tmp_path: Path
 ) -> None:

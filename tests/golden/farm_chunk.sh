@@ -20,6 +20,12 @@ disk_full() {
   free_kib=$(df -Pk "$frames_dir" 2>/dev/null | awk 'NR == 2 {print $4}')
   [ -n "$free_kib" ] && [ "$free_kib" -lt 1024 ] && echo "$free_kib"
 }
+# Blender's threads: the CPUs the scheduler gave this task (HPCRUN_CPUS), never more than
+# this process may run on (nproc: its CPU affinity).
+threads=$(nproc)
+if [ "${HPCRUN_CPUS:-0}" -gt 0 ] 2>/dev/null && [ "$HPCRUN_CPUS" -lt "$threads" ]; then
+  threads=$HPCRUN_CPUS
+fi
 mkdir -p "$frames_dir"
 for attempt in $(seq 1 "$attempts"); do
   todo=$(missing)
@@ -29,8 +35,9 @@ for attempt in $(seq 1 "$attempts"); do
   fi
   from=$(echo "$todo" | head -n 1)
   to=$(echo "$todo" | tail -n 1)
-  echo "hpcrun: chunk $index attempt $attempt/$attempts: frames $from-$to on $(hostname)"
-  blender -b scene.blend --python-exit-code 1 \
+  echo "hpcrun: chunk $index attempt $attempt/$attempts: frames $from-$to on $(hostname)," \
+    "$threads threads"
+  blender -b scene.blend -t "$threads" --python-exit-code 1 \
     --python-expr 'import bpy; s = bpy.context.scene; s.render.use_overwrite = False; s.render.use_placeholder = False; s.render.image_settings.file_format = '"'"'PNG'"'"'; s.render.resolution_x = 320; s.render.resolution_y = 180; s.render.resolution_percentage = 100; s.cycles.samples = 16' \
     -E CYCLES -o "$frames_dir/frame_####" -F PNG -s "$from" -e "$to" -a
   echo "hpcrun: blender exited $?"

@@ -4,6 +4,7 @@ and the two job scripts (golden files), run for real where they are plain shell.
 from __future__ import annotations
 
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from hpcrun.workloads.blender import (
     array_spec,
     chunk_script,
     chunk_table,
+    cpus_for_tasks_per_node,
     encode_script,
     encode_spec,
     output_settings,
@@ -96,8 +98,6 @@ def test_array_range_collapses_runs_and_caps_parallelism() -> None:
 
 
 def test_bad_settings_are_refused_before_anything_runs() -> None:
-    from dataclasses import replace
-
     for change, message in [
         ({"engine": "LUXCORE"}, "not a Blender render engine"),
         ({"chunk": 0}, "at least 1 frame"),
@@ -109,14 +109,24 @@ def test_bad_settings_are_refused_before_anything_runs() -> None:
         ({"fps": -24.0}, "--fps -24: a video needs a frame rate above 0"),
         ({"fps": float("nan")}, "--fps nan"),
         ({"fps": 241.0}, "at most 240"),
+        ({"cpus_per_task": 0}, "--cpus-per-task 0: at least 1"),
+        ({"tasks_per_node": 0}, "--tasks-per-node 0: at least 1"),
+        ({"cpus_per_task": 2, "tasks_per_node": 2}, "both size a chunk: give one"),
     ]:
         with pytest.raises(UsageError, match=message):
             replace(PLAN, **change).validate()  # type: ignore[arg-type]
 
 
-def test_settings_of_the_frames_there_are_compared_one_by_one() -> None:
-    from dataclasses import replace
+def test_tasks_per_node_shares_the_smallest_node_k_ways() -> None:
+    assert cpus_for_tasks_per_node([8, 8, 8], 1) == 8
+    assert cpus_for_tasks_per_node([8, 48], 3) == 2  # K chunks fit on every node
+    with pytest.raises(UsageError, match="the nodes have 8 CPUs, fewer than one a chunk"):
+        cpus_for_tasks_per_node([8], 9)
+    with pytest.raises(UsageError, match="no nodes to share"):
+        cpus_for_tasks_per_node([], 2)
 
+
+def test_settings_of_the_frames_there_are_compared_one_by_one() -> None:
     first = output_settings(PLAN)
     assert first["resolution"] == [320, 180] and first["fps"] == 24.0
     assert settings_differences(first, output_settings(PLAN)) == []
@@ -152,15 +162,22 @@ def test_array_and_encode_jobs_golden() -> None:
     chunks = plan_chunks(range(1, 13), 3)
     array = to_job_spec(array_spec(PLAN, chunks))
     encode = to_job_spec(encode_spec(PLAN, JobRef("41")))
+    # `--cpus-per-task 6` (or `--tasks-per-node K`, resolved to a count by the service)
+    sized = to_job_spec(array_spec(replace(PLAN, cpus_per_task=6), chunks))
     text = (
         "# chunks.tsv\n"
         + chunk_table(chunks)
-        + "# array job\n"
+        + "# array job (default: a whole node a chunk)\n"
         + array.to_sbatch_script()
+        + "# array job, --cpus-per-task 6\n"
+        + sized.to_sbatch_script()
         + "# encode job\n"
         + encode.to_sbatch_script()
     )
     assert array.array == "0-3%2"
+    assert array.exclusive and array.cpus_per_task is None
+    assert sized.cpus_per_task == 6 and not sized.exclusive
+    assert not encode.exclusive and encode.cpus_per_task is None
     assert encode.dependency == "afterok:41"
     assert_golden("render_jobs.txt", text)
 
@@ -191,7 +208,6 @@ def test_the_complete_png_check_needs_the_iend_chunk(tmp_path: Path) -> None:
 
 
 def test_encode_refuses_a_frame_set_with_holes(tmp_path: Path) -> None:
-    from dataclasses import replace
 
     frames = tmp_path / "frames"
     frames.mkdir()

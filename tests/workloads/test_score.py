@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -228,7 +229,18 @@ PLAN = ScorePlan(
 def test_jobs_and_shard_script_golden() -> None:
     array = to_job_spec(array_spec(PLAN, [0, 2]))
     merge = to_job_spec(merge_spec(PLAN, JobRef("41")))
-    text = "# array job\n" + array.to_sbatch_script() + "# merge job\n" + merge.to_sbatch_script()
+    sized = to_job_spec(array_spec(replace(PLAN, cpus_per_task=4, gpus_per_task=1), [0, 2]))
+    text = (
+        "# array job (default: a whole node a task)\n"
+        + array.to_sbatch_script()
+        + "# array job, --cpus-per-task 4 --gpus-per-task 1\n"
+        + sized.to_sbatch_script()
+        + "# merge job\n"
+        + merge.to_sbatch_script()
+    )
+    assert array.exclusive and array.cpus_per_task is None
+    assert sized.cpus_per_task == 4 and not sized.exclusive and sized.gpus == 1
+    assert not merge.exclusive
     assert_golden("score_jobs.txt", text)
     assert_golden("score_shard.sh", shard_script(PLAN))
 

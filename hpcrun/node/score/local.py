@@ -1,4 +1,5 @@
-"""`--server none`: predict in the task, on one thread while the main one reads."""
+"""`--server none`: predict in the task, on one thread while the main one reads; XGBoost
+predicts with `threads` threads of its own (the CPUs the task was given)."""
 
 from __future__ import annotations
 
@@ -20,8 +21,8 @@ class LocalScorer:
 
     depth = IN_FLIGHT
 
-    def __init__(self, plan: ScorePlan) -> None:
-        self.booster = load_model(plan.model, plan.model_format)
+    def __init__(self, plan: ScorePlan, threads: int | None = None) -> None:
+        self.booster = load_model(plan.model, plan.model_format, threads)
         self.options = predict_options(plan)
         self.features = len(plan.features)
         self.pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="predict")

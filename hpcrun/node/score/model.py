@@ -33,8 +33,10 @@ MODEL_FORMATS = (*XGBOOST_FORMATS, "lightgbm", "treelite_checkpoint")
 FORMAT_NAMES = {"xgboost_json": "XGBoost JSON", "xgboost_ubj": "XGBoost UBJSON"}
 
 
-def load_model(path: str, fmt: str) -> Any:
-    """An XGBoost booster; the one loader of `--server none` and of the Triton model."""
+def load_model(path: str, fmt: str, threads: int | None = None) -> Any:
+    """An XGBoost booster; the one loader of `--server none` and of the Triton model.
+    `threads`: its predict threads (`scoring.task_threads`); None keeps XGBoost's default
+    (every CPU it sees)."""
     if fmt not in XGBOOST_FORMATS:
         raise TaskError(
             f"a {fmt} model can only be scored by Triton's FIL backend",
@@ -53,6 +55,8 @@ def load_model(path: str, fmt: str) -> Any:
             f"{path} is not an {FORMAT_NAMES[fmt]} model: {first_line(str(exc))}",
             f"pass --model-format with the model's format ({', '.join(MODEL_FORMATS)})",
         ) from exc
+    if threads is not None:
+        booster.set_param({"nthread": threads})
     return booster
 
 

@@ -124,6 +124,9 @@ class ScorePlan:
     retries: int = 2
     max_parallel: int | None = None
     gpus_per_task: int | None = None
+    # CPUs each task asks for (--cpus-per-task); None: a whole node each (--exclusive).
+    # The task sizes its threads by what the scheduler says it got (HPCRUN_CPUS), not this.
+    cpus_per_task: int | None = None
     partition: str | None = None
     time_limit: str | None = None
 
@@ -169,9 +172,7 @@ class ScorePlan:
                 worker=str(data.get("worker", "")),
                 format=str(need("format")),
                 files=[str(f) for f in need("files")],
-                column_types={
-                    str(k): str(v) for k, v in (data.get("column_types") or {}).items()
-                },
+                column_types={str(k): str(v) for k, v in (data.get("column_types") or {}).items()},
                 csv_header=None if header is None else [str(c) for c in header],
                 features=[str(c) for c in need("features")],
                 id_column=_optional_str(data.get("id_column")),
@@ -194,6 +195,7 @@ class ScorePlan:
                 retries=int(data.get("retries", 2)),
                 max_parallel=_optional_int(data.get("max_parallel")),
                 gpus_per_task=_optional_int(data.get("gpus_per_task")),
+                cpus_per_task=_optional_int(data.get("cpus_per_task")),
                 partition=_optional_str(data.get("partition")),
                 time_limit=_optional_str(data.get("time_limit")),
             )

@@ -146,7 +146,9 @@ class TritonPythonModel:
             want = self.opts["expect"][mod.__name__]
             if mod.__file__ != want:
                 raise RuntimeError(f"stub imported {{mod.__file__}}, expected {{want}}")
-        self.booster = load_model(self.opts["model"], self.opts["model_format"])
+        self.booster = load_model(
+            self.opts["model"], self.opts["model_format"], self.opts.get("threads")
+        )
 
     def execute(self, requests):
         o = self.opts
@@ -186,8 +188,9 @@ def package_root() -> tuple[str, str]:
     return str(root), package
 
 
-def write_model_repository(tmp: Path, plan: ScorePlan) -> Path:
-    """`<tmp>/models/hpcrun_model`: config.pbtxt and a 1/model.py that calls `predict`."""
+def write_model_repository(tmp: Path, plan: ScorePlan, threads: int | None = None) -> Path:
+    """`<tmp>/models/hpcrun_model`: config.pbtxt and a 1/model.py that calls `predict`
+    with `threads` XGBoost threads (the task's CPUs; None: XGBoost's default)."""
     repo = tmp / "models"
     (repo / MODEL_NAME / "1").mkdir(parents=True)
     mode, threshold, num_class = predict_options(plan)
@@ -197,6 +200,7 @@ def write_model_repository(tmp: Path, plan: ScorePlan) -> Path:
         "predict": mode,
         "threshold": threshold,
         "num_class": num_class,
+        "threads": threads,
         "expect": {m: package_file(m) for m in ("numpy", "xgboost")},
     }
     root, package = package_root()
@@ -307,8 +311,11 @@ def spawn(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[b
         raise TaskError(f"cannot start {argv[0]}: {exc.strerror}", "check --tritonserver") from exc
 
 
-def start_server(plan: ScorePlan, index: int, tmp: Path) -> Server:
-    """Start tritonserver on a free port (another one if the bind fails); wait until ready."""
+def start_server(plan: ScorePlan, index: int, tmp: Path, threads: int | None = None) -> Server:
+    """Start tritonserver on a free port (another one if the bind fails); wait until ready.
+
+    `threads` (the task's CPUs) sizes the model's threads: pytriton's model sets XGBoost's
+    nthread; OMP_NUM_THREADS caps the OpenMP pools of the server's backends (FIL's on CPUs)."""
     kind = plan.server
     name = MODEL_NAME if kind == "pytriton" else plan.model_name
     server = Server(kind, name, tmp, shm_prefix(index))
@@ -316,8 +323,10 @@ def start_server(plan: ScorePlan, index: int, tmp: Path) -> Server:
     env = dict(os.environ)
     if kind == "pytriton":
         write_backend_dir(tmp)
-        write_model_repository(tmp, plan)
+        write_model_repository(tmp, plan, threads)
         env = pytriton_env()
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = str(threads)
     for _ in range(PORT_ATTEMPTS):
         server.port = free_port()
         server.proc = spawn(server_argv(plan, server), env, server.log)
@@ -423,7 +432,7 @@ def connect_remote(plan: ScorePlan) -> Server:
 
 
 @contextlib.contextmanager
-def serving(plan: ScorePlan, index: int) -> Iterator[Server]:
+def serving(plan: ScorePlan, index: int, threads: int | None = None) -> Iterator[Server]:
     """A ready server; afterwards it is stopped and its temp dir and shared memory removed."""
     if plan.server == "remote":
         remote = connect_remote(plan)
@@ -438,7 +447,7 @@ def serving(plan: ScorePlan, index: int) -> Iterator[Server]:
     lock = claim(tmp, shm_prefix(index))
     server: Server | None = None
     try:
-        server = start_server(plan, index, tmp)
+        server = start_server(plan, index, tmp, threads)
         yield server
     finally:
         if server is not None:

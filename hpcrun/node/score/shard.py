@@ -3,7 +3,8 @@
 The rows are read, predicted and written with two batches in flight, in bounded memory
 (one row group or CSV block plus two batches). The part appears, complete, only at the
 end; the stats beside it (rows, seconds, server start time, CPU seconds, the node's name
-from HPCRUN_NODE_NAME) are what merge sums into the summary.
+from HPCRUN_NODE_NAME, the model's threads from HPCRUN_CPUS) are what merge sums into the
+summary.
 """
 
 from __future__ import annotations
@@ -24,19 +25,32 @@ from .local import LocalScorer
 from .packages import check_server_packages
 from .plan import ScorePlan, Shard, load_plan
 from .reading import Batch, batches, read_segments
-from .scoring import Pending, Scorer, check_stop, note_signal
+from .scoring import (
+    CPUS_ENV,
+    Pending,
+    Scorer,
+    check_stop,
+    note_signal,
+    size_thread_pools,
+    task_threads,
+)
 from .servers import serving
 from .triton import TritonScorer
 from .writing import PartWriter, part_paths, write_json_atomic
 
 
 @contextlib.contextmanager
-def scorer_for(plan: ScorePlan, index: int) -> Iterator[tuple[Scorer, float]]:
-    """The plan's scorer, and the seconds it took to be ready (model load, server start)."""
+def scorer_for(
+    plan: ScorePlan, index: int, threads: int | None = None
+) -> Iterator[tuple[Scorer, float]]:
+    """The plan's scorer, and the seconds it took to be ready (model load, server start);
+    the model predicts with `threads` threads (None: its default)."""
     kind = plan.server
     started = time.perf_counter()
+    said = f"{threads or 'default'} model threads ({CPUS_ENV}={os.environ.get(CPUS_ENV, '')!r})"
     if kind == "none":
-        local = LocalScorer(plan)
+        local = LocalScorer(plan, threads)
+        print(f"hpcrun: shard {index}: model loaded, {said}", flush=True)
         try:
             yield local, time.perf_counter() - started
         finally:
@@ -47,9 +61,9 @@ def scorer_for(plan: ScorePlan, index: int) -> Iterator[tuple[Scorer, float]]:
             f"unknown server {kind!r} in the plan", "use none, pytriton, triton or a grpc:// URL"
         )
     check_server_packages(kind)
-    with serving(plan, index) as server:
+    with serving(plan, index, threads) as server:
         seconds = time.perf_counter() - started
-        print(f"hpcrun: shard {index}: server ready in {seconds:.1f} s", flush=True)
+        print(f"hpcrun: shard {index}: server ready in {seconds:.1f} s, {said}", flush=True)
         # a remote server is on another host: its /dev/shm is not this one's
         use_shm = kind != "remote" and os.environ.get("HPCRUN_SCORE_SHM", "1") != "0"
         scorer = TritonScorer(server, plan, use_shm)
@@ -119,8 +133,10 @@ def run_shard(plan_path: str, index: int) -> dict[str, Any]:
     part, partial, stats_path = part_paths(plan, index)
     part.parent.mkdir(parents=True, exist_ok=True)
     partial.unlink(missing_ok=True)
+    threads = task_threads()
+    size_thread_pools(threads)
     try:
-        with scorer_for(plan, index) as (scorer, start_seconds):
+        with scorer_for(plan, index, threads) as (scorer, start_seconds):
             started = time.perf_counter()
             out = PartWriter(partial, plan, shard.first_row)
             count = score_rows(plan, shard, scorer, out)
@@ -135,6 +151,7 @@ def run_shard(plan_path: str, index: int) -> dict[str, Any]:
             "cpu_seconds": round(cpu_seconds() - cpu0, 3),
             "host": os.environ.get("HPCRUN_NODE_NAME") or socket.gethostname(),
             "server": plan.server,
+            "threads": threads,  # the model's; None: its default (every CPU it sees)
             "batches": count,
             "batch_rows": plan.batch_rows,
         }
