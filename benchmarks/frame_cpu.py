@@ -17,7 +17,12 @@ Also reported: the same at MIP, the frame cut into 4 bricks (rendered one after 
 then composited), the numba compile time with an empty cache, wall time at 2 threads, and
 how far our frame is from VTK's (mean absolute difference per channel, 0..255).
 
-Goal: hpcrun / VTK <= 0.8.
+The camera is fixed here (`bench_camera`: the volume's bounding sphere fits the frame, an
+oblique three-quarter view), as it was when the figure was first taken, so the figure
+stays comparable although the viewer's default camera now frames the data more tightly
+(the supernova there covers 4-5x the pixels it does here).
+
+Goal: hpcrun / VTK <= 0.4 (was 0.8; 0.525x reached 2026-12-02).
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from typing import Any
 
 from _common import ROOT, end_peer, log, parse_args, peers_python, report, run_main
 
-GOAL_RATIO = 0.8
+GOAL_RATIO = 0.4
 SIZE = 256
 WIDTH = HEIGHT = 512
 COLORMAP = "fire"
@@ -202,6 +207,21 @@ class Ours:
         return cpu_s() - c0, time.perf_counter() - w0
 
 
+def bench_camera(size: int) -> Any:
+    """The benchmark's camera: azimuth -55 deg, elevation 25 deg, 30 deg field of view,
+    the bounding sphere of the size^3 volume filling the frame (1.02 margin)."""
+    import math
+
+    from hpcrun.node.viewer.camera import Camera
+
+    half = size / 2.0
+    distance = half * math.sqrt(3.0) / math.sin(math.radians(15.0)) * 1.02
+    az, el = math.radians(-55.0), math.radians(25.0)
+    offset = (math.cos(el) * math.cos(az), math.cos(el) * math.sin(az), math.sin(el))
+    eye = (half + offset[0] * distance, half + offset[1] * distance, half + offset[2] * distance)
+    return Camera(eye, (half, half, half), (0.0, 0.0, 1.0), 30.0)
+
+
 def _options(parser: Any) -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="threads for both renderers (default 1)")
@@ -215,7 +235,7 @@ def main() -> None:
     import numba
     import numpy as np
 
-    from hpcrun.node.viewer.camera import Camera, View
+    from hpcrun.node.viewer.camera import View
     from hpcrun.node.viewer.colormaps import lut
     from hpcrun.node.viewer.kernel import warm
     from hpcrun.scenes.generators import supernova
@@ -224,7 +244,7 @@ def main() -> None:
     compile_s = compile_seconds()
     warm()
     volume = supernova(SIZE, 0)
-    view = View(Camera.default_for((SIZE, SIZE, SIZE)), WIDTH, HEIGHT, COLORMAP)
+    view = View(bench_camera(SIZE), WIDTH, HEIGHT, COLORMAP)
     mip_view = view.with_(mode="mip")
     threads = min(args.threads, numba.config.NUMBA_NUM_THREADS)
     numba.set_num_threads(threads)

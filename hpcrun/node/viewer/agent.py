@@ -15,9 +15,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import select
 import signal
 import socket
 import time
+from collections import deque
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
@@ -52,9 +55,15 @@ class BrickWorker:
         self._source: tuple[str, str, tuple[float, float]] | None = None
         self._volume: npt.NDArray[Any] | None = None
         self.renderers: dict[int, BrickRenderer] = {}
+        self.threads: int | None = None  # set by run_agent: the most this agent may use
 
     def assign(self, message: protocol.Assign) -> None:
         from hpcrun.scenes import load_scene, load_volume
+
+        if message.threads is not None and self.threads is not None:
+            import numba
+
+            numba.set_num_threads(max(1, min(message.threads, self.threads)))
 
         source = (message.scene, message.volume, message.value_range)
         if source != self._source or self._volume is None:
@@ -83,11 +92,20 @@ class BrickWorker:
         log.debug("assigned %d bricks (%d new, loaded in %.3f s)", len(self.renderers), added,
                   time.perf_counter() - started)
 
-    def render(self, request: protocol.Render) -> list[Partial]:
+    def render(self, request: protocol.Render,
+               superseded: Callable[[], bool] = lambda: False) -> list[Partial] | None:
+        """The partials of the request's bricks; None when `superseded` (asked between
+        bricks) says a newer request is waiting, which makes this one pointless."""
         view = View.from_json(request.view)
         lut = np.frombuffer(request.lut, dtype=np.float32).reshape(-1, 4)
         ids = sorted(self.renderers) if request.bricks is None else request.bricks
-        return [self.renderers[b].render(view, lut) for b in ids if b in self.renderers]
+        partials: list[Partial] = []
+        for brick_id in ids:
+            if brick_id in self.renderers:
+                if partials and superseded():
+                    return None
+                partials.append(self.renderers[brick_id].render(view, lut))
+        return partials
 
 
 class Terminated(Exception):
@@ -99,18 +117,44 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 
 def serve(sock: socket.socket, worker: BrickWorker) -> str:
-    """Answer the viewer until it says bye or goes away; returns why it ended."""
+    """Answer the viewer until it says bye or goes away; returns why it ended.
+
+    Between bricks a render looks whether more messages have arrived (the viewer drops a
+    full-resolution frame once the camera moves again and asks for a preview at once):
+    they are read ahead, and a newer render request among them ends the current one
+    unanswered (one for the same frame, the bricks of a lost agent, does not). Everything
+    read ahead is then handled in order, so an assignment is never
+    applied in the middle of a frame."""
+    ahead: deque[protocol.Message] = deque()
+    current = 0
+
+    def superseded() -> bool:
+        # Only a request for a later frame ends this one: one for the same frame asks for
+        # the bricks of a lost agent besides (the viewer still wants this answer too).
+        while select.select([sock], [], [], 0.0)[0]:
+            ahead.append(protocol.recv_message(sock))
+        return any(m.type == "bye" or (m.type == "render" and isinstance(
+            m.header.get("frame"), int) and m.header["frame"] > current) for m in ahead)
+
     while True:
         try:
-            message = protocol.recv_message(sock)
+            message = ahead.popleft() if ahead else protocol.recv_message(sock)
         except protocol.ConnectionClosed:
             return "the viewer went away"
         if message.type == "assign":
             worker.assign(protocol.Assign.from_message(message))
         elif message.type == "render":
             request = protocol.Render.from_message(message)
+            current = request.frame
             started = time.perf_counter()
-            partials = worker.render(request)
+            try:
+                partials = worker.render(request, superseded)
+            except protocol.ConnectionClosed:
+                return "the viewer went away"
+            if partials is None:
+                log.debug("frame %d superseded after %.1f ms", request.frame,
+                          (time.perf_counter() - started) * 1000.0)
+                continue
             answer = protocol.Partials(request.frame, tuple(p.to_bytes() for p in partials))
             protocol.send_message(sock, answer.to_header(), answer.payload())
             log.debug("frame %d: %d bricks in %.1f ms", request.frame, len(partials),
@@ -140,7 +184,9 @@ def run_agent(options: LaunchOptions, identity: TaskIdentity) -> int:
         protocol.send_message(sock, hello.to_header())
         log.info("joined the viewer of job %s at %s:%d (%d threads)", job_id, info.host,
                  info.agent_port, threads)
-        reason = serve(sock, BrickWorker())
+        worker = BrickWorker()
+        worker.threads = threads
+        reason = serve(sock, worker)
     except protocol.ConnectionClosed:
         reason = "the viewer went away"
     except Terminated:

@@ -89,3 +89,18 @@ def register(name: str, table: Any) -> None:
     if not name:
         raise ValueError("a colormap needs a name")
     _registered[name] = resample(table)
+
+
+def apply_ramp(table: Lut, ramp: Sequence[tuple[float, float]]) -> Lut:
+    """`table` with its opacity multiplied by the piecewise-linear `ramp` of (value, gain)
+    points over the normalised value (flat beyond the end points), clamped to 1; an
+    empty ramp returns the table unchanged. Every agent and the compositor call this with
+    the ramp of the frame's view, so they agree on what is transparent."""
+    if not ramp:
+        return table
+    xs = np.array([p[0] for p in ramp], dtype=np.float64)
+    gains = np.array([p[1] for p in ramp], dtype=np.float64)
+    grid = np.linspace(0.0, 1.0, table.shape[0])
+    out = np.array(table, dtype=np.float32, copy=True)
+    out[:, 3] = np.clip(out[:, 3] * np.interp(grid, xs, gains), 0.0, 1.0)
+    return out

@@ -17,7 +17,8 @@ import numpy.typing as npt
 
 from hpcrun.node.viewer.bricks import Brick, visibility_order
 from hpcrun.node.viewer.camera import View
-from hpcrun.node.viewer.kernel import Partial
+from hpcrun.node.viewer.colormaps import apply_ramp
+from hpcrun.node.viewer.kernel import Partial, blend_under, over_background
 
 Rgb = tuple[float, float, float]
 TINT_WEIGHT = 0.55
@@ -74,13 +75,13 @@ def composite(
         return _mip(ordered, view, lut, bg, tint)
     acc = np.zeros((h, w, 4), dtype=np.float32)
     for p in ordered:
-        if p.kind != "rgba" or p.height == 0 or p.width == 0:
+        if p.kind != "rgba" or p.height == 0 or p.width == 0 or p.y0 >= h or p.x0 >= w:
             continue
-        region = acc[p.y0:p.y0 + p.height, p.x0:p.x0 + p.width]
-        data = _tinted(p, tint)[:region.shape[0], :region.shape[1]]
-        region += (1.0 - region[..., 3:4]) * data
-    image = acc[..., :3] + (1.0 - acc[..., 3:4]) * bg
-    return _to_uint8(image)
+        data = np.ascontiguousarray(_tinted(p, tint), dtype=np.float32)
+        blend_under(acc, data, p.y0, p.x0)
+    out = np.empty((h, w, 3), dtype=np.uint8)
+    over_background(acc, bg.astype(np.float32), out)
+    return out
 
 
 def _mip_palette(table: npt.NDArray[np.float32], bg: npt.NDArray[np.float32],
@@ -111,7 +112,7 @@ def _mip(ordered: Sequence[Partial], view: View, lut: npt.NDArray[np.float32],
             better = data > region
             owner[p.y0:p.y0 + p.height, p.x0:p.x0 + p.width][better] = p.brick_id
         np.maximum(region, data, out=region)
-    table = np.asarray(lut, dtype=np.float32)
+    table = apply_ramp(np.asarray(lut, dtype=np.float32), view.opacity)
     index = np.where(best >= 0.0, np.clip(best * 255.0 + 0.5, 0.0, 255.0), 256.0).astype(np.intp)
     image = _mip_palette(table, bg, None)[index]
     if owner is not None and tint:

@@ -50,6 +50,16 @@ FPS_WINDOW_S = 5.0
 DEFAULT_SIZE = (512, 512)
 JPEG_QUALITY = 85
 IMAGE_WAIT_S = 60.0
+SETTLE_S = 0.15
+"""A camera that has not moved for this long is still: its frame is rendered in full."""
+FRAME_BUDGET_MS = 70.0
+"""While the camera moves, frames are rendered at the finest level predicted to take no
+longer than this (render + composite + encode): with the page's round trip it holds a
+drag under ~100 ms a frame on a loaded 2-core machine ($NVINDEX_OPEN_FRAME_BUDGET_MS)."""
+LEVELS = (1.0, 1.5, 2.0, 3.0, 4.0)
+"""Levels of detail: the image size divided by this (1: full resolution)."""
+STALE_FRAMES = 30
+"""A level's measured frame time older than this many frames is predicted afresh."""
 BACKGROUND = (0.0, 0.0, 0.0)
 PALETTE = (
     "#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4",
@@ -86,6 +96,9 @@ class LoadedScene:
     bricks: tuple[brick_grid.Brick, ...]
     colormap: str
     skipped: tuple[str, ...] = ()
+    frame_points: tuple[tuple[float, float, float], ...] = ()
+    """Points outlining what the default camera frames (the voxels the colormap shows);
+    (): the whole volume."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -120,6 +133,7 @@ class AgentLink:
     frames: int = 0
     last_frame: int = 0
     closed: bool = False
+    threads_sent: int | None = None
 
     def describe(self) -> str:
         return f"{self.hello.node} (job {self.hello.job_id}, rank {self.hello.rank})"
@@ -164,6 +178,8 @@ class FrameJob:
     deadline: dict[int, float] = field(default_factory=dict)
     sent_at: dict[int, float] = field(default_factory=dict)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    level: float = 1.0
+    version: int = 0
 
     def missing(self) -> list[int]:
         return [b for b in self.owners if b not in self.received]
@@ -183,6 +199,12 @@ class Frame:
     encode_ms: float
     agents: int
     nodes: int
+    level: float = 1.0
+    """The level of detail: the view's size divided by this (1.0: full resolution)."""
+
+    @property
+    def full(self) -> bool:
+        return self.level == 1.0
 
     @property
     def width(self) -> int:
@@ -224,8 +246,8 @@ class Viewer:
         self.token = secrets.token_urlsafe(32)
         self.url = ""
         self.bricks = {b.id: b for b in scene.bricks}
-        self.state = View(Camera.default_for(scene.size_xyz), *DEFAULT_SIZE, scene.colormap,
-                          "composite", scene.roi)
+        self.state = View(self.home_camera(DEFAULT_SIZE[0] / DEFAULT_SIZE[1]), *DEFAULT_SIZE,
+                          scene.colormap, "composite", scene.roi)
         self.show_bricks = False
         self.version = 0
         self.agents: dict[int, AgentLink] = {}
@@ -245,19 +267,73 @@ class Viewer:
         self._frame_times: deque[float] = deque(maxlen=64)
         self._dirty = asyncio.Event()
         self._published = asyncio.Condition()
+        self.budget_ms = _env_seconds("NVINDEX_OPEN_FRAME_BUDGET_MS", FRAME_BUDGET_MS)
+        self.moved_at = -math.inf
+        self.level_ms: dict[float, float] = {}
+        self.level_frame: dict[float, int] = {}
+        self.superseded = 0
+
+    def home_camera(self, aspect: float | None = None) -> Camera:
+        """The default camera: the scene's visible part spanning most of the image."""
+        if aspect is None:
+            aspect = self.state.width / self.state.height
+        return Camera.default_for(self.scene.size_xyz, points=self.scene.frame_points,
+                                  aspect=aspect)
 
     # -- view state ------------------------------------------------------------------------
 
-    def change(self, **changes: Any) -> int:
+    def change(self, interactive: bool = False, **changes: Any) -> int:
         """Apply view changes (validated by View itself: ValueError if one is invalid);
         returns the new version. Any call makes a new version, even with equal values, so
-        a script can always ask for a fresh frame."""
+        a script can always ask for a fresh frame.
+
+        `interactive` (a page dragging the camera): frames are previews at the level the
+        frame budget allows until the camera has been still for SETTLE_S or a change
+        that is not interactive arrives (the page sends one when the button is released),
+        and a full-resolution frame still being rendered for an older camera is
+        abandoned."""
         show_bricks = bool(changes.pop("show_bricks", self.show_bricks))
         self.state = self.state.with_(**changes)
         self.show_bricks = show_bricks
         self.version += 1
+        if interactive:
+            self.moved_at = time.monotonic()
+            if self._job is not None and self._job.level == 1.0:
+                self._job.changed.set()
+        else:  # a deliberate change (a script, the page's button release): render in full
+            self.moved_at = -math.inf
+            if self._job is not None and self._job.level != 1.0:
+                self._job.changed.set()  # no use finishing a preview now
         self._dirty.set()
         return self.version
+
+    def moving(self, now: float | None = None) -> bool:
+        """Whether an interactive camera change came within the last SETTLE_S."""
+        return (time.monotonic() if now is None else now) - self.moved_at < SETTLE_S
+
+    def pick_level(self) -> float:
+        """The finest level whose predicted frame time fits the budget (the coarsest if
+        none does). A level measured within the last STALE_FRAMES frames predicts itself;
+        any other is predicted from the level measured last, by pixel count (fixed costs
+        do not scale, so one frame at the new level corrects the guess). Old figures are
+        not trusted: the machine may have been busier then."""
+        def predicted(level: float) -> float:
+            if not self.level_ms:
+                return math.inf if level == 1.0 else 0.0
+            if self._frame_number - self.level_frame.get(level, -STALE_FRAMES) < STALE_FRAMES:
+                return self.level_ms[level]
+            last = max(self.level_frame, key=lambda known: self.level_frame[known])
+            return self.level_ms[last] * (last / level) ** 2
+        for level in LEVELS[1:]:
+            if predicted(level) <= self.budget_ms:
+                return level
+        return LEVELS[-1]
+
+    def _record_level(self, level: float, ms: float) -> None:
+        old = self.level_ms.get(level)
+        fresh = self._frame_number - self.level_frame.get(level, -STALE_FRAMES) < STALE_FRAMES
+        self.level_ms[level] = 0.5 * old + 0.5 * ms if old is not None and fresh else ms
+        self.level_frame[level] = self._frame_number
 
     def request_frame(self) -> None:
         self._dirty.set()
@@ -337,13 +413,22 @@ class Viewer:
             self._job.changed.set()
         self._dirty.set()
 
+    def thread_share(self, link: AgentLink) -> int:
+        """The render threads an agent should use: its own, split evenly among the agents
+        on its host (the local cluster's 4 agents would otherwise run 2 threads each on
+        a 2-core machine, and oversubscribed numba threads only fight each other)."""
+        same = sum(1 for a in self.agents.values() if a.hello.host == link.hello.host)
+        return max(1, link.hello.threads // max(1, same))
+
     def _send_assignment(self, link: AgentLink, bricks: frozenset[int]) -> None:
         link.bricks = bricks
+        link.threads_sent = self.thread_share(link)
         message = protocol.Assign(
             scene=str(self.scene.prj),
             volume=self.scene.volume,
             bricks=protocol.brick_specs([self.bricks[b] for b in sorted(bricks)]),
             value_range=self.scene.value_range,
+            threads=link.threads_sent,
         )
         if not link.send(message.to_header()):
             self.drop(link, "connection lost while assigning bricks")
@@ -365,8 +450,9 @@ class Viewer:
         self.owners = proposal
         for agent_id in alive:
             mine = frozenset(b for b, a in proposal.items() if a == agent_id)
-            if mine != self.agents[agent_id].bricks:
-                self._send_assignment(self.agents[agent_id], mine)
+            link = self.agents[agent_id]
+            if mine != link.bricks or link.threads_sent != self.thread_share(link):
+                self._send_assignment(link, mine)
         if not previous:
             log.info("%d bricks assigned to %d agent(s)", len(self.bricks), len(alive))
         elif moved:
@@ -420,7 +506,15 @@ class Viewer:
         """Render whenever something changed; changes made meanwhile coalesce into the
         next frame, so a page dragging the camera never builds a backlog."""
         while True:
-            await self._dirty.wait()
+            wait_s = None
+            latest = self.latest
+            if latest is not None and not latest.full and self.agents:
+                wait_s = max(0.0, self.moved_at + SETTLE_S - time.monotonic())
+            if wait_s is None:
+                await self._dirty.wait()
+            else:  # a preview is showing: refine once the camera stays still
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._dirty.wait(), wait_s + 0.001)
             self._dirty.clear()
             if not self.agents:
                 continue
@@ -449,9 +543,14 @@ class Viewer:
         if not self.agents:
             return
         version, view = self.version, self.state
+        level = self.pick_level() if self.moving() else 1.0
+        if level != 1.0:
+            view = view.with_(width=max(1, round(view.width / level)),
+                              height=max(1, round(view.height / level)))
         lut = colormaps.lut(view.colormap)
         self._frame_number += 1
-        job = FrameJob(self._frame_number, view, lut, dict(self.owners))
+        job = FrameJob(self._frame_number, view, lut, dict(self.owners), level=level,
+                       version=version)
         self._job = job
         started = time.perf_counter()
         try:
@@ -471,6 +570,7 @@ class Viewer:
         frame = await asyncio.get_running_loop().run_in_executor(
             None, self._compose, job, version, tint, render_ms, len(contributors), nodes
         )
+        self._record_level(level, (time.perf_counter() - started) * 1000.0)
         await self._publish(frame)
 
     def _color_of(self, agent_id: int) -> str:
@@ -485,6 +585,13 @@ class Viewer:
             missing = job.missing()
             if not missing:
                 return True
+            if self.version != job.version and (job.level == 1.0) == self.moving():
+                # The camera moved on while this full frame renders, or stopped while this
+                # preview renders: drop it, so the frame that is wanted starts now (agents
+                # drop it too when that request reaches them).
+                self.superseded += 1
+                log.debug("frame %d (level %g) superseded", job.frame, job.level)
+                return False
             if not self.agents:
                 log.warning("frame %d abandoned: no agents left", job.frame)
                 return False
@@ -532,7 +639,7 @@ class Viewer:
         encoded = time.perf_counter()
         return Frame(job.frame, version, rgb, jpeg, time.monotonic(), render_ms,
                      (composed - started) * 1000.0, (encoded - composed) * 1000.0,
-                     agents, nodes)
+                     agents, nodes, job.level)
 
     async def _publish(self, frame: Frame) -> None:
         self.latest = frame
@@ -547,7 +654,8 @@ class Viewer:
         wanted = self.version
 
         def ready() -> bool:
-            return self.latest is not None and self.latest.version >= wanted
+            return self.latest is not None and self.latest.version >= wanted \
+                and self.latest.full
 
         if not ready():
             if not self.agents:
@@ -601,6 +709,10 @@ class Viewer:
             "frame_agents": frame.agents,
             "fps": round(self.fps(), 2),
             "render_ms": round(frame.render_ms, 1),
+            "level": frame.level,
+            "full": frame.full,
+            "view_width": self.state.width,
+            "view_height": self.state.height,
         }
 
     def performance(self) -> dict[str, Any]:
@@ -613,6 +725,10 @@ class Viewer:
             "time_compositing_ms": round(latest.composite_ms, 2) if latest else None,
             "time_encoding_ms": round(latest.encode_ms, 2) if latest else None,
             "resolution": [self.state.width, self.state.height],
+            "level": latest.level if latest else None,
+            "frame_budget_ms": self.budget_ms,
+            "level_ms": {f"{k:g}": round(v, 1) for k, v in sorted(self.level_ms.items())},
+            "frames_superseded": self.superseded,
             "agents": len(self.agents),
             "frame_agents": latest.agents if latest else 0,
             "agent_list": [a.to_json() for a in sorted(self.agents.values(),

@@ -33,6 +33,7 @@ import numpy.typing as npt
 
 from hpcrun.node.viewer.bricks import Brick
 from hpcrun.node.viewer.camera import Camera, View
+from hpcrun.node.viewer.colormaps import apply_ramp
 
 CELL = 8
 TERMINATE_ALPHA = 0.99
@@ -213,6 +214,18 @@ def _render_composite(data: Any, org: Any, box: Any, empty: Any, cell: int, lo: 
                 while True:
                     tn = min(tx, ty, tz, t1)
                     if not empty[cz, cy, cx]:
+                        # Sample the whole run of non-empty cells in one loop: a ray takes
+                        # only ~2 samples per cell it crosses, and leaving the sample loop
+                        # at each cell (a mispredicted exit, a division) made the 512x512
+                        # supernova frame 4-10 % slower. Same samples, same image.
+                        while tn < t1:
+                            nx_, ny_, nz_, ntx, nty, ntz, inside = _dda_next(
+                                cx, cy, cz, tx, ty, tz, dtx, dty, dtz, sx, sy, sz,
+                                ncx, ncy, ncz)
+                            if not inside or empty[nz_, ny_, nx_]:
+                                break
+                            cx, cy, cz, tx, ty, tz = nx_, ny_, nz_, ntx, nty, ntz
+                            tn = min(tx, ty, tz, t1)
                         k = max(k, math.ceil(tc / step))
                         while True:
                             t = k * step
@@ -303,6 +316,36 @@ def _render_mip(data: Any, org: Any, box: Any, cmax: Any, cell: int, lo: Any,
                     if not inside:
                         break
                 out[j, i] = best
+
+
+@_njit()
+def blend_under(acc: Any, data: Any, y0: int, x0: int) -> None:
+    """The compositor's "under": a premultiplied partial blended under what `acc` holds,
+    at (y0, x0), in one pass (NumPy took four passes and two temporaries: 9 ms of a
+    100 ms frame, now under 2)."""
+    h = min(data.shape[0], acc.shape[0] - y0)
+    w = min(data.shape[1], acc.shape[1] - x0)
+    for j in range(h):
+        for i in range(w):
+            a = data[j, i, 3]
+            if a == 0.0:
+                continue
+            rest = np.float32(1.0) - acc[y0 + j, x0 + i, 3]
+            if rest <= 0.0:
+                continue
+            for c in range(4):
+                acc[y0 + j, x0 + i, c] += rest * data[j, i, c]
+
+
+@_njit()
+def over_background(acc: Any, bg: Any, out: Any) -> None:
+    """out = uint8(clip(rgb + (1 - alpha) * background)), rounded, in one pass."""
+    for j in range(acc.shape[0]):
+        for i in range(acc.shape[1]):
+            rest = np.float32(1.0) - acc[j, i, 3]
+            for c in range(3):
+                v = (acc[j, i, c] + rest * bg[c]) * np.float32(255.0) + np.float32(0.5)
+                out[j, i, c] = np.uint8(min(max(v, np.float32(0.0)), np.float32(255.0)))
 
 
 # -- the Python side -----------------------------------------------------------------------
@@ -485,7 +528,7 @@ class BrickRenderer:
                             out, self.scale, self.offset, view.step)
             return Partial(self.brick.id, rect[0], rect[1], "max", out,
                            time.perf_counter() - started)
-        table = step_lut(lut, view.step)
+        table = step_lut(apply_ramp(lut, view.opacity), view.step)
         empty = self._empty_cells(table)
         occupied = self._occupied_box(empty)
         box = None if box is None or occupied is None else intersect(box, occupied)
@@ -513,4 +556,7 @@ def warm() -> float:
         renderer = BrickRenderer((volume * top).astype(dtype), brick, (0.0, top))
         renderer.render(view, table)
         renderer.render(view.with_(mode="mip"), table)
+    acc = np.zeros((4, 4, 4), dtype=np.float32)
+    blend_under(acc, np.full((2, 2, 4), 0.5, dtype=np.float32), 1, 1)
+    over_background(acc, np.zeros(3, dtype=np.float32), np.empty((4, 4, 3), dtype=np.uint8))
     return time.perf_counter() - started

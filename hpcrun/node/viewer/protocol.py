@@ -9,13 +9,20 @@ images, colour tables) out of JSON, where base64 would cost a third more bytes a
 The conversation::
 
     agent  -> viewer   hello{token, node, rank, job_id, pid, host, threads}
-    viewer -> agent    assign{scene, volume, bricks, value_range}   (again on every rebalance)
+    viewer -> agent    assign{scene, volume, bricks, value_range, threads?}
+                       (again on every rebalance; threads: the agent's share of its
+                       host's cores when several agents run on one host)
     viewer -> agent    render{frame, view, bricks?} + colour table bytes
+                       (view: camera, image size -- smaller for a preview while the camera
+                       moves --, colormap, mode, roi, step and the opacity ramp, which
+                       the agent applies to the colour table)
     agent  -> viewer   partials{frame, items} + the partial images back to back
     either -> other    bye{reason}   (then the connection closes)
     agent  -> viewer   error{frame, message}   (the viewer drops the agent)
 
-Both ends exist in two flavours: asyncio streams (the viewer) and blocking sockets (the
+A render request supersedes the one before it: an agent that finds a newer request
+waiting between two bricks drops the current frame unanswered (the viewer has given up
+on it). Both ends exist in two flavours: asyncio streams (the viewer) and blocking sockets (the
 agent, whose only other job is CPU-bound rendering), so both sets of helpers live here.
 """
 
@@ -29,7 +36,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
+"""2: views carry an opacity ramp, and newer render requests supersede older ones."""
 MAX_HEADER_BYTES = 1 << 20
 """A header is a few hundred bytes; a larger length prefix means a stranger or a bug."""
 MAX_PAYLOAD_BYTES = 1 << 30
@@ -223,15 +231,20 @@ class Assign:
     volume: str
     bricks: tuple[BrickSpec, ...]
     value_range: tuple[float, float]
+    threads: int | None = None
+    """Render threads to use from now on (None: as many as the agent has)."""
 
     def to_header(self) -> dict[str, Any]:
-        return {
+        header: dict[str, Any] = {
             "type": "assign",
             "scene": self.scene,
             "volume": self.volume,
             "bricks": [b.to_json() for b in self.bricks],
             "value_range": list(self.value_range),
         }
+        if self.threads is not None:
+            header["threads"] = self.threads
+        return header
 
     @classmethod
     def from_message(cls, message: Message) -> Assign:
@@ -244,6 +257,7 @@ class Assign:
             volume=_field(h, "volume", str),
             bricks=tuple(BrickSpec.from_json(b) for b in _field(h, "bricks", list)),
             value_range=(float(value_range[0]), float(value_range[1])),
+            threads=None if h.get("threads") is None else max(1, int(h["threads"])),
         )
 
 

@@ -122,6 +122,22 @@ def _apply(viewer: Viewer, params: Params, **changes: Any) -> int:
         params.fail(str(exc))
 
 
+def _interactive(params: Params) -> bool:
+    """The optional `interactive` flag of camera moves: true while a person drags (the
+    page sets it), so frames come as previews until the camera stops."""
+    value = params.get("interactive", False)
+    if not isinstance(value, bool):
+        params.fail(f"interactive must be true or false, got {value!r}")
+    return value
+
+
+def _move(viewer: Viewer, params: Params, camera: Camera) -> int:
+    try:
+        return viewer.change(interactive=_interactive(params), camera=camera)
+    except ValueError as exc:
+        params.fail(str(exc))
+
+
 @rpc()
 async def rpc_get_status(viewer: Viewer, params: Params) -> Any:
     return viewer.status()
@@ -142,7 +158,7 @@ async def rpc_get_camera(viewer: Viewer, params: Params) -> Any:
     return viewer.state.camera.to_json()
 
 
-@rpc("eye", "target", "up", "fov_y_deg")
+@rpc("eye", "target", "up", "fov_y_deg", "interactive")
 async def rpc_set_camera(viewer: Viewer, params: Params) -> Any:
     current = viewer.state.camera.to_json()
     data = {
@@ -155,30 +171,30 @@ async def rpc_set_camera(viewer: Viewer, params: Params) -> Any:
         camera = Camera.from_json(data)
     except ValueError as exc:
         params.fail(str(exc))
-    _apply(viewer, params, camera=camera)
+    _move(viewer, params, camera)
     return viewer.state.camera.to_json()
 
 
 @rpc()
 async def rpc_reset_camera(viewer: Viewer, params: Params) -> Any:
-    _apply(viewer, params, camera=Camera.default_for(viewer.scene.size_xyz))
+    _apply(viewer, params, camera=viewer.home_camera())
     return viewer.state.camera.to_json()
 
 
-@rpc("azimuth", "elevation")
+@rpc("azimuth", "elevation", "interactive")
 async def rpc_orbit(viewer: Viewer, params: Params) -> Any:
     azimuth = params.number("azimuth", 0.0, -3600.0, 3600.0)
     elevation = params.number("elevation", 0.0, -180.0, 180.0)
-    _apply(viewer, params, camera=viewer.state.camera.orbit(azimuth, elevation))
+    _move(viewer, params, viewer.state.camera.orbit(azimuth, elevation))
     return viewer.state.camera.to_json()
 
 
-@rpc("factor")
+@rpc("factor", "interactive")
 async def rpc_zoom(viewer: Viewer, params: Params) -> Any:
     factor = params.number("factor", _MISSING, 0.01, 100.0)
     if factor <= 0.0:
         params.fail("factor must be positive")
-    _apply(viewer, params, camera=viewer.state.camera.zoom(factor))
+    _move(viewer, params, viewer.state.camera.zoom(factor))
     return viewer.state.camera.to_json()
 
 
@@ -202,6 +218,21 @@ async def rpc_set_roi(viewer: Viewer, params: Params) -> Any:
                     f"got {list(roi)}")
     _apply(viewer, params, roi=roi)
     return {"roi": list(viewer.state.roi)}
+
+
+@rpc("points")
+async def rpc_set_opacity_ramp(viewer: Viewer, params: Params) -> Any:
+    """The transfer function's opacity ramp: [[value, gain], ...] (values 0..1 in order,
+    gains 0..16) multiplying the colormap's opacity; [] restores the colormap's own."""
+    points = params.get("points")
+    if not isinstance(points, list) or not all(
+        isinstance(p, list | tuple) and len(p) == 2 and all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in p)
+        for p in points
+    ):
+        params.fail(f"points must be a list of [value, gain] pairs, got {points!r}")
+    _apply(viewer, params, opacity=tuple((float(p[0]), float(p[1])) for p in points))
+    return {"points": [list(p) for p in viewer.state.opacity]}
 
 
 @rpc("mode")

@@ -18,6 +18,7 @@ import contextlib
 import hmac
 import json
 import logging
+import math
 import os
 import signal
 import socket
@@ -110,6 +111,7 @@ def open_scene(names: tuple[str, ...], brick_count: int | None) -> LoadedScene:
             bricks = tuple(brick_grid.split(shape, count))
         except ValueError as exc:
             raise HpcrunError(f"--bricks {count}: {exc}", "pick a smaller count") from None
+        frame_points = visible_points(array, value_range, colormaps.lut(colormap))
         skipped = tuple(f"{s.name} ({s.type}): {s.reason}" for s in scene.skipped)
         skipped += tuple(f"{v.name}: only the first volume is shown"
                          for v in scene.volumes[1:])
@@ -127,8 +129,46 @@ def open_scene(names: tuple[str, ...], brick_count: int | None) -> LoadedScene:
             bricks=bricks,
             colormap=colormap,
             skipped=skipped,
+            frame_points=frame_points,
         )
     raise SceneError("; ".join(errors), "add a scene with a raw sparse_volume")
+
+
+DIRECTIONS = tuple((x, y, z) for x in (-1, 0, 1) for y in (-1, 0, 1) for z in (-1, 0, 1)
+                   if (x, y, z) > (0, 0, 0))
+"""13 directions (axes, face and body diagonals): the extremes of a point cloud along them
+(26 points) outline its convex hull well enough to frame it."""
+
+
+def visible_points(array: npt.NDArray[Any], value_range: tuple[float, float],
+                   table: npt.NDArray[np.float32], samples: int = 96, faint: float = 0.05
+                   ) -> tuple[tuple[float, float, float], ...]:
+    """Up to 26 points (x, y, z, world = voxel space) outlining the voxels the colormap
+    `table` shows: opacity at least `faint` of its peak (a fainter haze does not count
+    for framing). It looks at every k-th voxel (at most `samples` per axis: a few ms for
+    any volume), so this frames the data; nothing relies on it as a bound. () when the
+    colormap shows nothing."""
+    stride = max(1, math.ceil(max(array.shape) / samples))
+    coarse = np.asarray(array[::stride, ::stride, ::stride], dtype=np.float32)
+    low, high = value_range
+    index = np.clip((coarse - low) / ((high - low) or 1.0) * 255.0 + 0.5, 0, 255)
+    alpha = table[:, 3]
+    peak = float(alpha.max(initial=0.0))
+    if peak <= 0.0:
+        return ()
+    z, y, x = np.nonzero(alpha[index.astype(np.intp)] >= faint * peak)
+    if x.size == 0:
+        return ()
+    cloud = (np.stack([x, y, z], axis=1).astype(np.float64) + 0.5) * stride
+    cloud = np.minimum(cloud, np.array(array.shape[::-1], dtype=np.float64))
+    points: list[tuple[float, float, float]] = []
+    for direction in DIRECTIONS:
+        along = cloud @ np.asarray(direction, dtype=np.float64)
+        for pick in (int(np.argmin(along)), int(np.argmax(along))):
+            point = (float(cloud[pick, 0]), float(cloud[pick, 1]), float(cloud[pick, 2]))
+            if point not in points:
+                points.append(point)
+    return tuple(points)
 
 
 def _value_range(array: npt.NDArray[Any], voxel_format: str) -> tuple[float, float]:

@@ -81,3 +81,49 @@ def test_page_shows_the_volume_and_its_controls_work(tmp_path: Path) -> None:
             _wait("the new ROI", lambda: session.rpc("get_view")["roi"][5] == 10.0)
     finally:
         driver.quit()
+
+
+def test_page_previews_while_dragging_and_its_opacity_ramp_works(tmp_path: Path) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    from hpcrun.node.viewer.kernel import warm
+    from tests.browser import lit_pixels
+
+    warm()
+    driver = chromium_driver(tmp_path)
+    try:
+        with running_session(tmp_path, job_id="931", agents=1) as session:
+            session.wait_status(lambda s: s["agents"] == 2)
+            driver.get(session.url + "/")
+            assert page_shows_volume(driver, agents=2)
+            _wait("a full frame", lambda: _text(driver, "level") == "full")
+            driver.execute_script(
+                "window.levels = []; const f = document.getElementById('frame');"
+                "f.addEventListener('load', () => window.levels.push(Number(f.dataset.level)));")
+            chain = ActionChains(driver).move_to_element(driver.find_element(By.ID, "frame"))
+            chain.click_and_hold()
+            for _ in range(12):
+                chain.move_by_offset(6, 2).pause(0.05)
+            chain.release().perform()
+            _wait("a full frame after the drag", lambda: _text(driver, "level") == "full")
+            levels = driver.execute_script("return window.levels;")
+            assert any(level > 1 for level in levels), levels  # previews while dragging
+            assert levels[-1] == 1
+            shown = frame_pixels(driver)
+            assert shown.shape[:2] == frame_pixels(driver).shape[:2]
+
+            driver.execute_script(
+                "const g = document.getElementById('ramp-gain'); g.value = '0';"
+                "g.dispatchEvent(new Event('input'));")
+            _wait("the ramp in the view",
+                  lambda: session.rpc("get_view")["opacity"] == [[0, 0], [0, 0], [1, 0]])
+            # (inside the image's 1-pixel border)
+            _wait("a transparent volume",
+                  lambda: lit_pixels(frame_pixels(driver)[2:-2, 2:-2]) == 0)
+            driver.find_element(By.ID, "reset-ramp").click()
+            _wait("the colormap's own opacity", lambda: session.rpc("get_view")["opacity"] == [])
+            _wait("the volume again",
+                  lambda: lit_pixels(frame_pixels(driver)[2:-2, 2:-2]) > 2000)
+    finally:
+        driver.quit()

@@ -189,6 +189,55 @@ def test_get_image_follows_resolution_show_bricks_and_roi(session: Session) -> N
     ws_session(session, script)
 
 
+def test_interactive_moves_preview_then_refine_in_full(session: Session) -> None:
+    """Camera moves marked interactive (the page's drag) come back as smaller previews,
+    then, once the camera stays still, as a full-resolution frame; get_image waits for
+    that one."""
+    async def script(ws: aiohttp.ClientWebSocketResponse) -> None:
+        notes: list[dict[str, Any]] = []
+        for _ in range(4):
+            await call(ws, "orbit", {"azimuth": 4, "interactive": True})
+        while not (notes and notes[-1]["full"] and any(not n["full"] for n in notes)):
+            msg = await ws.receive()
+            if msg.type == aiohttp.WSMsgType.TEXT:
+                data = json.loads(msg.data)
+                if data.get("method") == "frame":
+                    notes.append(data["params"])
+            elif msg.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
+                raise AssertionError(f"websocket closed: {msg}")
+        preview = next(n for n in notes if not n["full"])
+        assert preview["level"] > 1 and preview["width"] < 512
+        assert (preview["view_width"], preview["view_height"]) == (512, 512)
+        assert (notes[-1]["level"], notes[-1]["width"]) == (1.0, 512)
+        await call(ws, "orbit", {"azimuth": 4, "interactive": True})
+        image = (await call(ws, "get_image"))["result"]
+        assert (image["width"], image["height"]) == (512, 512)
+        perf = (await call(ws, "get_performance_values"))["result"]
+        assert perf["level_ms"] and perf["frame_budget_ms"] > 0
+        await call(ws, "reset_camera")
+
+    ws_session(session, script)
+
+
+def test_opacity_ramp_reaches_every_agent(session: Session) -> None:
+    async def script(ws: aiohttp.ClientWebSocketResponse) -> None:
+        base = decode((await call(ws, "get_image"))["result"])
+        result = (await call(ws, "set_opacity_ramp", {"points": [[0, 0], [1, 0]]}))["result"]
+        assert result == {"points": [[0.0, 0.0], [1.0, 0.0]]}
+        assert (await call(ws, "get_view"))["result"]["opacity"] == [[0.0, 0.0], [1.0, 0.0]]
+        hidden = decode((await call(ws, "get_image"))["result"])
+        assert non_background(hidden) == 0  # both agents' bricks went transparent
+        await call(ws, "set_opacity_ramp", {"points": [[0.3, 0], [0.6, 2]]})
+        ramped = decode((await call(ws, "get_image"))["result"])
+        assert non_background(ramped) > 0
+        assert np.abs(ramped.astype(int) - base.astype(int)).mean() > 0.5
+        await call(ws, "set_opacity_ramp", {"points": []})
+        again = decode((await call(ws, "get_image"))["result"])
+        assert np.abs(again.astype(int) - base.astype(int)).mean() < 0.5
+
+    ws_session(session, script)
+
+
 def test_frames_are_pushed_with_a_jpeg(session: Session) -> None:
     async def script(ws: aiohttp.ClientWebSocketResponse) -> None:
         await ws.send_str(json.dumps({"jsonrpc": "2.0", "method": "orbit",
@@ -233,6 +282,10 @@ def test_frames_are_pushed_with_a_jpeg(session: Session) -> None:
         ("set_camera", {"eye": [24, 24, 24], "target": [24, 24, 24]}, rpc.INVALID_PARAMS),
         ("get_image", {"format": "gif"}, rpc.INVALID_PARAMS),
         ("get_status", [1, 2], rpc.INVALID_PARAMS),
+        ("orbit", {"azimuth": 1, "interactive": "yes"}, rpc.INVALID_PARAMS),
+        ("set_opacity_ramp", {"points": [[0.5, 1]]}, rpc.INVALID_PARAMS),
+        ("set_opacity_ramp", {"points": [[0.6, 1], [0.2, 1]]}, rpc.INVALID_PARAMS),
+        ("set_opacity_ramp", {"points": "steep"}, rpc.INVALID_PARAMS),
     ],
 )
 def test_rpc_errors(session: Session, method: str, params: Any, code: int) -> None:

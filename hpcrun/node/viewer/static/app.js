@@ -64,8 +64,22 @@
     img.src = url;
   }
 
+  // The level of detail of the frame on show: "full", or "preview 1/N" while the
+  // camera moves (the image is then smaller and drawn at the view's full size).
+  function levelText(level) {
+    if (level === undefined || level === 1) return "full";
+    return `preview 1/${Math.round(level * 10) / 10}`;
+  }
+
   function showFrameInfo(info) {
     $("frame-number").textContent = String(info.frame);
+    $("level").textContent = levelText(info.level);
+    const img = $("frame");
+    img.dataset.level = String(info.level === undefined ? 1 : info.level);
+    if (info.view_width) {
+      img.style.width = `${info.view_width}px`;
+      img.style.aspectRatio = `${info.view_width} / ${info.view_height}`;
+    }
     $("fps").textContent = Number(info.fps).toFixed(1);
     $("agents").textContent = String(info.agents);
     $("nodes").textContent = String(info.nodes);
@@ -110,6 +124,7 @@
     $("mode").value = view.mode;
     $("show-bricks").checked = view.show_bricks;
     $("resolution").value = String(view.width);
+    showRamp(view.opacity || []);
     sceneRoi = scene.region_of_interest;
     showRoi(view.roi);
     $("scene-name").textContent = scene.name;
@@ -143,7 +158,9 @@
 
   // Orbit and zoom: input events accumulate; at most one call is in flight, so a fast
   // drag sends few, larger steps instead of a queue the viewer would have to work off.
-  const motion = { azimuth: 0, elevation: 0, zoom: 1, busy: false };
+  // Moves say `interactive` (the viewer answers with quick previews); releasing the
+  // button sends one last move without it, so the full-resolution frame starts at once.
+  const motion = { azimuth: 0, elevation: 0, zoom: 1, busy: false, still: false };
 
   function flushMotion() {
     if (motion.busy) return;
@@ -159,7 +176,13 @@
       params = { factor: Math.min(100, Math.max(0.01, motion.zoom)) };
       motion.zoom = 1;
     }
+    if (!method && motion.still) {
+      method = "orbit";
+      params = { azimuth: 0, elevation: 0 };
+    }
     if (!method) return;
+    params.interactive = !motion.still;
+    motion.still = false;
     motion.busy = true;
     act(method, params).catch(() => {}).finally(() => { motion.busy = false; flushMotion(); });
   }
@@ -179,7 +202,13 @@
       drag = { x: event.clientX, y: event.clientY };
       flushMotion();
     });
-    const end = () => { drag = null; img.classList.remove("dragging"); };
+    const end = () => {
+      if (!drag) return;
+      drag = null;
+      img.classList.remove("dragging");
+      motion.still = true;
+      flushMotion();
+    };
     img.addEventListener("pointerup", end);
     img.addEventListener("pointercancel", end);
     img.addEventListener("wheel", (event) => {
@@ -188,6 +217,49 @@
       flushMotion();
     }, { passive: false });
     $("reset-camera").addEventListener("click", () => act("reset_camera").catch(() => {}));
+  }
+
+  // The opacity ramp: 0 up to start, rising to gain at end, gain above; sent as the
+  // [[value, gain], ...] points every agent applies. Start = end = 0, gain 1: no ramp.
+  function rampPoints() {
+    const start = Number($("ramp-start").value);
+    const end = Math.max(start, Number($("ramp-end").value));
+    const gain = Number($("ramp-gain").value);
+    if (start === 0 && end === 0 && gain === 1) return [];
+    if (end === start) return [[start, 0], [start, gain], [1, gain]];
+    return [[start, 0], [end, gain], [1, gain]];
+  }
+
+  function showRamp(points) {
+    let start = 0;
+    let end = 0;
+    let gain = 1;
+    if (points.length >= 2) {
+      start = points[0][0];
+      end = points[points.length - 2][0];
+      gain = points[points.length - 1][1];
+    }
+    $("ramp-start").value = String(start);
+    $("ramp-end").value = String(end);
+    $("ramp-gain").value = String(gain);
+    showRampValues();
+  }
+
+  function showRampValues() {
+    $("ramp-start-value").textContent = Number($("ramp-start").value).toFixed(2);
+    $("ramp-end-value").textContent = Number($("ramp-end").value).toFixed(2);
+    $("ramp-gain-value").textContent = Number($("ramp-gain").value).toFixed(2);
+  }
+
+  // Sliders fire "input" continuously: at most one call in flight, the latest wins.
+  const ramp = { busy: false, dirty: false };
+
+  function sendRamp() {
+    if (ramp.busy) { ramp.dirty = true; return; }
+    ramp.busy = true;
+    ramp.dirty = false;
+    act("set_opacity_ramp", { points: rampPoints() }).catch(() => {})
+      .finally(() => { ramp.busy = false; if (ramp.dirty) sendRamp(); });
   }
 
   function readRoi() {
@@ -209,6 +281,10 @@
       $(id).addEventListener("change", () =>
         act("set_roi", { roi: readRoi() }).then((r) => showRoi(r.roi)).catch(() => {}));
     }
+    for (const id of ["ramp-start", "ramp-end", "ramp-gain"]) {
+      $(id).addEventListener("input", () => { showRampValues(); sendRamp(); });
+    }
+    $("reset-ramp").addEventListener("click", () => { showRamp([]); sendRamp(); });
     $("reset-roi").addEventListener("click", () => {
       if (!sceneRoi) return;
       act("set_roi", { roi: sceneRoi }).then((r) => showRoi(r.roi)).catch(() => {});
