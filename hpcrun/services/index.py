@@ -469,7 +469,7 @@ class IndexSessions(ClusterService):
                     + (f" (viewer: {error})" if error else ""),
                     "the step output ends with:\n" + logs.strip(),
                 )
-            time.sleep(0.1)
+            time.sleep(0.05)
 
     # status ------------------------------------------------------------------------------
 

@@ -31,8 +31,9 @@ from hpcrun.errors import HpcrunError
 from hpcrun.node.viewer import protocol, rendezvous
 from hpcrun.node.viewer.bricks import Brick
 from hpcrun.node.viewer.camera import View
-from hpcrun.node.viewer.kernel import BrickRenderer, Partial
+from hpcrun.node.viewer.kernel import BrickRenderer
 from hpcrun.node.viewer.options import LaunchOptions, TaskIdentity
+from hpcrun.node.viewer.partial import Partial
 
 log = logging.getLogger("hpcrun.node.viewer.agent")
 

@@ -18,7 +18,8 @@ import numpy.typing as npt
 from hpcrun.node.viewer.bricks import Brick, visibility_order
 from hpcrun.node.viewer.camera import View
 from hpcrun.node.viewer.colormaps import apply_ramp
-from hpcrun.node.viewer.kernel import Partial, blend_under, over_background
+from hpcrun.node.viewer.kernel import blend_under, over_background
+from hpcrun.node.viewer.partial import Partial
 
 Rgb = tuple[float, float, float]
 TINT_WEIGHT = 0.55

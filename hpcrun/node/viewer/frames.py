@@ -38,8 +38,7 @@ from hpcrun.errors import HpcrunError
 from hpcrun.node.viewer import bricks as brick_grid
 from hpcrun.node.viewer import colormaps, protocol
 from hpcrun.node.viewer.camera import Camera, View
-from hpcrun.node.viewer.compositor import composite
-from hpcrun.node.viewer.kernel import Partial
+from hpcrun.node.viewer.partial import Partial
 
 log = logging.getLogger("hpcrun.node.viewer.frames")
 
@@ -632,6 +631,8 @@ class Viewer:
                  render_ms: float, agents: int, nodes: int) -> Frame:
         """Composite and encode (in a worker thread: numpy and Pillow release the GIL)."""
         started = time.perf_counter()
+        from hpcrun.node.viewer.compositor import composite  # numba: loaded off the way to ready
+
         rgb = composite(job.received.values(), self.bricks, job.view, job.lut,
                         BACKGROUND, tint)
         composed = time.perf_counter()

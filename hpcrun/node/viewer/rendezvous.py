@@ -137,8 +137,13 @@ def _tune(sock: socket.socket) -> None:
                 sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
 
 
+# Agents start beside the viewer and look for its file every `poll_s` for this long (a
+# backoff from the start had an agent find a viewer ~0.3 s after it was up), then less.
+STEADY_POLL_S = 5.0
+
+
 def connect(
-    directory: Path, job_id: str, timeout_s: float = DEFAULT_WAIT_S, poll_s: float = 0.1
+    directory: Path, job_id: str, timeout_s: float = DEFAULT_WAIT_S, poll_s: float = 0.05
 ) -> tuple[Rendezvous, socket.socket]:
     """Wait for the job's viewer and connect to its agent port.
 
@@ -164,4 +169,5 @@ def connect(
         if waited >= timeout_s:
             raise RendezvousTimeout(path, waited, detail)
         time.sleep(min(poll_s, max(0.0, timeout_s - waited)))
-        poll_s = min(poll_s * 1.5, 0.5)
+        if waited >= STEADY_POLL_S:  # a viewer starts within seconds: poll it steadily
+            poll_s = min(poll_s * 1.5, 0.5)

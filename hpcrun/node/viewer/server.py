@@ -411,6 +411,7 @@ async def _serve(options: LaunchOptions, identity: TaskIdentity, scene: LoadedSc
         log.info("scene %s: %s %dx%dx%d %s in %d bricks; job %s, node %s",
                  scene.name, scene.volume, *scene.size_xyz, scene.voxel_format,
                  len(scene.bricks), identity.job_id, identity.node)
+        _warm_compositor()
         await stop.wait()
         log.info("stopping: %d agents told to exit", len(viewer.agents))
     finally:
@@ -443,6 +444,20 @@ def _end_child(child: subprocess.Popen[bytes]) -> None:
 
 def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
+
+
+def _warm_compositor() -> None:
+    """Import the compositor (numba, ~0.26 s) in a thread once the viewer is ready, so
+    neither the readiness line nor, usually, the first frame waits for it."""
+    import importlib
+    import threading
+
+    threading.Thread(
+        target=importlib.import_module,
+        args=("hpcrun.node.viewer.compositor",),
+        name="warm-compositor",
+        daemon=True,
+    ).start()
 
 
 def run_viewer(options: LaunchOptions, identity: TaskIdentity) -> int:

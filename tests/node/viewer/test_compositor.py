@@ -10,7 +10,8 @@ from hpcrun.node.viewer.bricks import Brick, split
 from hpcrun.node.viewer.camera import Camera, View
 from hpcrun.node.viewer.colormaps import lut
 from hpcrun.node.viewer.compositor import composite
-from hpcrun.node.viewer.kernel import BrickRenderer, Partial
+from hpcrun.node.viewer.kernel import BrickRenderer
+from hpcrun.node.viewer.partial import Partial
 from tests.node.viewer.test_kernel import shell_volume, whole
 
 N = 48

@@ -217,7 +217,7 @@ def test_agent_drops_a_render_that_a_newer_one_superseded(tmp_path: Path, second
     """A request for a later frame ends the current one unanswered; one for the same
     frame (the bricks of a lost agent) is answered after it."""
     from hpcrun.node.viewer.agent import BrickWorker, serve
-    from hpcrun.node.viewer.kernel import Partial
+    from hpcrun.node.viewer.partial import Partial
     from hpcrun.scenes import ensure_data, load_scene
     from tests.node.viewer._launch import write_scene
 

@@ -263,7 +263,7 @@ def test_agent_renders_what_it_is_assigned(tmp_path: Path) -> None:
     from hpcrun.node.viewer.agent import BrickWorker, serve
     from hpcrun.node.viewer.bricks import split
     from hpcrun.node.viewer.camera import Camera, View
-    from hpcrun.node.viewer.kernel import Partial
+    from hpcrun.node.viewer.partial import Partial
     from hpcrun.scenes import ensure_data, load_scene
     from tests.node.viewer._launch import write_scene
 
