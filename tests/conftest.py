@@ -216,41 +216,41 @@ def short_tempdir(prefix: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
 
 
-@pytest.fixture(scope="session")
-def local_cluster() -> Iterator[Cluster]:
+@contextlib.contextmanager
+def started_cluster(name: str, *flags: str, prefix: str = "hrt") -> Iterator[Cluster]:
+    """A real local cluster in its own HPCRUN_HOME (`hpcrun create --name NAME FLAGS...`),
+    taken down after; fails the test if any of its daemons survives `down`."""
     if not slurm_installed():
         if os.environ.get("CI"):
             pytest.fail("Slurm is not installed; `make test` installs it (as root: make setup)")
         pytest.skip("Slurm is not installed: run `make setup`")
-    home = short_tempdir("hrt")
+    home = short_tempdir(prefix)
     workdir = home / "work"
     workdir.mkdir()
-    cluster = Cluster(home=home, name="itest", workdir=workdir)
+    cluster = Cluster(home=home, name=name, workdir=workdir)
     try:
-        cluster.cli("create", "--name", "itest", "--nodes", "6", timeout=300)
+        cluster.cli("create", "--name", name, *flags, timeout=300)
         yield cluster
     finally:
-        run_cli("down", "--yes", "--cluster", "itest", home=home, check=False)
+        run_cli("down", "--yes", "--cluster", name, home=home, check=False)
         leftovers = processes_mentioning(str(home))
         shutil.rmtree(home, ignore_errors=True)
         assert not leftovers, f"daemons survived `hpcrun down`: {leftovers}"
 
 
+@pytest.fixture(scope="session")
+def local_cluster() -> Iterator[Cluster]:
+    with started_cluster("itest", "--nodes", "6") as cluster:
+        yield cluster
+
+
 @contextlib.contextmanager
 def own_cluster(name: str, *flags: str) -> Iterator[Callable[..., Any]]:
     """A small local cluster of a kind the shared one is not (no GPUs, no accounting) or
-    that a test may take down, in its own HPCRUN_HOME (`hpcrun create --name NAME
-    FLAGS...`); yields `hpcrun` for it and proves nothing survives `down`."""
-    home = short_tempdir("hro")
-    try:
-        run_cli("create", "--name", name, *flags, home=home, timeout=300)
+    that a test may take down (`started_cluster`); yields `hpcrun` for it."""
+    with started_cluster(name, *flags, prefix="hro") as cluster:
 
         def hpcrun(*args: str, check: bool = True) -> Any:
-            return run_cli(*args, home=home, check=check, timeout=240)
+            return cluster.cli(*args, check=check, timeout=240)
 
         yield hpcrun
-    finally:
-        run_cli("down", "--yes", "--purge", "--cluster", name, home=home, check=False)
-        leftovers = processes_mentioning(str(home))
-        shutil.rmtree(home, ignore_errors=True)
-        assert not leftovers, f"left running after `down`: {leftovers}"

@@ -9,13 +9,14 @@ import json
 import shlex
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from hpcrun.node.zipapp import build_zipapp
 from hpcrun.slurm.client import IDLE_QUERIES
-from tests.conftest import Cluster, clean_environ
+from tests.conftest import Cluster, clean_environ, started_cluster
 
 # The oldest python3 a ParallelCluster head node may run it with (Amazon Linux 2), when
 # this machine has one (pyenv); the guard must not use anything newer.
@@ -31,6 +32,14 @@ def guard(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = folder / "idle-guard.pyz"
     path.write_bytes(build_zipapp("hpcrun.node.idle", name="hpcrun_idle"))
     return path
+
+
+@pytest.fixture(scope="module")
+def quiet_cluster() -> Iterator[Cluster]:
+    """A cluster no other test submits to: the guard judges by every job of the cluster,
+    and the shared `local_cluster` carries other tests' jobs (in the suite it had two)."""
+    with started_cluster("guard", "--nodes", "2", "--gpus-per-node", "0", prefix="hrg") as c:
+        yield c
 
 
 def plan_of(guard: Path) -> str:
@@ -61,10 +70,10 @@ def action(tmp: Path) -> str:
 @pytest.mark.slurm
 @pytest.mark.parametrize("python", PYTHONS, ids=lambda p: Path(p).parent.parent.name)
 def test_an_idle_cluster_gets_the_action(
-    local_cluster: Cluster, guard: Path, tmp_path: Path, python: str
+    quiet_cluster: Cluster, guard: Path, tmp_path: Path, python: str
 ) -> None:
     done = run_guard(
-        guard, tmp_path, local_cluster.env, "--idle-minutes", "0", "--action",
+        guard, tmp_path, quiet_cluster.env, "--idle-minutes", "0", "--action",
         action(tmp_path), python=python,
     )  # fmt: skip
     assert (tmp_path / "acted").read_text().startswith("0 no job for 0 min")
@@ -77,16 +86,16 @@ def test_an_idle_cluster_gets_the_action(
 
 @pytest.mark.slurm
 def test_a_running_job_keeps_the_cluster_up(
-    local_cluster: Cluster, guard: Path, tmp_path: Path
+    quiet_cluster: Cluster, guard: Path, tmp_path: Path
 ) -> None:
-    job = local_cluster.cli("submit", "--", "sleep", "300").stdout.strip()
+    job = quiet_cluster.cli("submit", "--", "sleep", "300").stdout.strip()
     try:
         run_guard(
-            guard, tmp_path, local_cluster.env, "--idle-minutes", "0", "--action",
+            guard, tmp_path, quiet_cluster.env, "--idle-minutes", "0", "--action",
             action(tmp_path),
         )  # fmt: skip
     finally:
-        local_cluster.cli("cancel", job)
+        quiet_cluster.cli("cancel", job)
     assert not (tmp_path / "acted").exists()
     line = (tmp_path / "guard.log").read_text().strip()
     assert "idle: no (1 job " in line and line.endswith("limit 0 min: left up")
@@ -96,9 +105,9 @@ def test_a_running_job_keeps_the_cluster_up(
 
 @pytest.mark.slurm
 def test_a_limit_not_yet_reached_and_the_action_from_the_environment(
-    local_cluster: Cluster, guard: Path, tmp_path: Path
+    quiet_cluster: Cluster, guard: Path, tmp_path: Path
 ) -> None:
-    env = {**local_cluster.env, "HPCRUN_IDLE_ACTION": action(tmp_path)}
+    env = {**quiet_cluster.env, "HPCRUN_IDLE_ACTION": action(tmp_path)}
     run_guard(guard, tmp_path, env, "--idle-minutes", "60")
     assert not (tmp_path / "acted").exists()
     assert (tmp_path / "guard.log").read_text().strip().endswith("limit 60 min: left up")
