@@ -595,3 +595,11 @@ def test_parallelclusters_schema_runs_without_an_ec2_client_and_leaves_none_behi
     # Naming one would be an AWS call: refused offline, which ParallelCluster tolerates.
     assert pcluster.validate_data(reserved).problems == []
     assert AWSApi.instance()._ec2 is None
+
+
+def test_a_v2_vpc_is_the_one_the_cluster_names() -> None:
+    text = NVIDIA_STYLE_V2.replace(
+        "[vpc public]", "[vpc other]\nvpc_id = vpc-0cccccccccccccccc\n\n[vpc public]"
+    )
+    result = pcluster.import_pcluster_config(text, name="nvindex")
+    assert result.data["vpc_id"] == "vpc-0aaaaaaaaaaaaaaaa"  # vpc_settings = public

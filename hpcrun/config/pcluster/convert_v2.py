@@ -40,13 +40,14 @@ class V2Source:
     v3: dict[str, Any]
     ini: configparser.ConfigParser
     notes: list[str] = field(default_factory=list)
+    cluster_label: str = "default"  # the `[cluster LABEL]` section that was read
 
     def vpc_id(self) -> str | None:
-        """The VPC of the cluster's `vpc_settings` (v3 has no such key; v2 rendering needs it)."""
+        """The VPC of the cluster's `vpc_settings` (v3 has no such key; v2 rendering needs it):
+        the section the cluster names, else `[vpc default]`, else the only one."""
+        named = self.ini.get(f"cluster {self.cluster_label}", "vpc_settings", fallback=None)
         sections = [s for s in self.ini.sections() if s.startswith("vpc ")]
-        if "vpc default" in sections:
-            sections.insert(0, "vpc default")
-        for section in sections:
+        for section in (f"vpc {named}", "vpc default", *sections[:1]):
             if self.ini.has_option(section, "vpc_id"):
                 return self.ini.get(section, "vpc_id")
         return None
@@ -96,7 +97,8 @@ def convert(text: str) -> V2Source:
         if line.startswith(("Warning:", "Note:")) and not any(h in line for h in _HANDLED)
     ]
     notes += list(_bucket_wildcards(ini))
-    return V2Source(dict(converter.pcluster3_configuration), ini, notes)
+    chosen_label = label or named or "default"
+    return V2Source(dict(converter.pcluster3_configuration), ini, notes, chosen_label)
 
 
 def _cluster_label(ini: configparser.ConfigParser) -> str | None:
