@@ -254,3 +254,21 @@ def own_cluster(name: str, *flags: str) -> Iterator[Callable[..., Any]]:
             return cluster.cli(*args, check=check, timeout=240)
 
         yield hpcrun
+
+
+def scontrol_tasks(cluster: Cluster, job_id: str) -> list[dict[str, str]]:
+    """Each array task of `job_id` as `scontrol -o show job` reports it (finished ones stay
+    MinJobAge=300 s), its `Key=Value` words as a dict."""
+    done = subprocess.run(
+        ["scontrol", "-o", "show", "job", job_id],
+        env=cluster.env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    return [
+        dict(word.split("=", 1) for word in line.split() if "=" in word)
+        for line in done.stdout.splitlines()
+        if line.strip()
+    ]

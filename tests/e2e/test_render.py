@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Cluster
+from tests.conftest import Cluster, scontrol_tasks
 
 pytestmark = [pytest.mark.slurm, pytest.mark.blender, pytest.mark.slow]
 
@@ -127,24 +127,6 @@ def test_twelve_frames_in_chunks_of_three_make_pngs_and_a_playable_mp4(
     assert stream["r_frame_rate"] == "24/1"  # the scene's frame rate
     status = as_json(render(local_cluster, "status", str(result["run"]), "--json"))
     assert status["status"] == "done" and status["frames"] == {"total": 12, "done": 12}
-
-
-def scontrol_tasks(cluster: Cluster, job_id: str) -> list[dict[str, str]]:
-    """Each array task of `job_id` as `scontrol -o show job` reports it (finished ones stay
-    MinJobAge=300 s), its `Key=Value` words as a dict."""
-    done = subprocess.run(
-        ["scontrol", "-o", "show", "job", job_id],
-        env=cluster.env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    )
-    return [
-        dict(word.split("=", 1) for word in line.split() if "=" in word)
-        for line in done.stdout.splitlines()
-        if line.strip()
-    ]
 
 
 def chunk_log(cluster: Cluster, run_id: int, index: int) -> str:

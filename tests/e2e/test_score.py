@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Cluster
+from tests.conftest import Cluster, scontrol_tasks
 
 np = pytest.importorskip("numpy")
 pa = pytest.importorskip("pyarrow")
@@ -171,24 +171,6 @@ def test_a_small_table_with_many_tasks_makes_one_shard_and_says_why(
     ) in done.stderr, done.stderr
     assert "job array" in done.stderr and ": 1 shard(s), 1,000 rows" in done.stderr
     assert ": done" in done.stdout and "shards: 1 done" in done.stdout, done.stdout
-
-
-def scontrol_tasks(cluster: Cluster, job_id: str) -> list[dict[str, str]]:
-    """Each array task of `job_id` as `scontrol -o show job` reports it (finished ones stay
-    MinJobAge=300 s), its `Key=Value` words as a dict."""
-    done = subprocess.run(
-        ["scontrol", "-o", "show", "job", job_id],
-        env=cluster.env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    )
-    return [
-        dict(word.split("=", 1) for word in line.split() if "=" in word)
-        for line in done.stdout.splitlines()
-        if line.strip()
-    ]
 
 
 def test_four_shards_run_on_four_nodes_each_with_the_whole_node(
