@@ -21,31 +21,23 @@ from __future__ import annotations
 
 import itertools
 import os
-import shutil
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from _common import Goal, bench_cluster, log, parse_args, report, run_main
+from _common import ROOT, Goal, bench_cluster, log, parse_args, report, run_main
 from _index import start_session, stop_session, viewer_status
+
+sys.path.insert(0, str(ROOT))  # Chromium is started exactly as the browser tests do it
+from tests.browser import BrowserMissing, launch_chromium
 
 GOAL_INTERVAL_S = 0.100
 GOAL_REFINE_S = 0.500
 MOVE_EVERY_S = 0.016
 STEP_PX = 4
-FLAGS = (
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-    "--window-size=1280,900",
-)
 RECORDER = """
 window.__frames = [];
 const img = document.getElementById('frame');
@@ -54,25 +46,12 @@ img.addEventListener('load', () => window.__frames.push(
 """
 
 
-def chromium(profile: Path) -> Any:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    binary = next(
-        (p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser") if os.access(p, os.X_OK)),
-        None,
-    ) or shutil.which("chromium")
-    driver = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-    if not binary or not os.access(driver, os.X_OK):
-        raise SystemExit(
-            "needs chromium and chromium-driver (apt-get install chromium chromium-driver)"
-        )
-    options = webdriver.ChromeOptions()
-    options.binary_location = binary
-    for flag in FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={profile}")
-    return webdriver.Chrome(options=options, service=Service(executable_path=driver))
+def chromium(workdir: Path) -> Any:
+    """Headless Chromium as the browser tests start it (tests/browser.py)."""
+    try:
+        return launch_chromium(workdir)
+    except BrowserMissing as exc:
+        raise SystemExit(f"viewer_interactive needs a browser: {exc}") from None
 
 
 def _mouse(driver: Any, kind: str, x: float, y: float) -> None:

@@ -38,17 +38,29 @@ def _find(candidates: tuple[str, ...], name: str) -> str | None:
     return shutil.which(name)
 
 
+class BrowserMissing(Exception):
+    """chromium or chromedriver is not installed; the message says which and how."""
+
+
 def chromium_driver(tmp_path: Path) -> Any:
-    """A selenium Chrome webdriver on headless Chromium; the caller must `quit()` it."""
+    """`launch_chromium` for a test: skipped without a browser, failed in CI."""
+    try:
+        return launch_chromium(tmp_path)
+    except BrowserMissing as exc:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"browser test cannot run in CI: {exc}")
+        pytest.skip(str(exc))
+
+
+def launch_chromium(tmp_path: Path) -> Any:
+    """A selenium Chrome webdriver on headless Chromium (profile and log under
+    `tmp_path`); the caller must `quit()` it. Raises BrowserMissing."""
     chromium = _find(CHROMIUM_CANDIDATES, "chromium")
     chromedriver = _find(CHROMEDRIVER_CANDIDATES, "chromedriver")
     if not chromium or not chromedriver:
         missing = ", ".join(n for n, p in (("chromium", chromium),
                                            ("chromedriver", chromedriver)) if not p)
-        reason = f"{missing} not installed (apt-get install chromium chromium-driver)"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(f"browser test cannot run in CI: {reason}")
-        pytest.skip(reason)
+        raise BrowserMissing(f"{missing} not installed (apt-get install chromium chromium-driver)")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 

@@ -27,21 +27,23 @@ PLACEHOLDER_RE = re.compile(
 )
 
 
-def _leaves(node: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+def leaves(node: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """Every leaf of a config as (`HeadNode.Imds.Secured`, value); empty slots (None, `{}`,
+    `[]`: what import leaves where it took a value) are not leaves."""
     if isinstance(node, Mapping):
         for key, value in node.items():
-            yield from _leaves(value, f"{prefix}.{key}" if prefix else str(key))
+            yield from leaves(value, f"{prefix}.{key}" if prefix else str(key))
     elif isinstance(node, list):
         for index, value in enumerate(node):
-            yield from _leaves(value, f"{prefix}.{index}")
-    else:
+            yield from leaves(value, f"{prefix}.{index}")
+    elif node is not None and node != {} and node != []:
         yield prefix, node
 
 
 def placeholder_values(data: Mapping[str, Any]) -> list[tuple[str, str]]:
     """(key path, value) of every value still a placeholder, in the file's order."""
     found = []
-    for key, value in _leaves(data):
+    for key, value in leaves(data):
         if not isinstance(value, str):
             continue
         if PLACEHOLDER_RE.search(value) or PLACEHOLDERS.get(key) == value:

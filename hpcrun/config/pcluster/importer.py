@@ -7,12 +7,11 @@ exactly what was left behind.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from hpcrun.config.pcluster import convert_v2, overlay
-from hpcrun.config.pcluster.findings import os_refusal, placeholder_values
+from hpcrun.config.pcluster.findings import leaves, os_refusal, placeholder_values
 from hpcrun.config.pcluster.model import PLACEHOLDERS, QUEUE_NAME_RE, compute_resource_name
 from hpcrun.config.pcluster.problems import check_config, placeholders
 from hpcrun.errors import UsageError
@@ -225,7 +224,7 @@ def import_pcluster_config(text: str, *, name: str = "imported") -> ImportResult
     if left and not keeps_v2:
         data[overlay.KEY] = left
         left = {}
-    unmapped = [f"{path}: {value}" for path, value in _leaves(left)]
+    unmapped = [f"{path}: {value}" for path, value in leaves(left)]
     config, problems = check_config(data)
     holders = list(placeholders(config)) if config is not None else []
     holders += [k for k, _ in placeholder_values(data) if k not in holders]
@@ -428,16 +427,3 @@ def _s3_access(entries: list[Any]) -> list[dict[str, Any]]:
             item["write"] = True
         found.append(item)
     return found
-
-
-def _leaves(node: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
-    """Every leaf left in a partly consumed config, as (`HeadNode.Imds.Secured`, value)."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            yield from _leaves(value, f"{prefix}.{key}" if prefix else str(key))
-    elif isinstance(node, list):
-        for index, value in enumerate(node):
-            if value is not None:
-                yield from _leaves(value, f"{prefix}.{index}")
-    elif node is not None and node != {} and node != []:
-        yield prefix, node
