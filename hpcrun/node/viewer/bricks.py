@@ -170,4 +170,27 @@ def assign(
         result[brick] = agent
         load[agent] += costs[brick]
         count[agent] += 1
+    _give_idle_agents_a_brick(result, agents, costs, count)
     return result
+
+
+def _give_idle_agents_a_brick(
+    result: dict[int, AgentT],
+    agents: Sequence[AgentT],
+    costs: Mapping[int, float],
+    count: dict[AgentT, int],
+) -> None:
+    """Hand every agent left without a brick the cheapest brick of the agent with most.
+
+    One brick dearer than the fair share (the core of the supernova, or a first frame
+    whose time includes compiling the kernels) makes LPT pile the cheap rest on others
+    and leave an agent with nothing: a node that takes no part in any frame. Moving a
+    near-free brick to it changes the peak load by that brick's cost at most."""
+    for idle in [a for a in agents if count[a] == 0]:
+        donor = max(agents, key=lambda a: count[a])
+        if count[donor] < 2:
+            return  # fewer bricks than agents: someone has to sit out
+        brick = min((b for b, a in result.items() if a == donor), key=lambda b: (costs[b], b))
+        result[brick] = idle
+        count[donor] -= 1
+        count[idle] += 1

@@ -111,6 +111,18 @@ def test_assign_with_unknown_or_zero_costs_spreads_bricks_evenly() -> None:
         assign([0, 1], [], {})
 
 
+def test_no_agent_is_left_without_a_brick_when_one_brick_dominates() -> None:
+    """A brick dearer than the fair share (seen in CI: 7 / 1 / 0 over 3 agents, and the
+    third node took part in no frame) must not leave an agent idle."""
+    cost = {b: 0.01 for b in range(7)} | {7: 5.0}
+    previous = {b: "a" for b in range(7)} | {7: "b"}
+    result = assign(list(cost), ["a", "b", "c"], cost, previous=previous)
+    assert set(result.values()) == {"a", "b", "c"}
+    assert max(_loads(result, cost).values()) == pytest.approx(5.0)
+    # Fewer bricks than agents: someone sits out, and nothing breaks.
+    assert sorted(assign([0, 1], ["a", "b", "c"], {}).values()) == ["a", "b"]
+
+
 def test_rebalance_when_an_agent_joins_moves_few_bricks() -> None:
     rng = random.Random(2)
     cost = {b: rng.uniform(0.5, 1.5) for b in range(24)}
