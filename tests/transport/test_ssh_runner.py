@@ -217,7 +217,7 @@ def page_server() -> Iterator[int]:
 
 @pytest.mark.ssh
 def test_forward_local_port_serves_the_page_and_a_long_lived_stream(
-    ssh: SSHRunner, page_server: int
+    ssh: SSHRunner, page_server: int, sshd_server: SshServer  # noqa: F811
 ) -> None:
     local_port, close = ssh.forward_local_port("127.0.0.1", page_server)
     try:
@@ -234,7 +234,11 @@ def test_forward_local_port_serves_the_page_and_a_long_lived_stream(
                 pass
             for i in range(5):
                 stream.sendall(f"frame {i}\n".encode())
-                assert reader.readline() == f"echo:frame {i}\n".encode()
+                # Once in CI the stream ended here with paramiko's "Broken pipe": sshd
+                # closed the connection. Its log says why, should that happen again.
+                assert reader.readline() == f"echo:frame {i}\n".encode(), _sshd_log(
+                    sshd_server
+                )
                 # meanwhile other requests still pass
                 if i == 2:
                     with urllib.request.urlopen(url, timeout=5) as page:
@@ -243,6 +247,12 @@ def test_forward_local_port_serves_the_page_and_a_long_lived_stream(
         close()
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", local_port), timeout=1).close()
+
+
+def _sshd_log(server: SshServer) -> str:
+    log = server.workdir / "sshd.log"
+    tail = log.read_text().splitlines()[-15:] if log.exists() else ["(no sshd log)"]
+    return "sshd log:\n" + "\n".join(tail)
 
 
 @pytest.mark.ssh
