@@ -54,6 +54,13 @@ class Ref:
         return f"{self.kind} {self.name}"
 
 
+def status_code(exc: Exception) -> int | None:
+    """The HTTP status of a lightkube ApiError (404: the object is not there), or None
+    for an error that carries none."""
+    code = getattr(getattr(exc, "status", None), "code", None)
+    return code if isinstance(code, int) else None
+
+
 def session_labels(session: str) -> dict[str, Any]:
     """The label selector of one session's objects."""
     return {"app.kubernetes.io/managed-by": MANAGED_BY, SESSION_LABEL: session}
@@ -181,7 +188,7 @@ class Applier:
                     )
                     still.append(ref)
                 except ApiError as exc:
-                    if getattr(getattr(exc, "status", None), "code", None) != 404:
+                    if status_code(exc) != 404:
                         raise rejection(ref, exc) from None
             left = still
             if not left:
@@ -207,7 +214,7 @@ class Applier:
                     cascade=CascadeType.FOREGROUND,
                 )
             except ApiError as exc:
-                if getattr(getattr(exc, "status", None), "code", None) != 404:
+                if status_code(exc) != 404:
                     raise rejection(ref, exc) from None
 
     def ready(self, ref: Ref) -> tuple[int, int]:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from hpcrun.errors import HpcrunError
-from hpcrun.k8s.apply import Applier, Ref, rejection, session_labels
+from hpcrun.k8s.apply import Applier, Ref, rejection, session_labels, status_code
 from hpcrun.k8s.manifests import GPU_RESOURCE, MANAGED_BY, SESSION_LABEL
 from hpcrun.scheduler import JobRef, NullProgress, Progress, TaskState, TaskStatus
 
@@ -514,10 +514,6 @@ def _created(pod: Any) -> float:
     return stamp.timestamp() if stamp is not None else 0.0
 
 
-def _code(exc: Exception) -> int | None:
-    return getattr(getattr(exc, "status", None), "code", None)
-
-
 class KubernetesFlareDriver:
     """Start, watch and stop FLARE systems, each in its own namespace of one cluster."""
 
@@ -583,7 +579,7 @@ class KubernetesFlareDriver:
                 self.client.get(ServiceAccount, "default", namespace=namespace)
                 return
             except ApiError as exc:
-                if _code(exc) != 404:
+                if status_code(exc) != 404:
                     raise rejection(
                         Ref("v1", "ServiceAccount", "default", namespace), exc
                     ) from None
@@ -651,7 +647,7 @@ class KubernetesFlareDriver:
         try:
             found = self.client.get(Namespace, namespace)
         except ApiError as exc:
-            if _code(exc) == 404:
+            if status_code(exc) == 404:
                 progress.step(f"removed {removed} objects; namespace {namespace} is gone")
                 return removed
             raise rejection(Ref("v1", "Namespace", namespace, None), exc) from None
@@ -679,13 +675,13 @@ class KubernetesFlareDriver:
         try:
             delete()
         except ApiError as exc:
-            if _code(exc) != 404:
+            if status_code(exc) != 404:
                 raise rejection(ref, exc) from None
         while True:
             try:
                 get()
             except ApiError as exc:
-                if _code(exc) == 404:
+                if status_code(exc) == 404:
                     return
                 raise rejection(ref, exc) from None
             if time.monotonic() > deadline:

@@ -14,7 +14,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from hpcrun.errors import HpcrunError
-from hpcrun.k8s.apply import Applier, Ref, pending_reason, readiness, session_labels
+from hpcrun.k8s.apply import (
+    Applier,
+    Ref,
+    pending_reason,
+    readiness,
+    session_labels,
+    status_code,
+)
 from hpcrun.k8s.manifests import GPU_RESOURCE
 from hpcrun.scheduler import NullProgress, Progress
 from hpcrun.scheduler.serving import ServeSpec, ServeState
@@ -193,7 +200,7 @@ class KubernetesServeDriver:
         try:
             found = self.client.get(Deployment, name, namespace=self.namespace)
         except ApiError as exc:
-            if getattr(getattr(exc, "status", None), "code", None) == 404:
+            if status_code(exc) == 404:
                 return ServeState(name, self.namespace, 0, 0, None, None, "", "", False)
             raise HpcrunError(f"the Kubernetes API did not answer: {exc}") from None
         address = self._grpc_address(name)

@@ -127,3 +127,15 @@ def test_an_object_the_api_server_refuses_names_itself_and_the_field(applier: Ap
     assert "\n" not in refused.value.message
     assert applier.owned(NAMESPACE, "s3") == []
     assert ref_of(bad).name == "idx-s3-worker"
+
+
+def test_status_code_reads_an_api_errors_http_status_and_nothing_else() -> None:
+    from types import SimpleNamespace
+
+    from hpcrun.k8s.apply import status_code
+
+    class Gone(Exception):
+        status = SimpleNamespace(code=404)
+
+    assert status_code(Gone()) == 404
+    assert status_code(RuntimeError("no status")) is None
