@@ -11,10 +11,12 @@ grace period lets a worker told to stop (a scale-in) hand its message back first
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from hpcrun import __version__
 from hpcrun.errors import UsageError
+from hpcrun.scheduler import CPUS_ENV
 from hpcrun.scheduler.serving import Scaling, ServeSpec
 
 WORKER_IMAGE = f"hpcrun/render-worker:{__version__}"  # `make render-worker-image`
@@ -48,6 +50,21 @@ class FarmPlan:
             )
 
 
+def whole_cpus(quantity: str) -> int:
+    """A Kubernetes CPU quantity ("2", "1.5", "500m") as the whole CPUs a task may use,
+    rounded up (the Downward API rounds `requests.cpu` the same way), at least 1."""
+    text = quantity.strip()
+    try:
+        cpus = float(text[:-1]) / 1000 if text.endswith("m") else float(text)
+    except ValueError:
+        raise UsageError(
+            f"--cpu {quantity!r} is not a CPU quantity", "give e.g. 2, 1.5 or 500m"
+        ) from None
+    if not math.isfinite(cpus) or cpus <= 0:
+        raise UsageError(f"--cpu {quantity!r}: more than 0 CPUs", "give e.g. 2, 1.5 or 500m")
+    return max(1, math.ceil(cpus))
+
+
 def worker_spec(plan: FarmPlan) -> ServeSpec:
     plan.validate()
     args = (
@@ -64,7 +81,11 @@ def worker_spec(plan: FarmPlan) -> ServeSpec:
         "--visibility-s",
         str(plan.visibility_s),
     )
-    env = {"AWS_REGION": plan.region, "AWS_DEFAULT_REGION": plan.region} if plan.region else {}
+    # Blender's threads (-t) follow HPCRUN_CPUS, as in a Slurm task: without it Blender
+    # starts one per core of the node, far more than the pod's CPU request.
+    env = {CPUS_ENV: str(whole_cpus(plan.cpu))}
+    if plan.region:
+        env |= {"AWS_REGION": plan.region, "AWS_DEFAULT_REGION": plan.region}
     return ServeSpec(
         name=plan.name,
         image=plan.image,

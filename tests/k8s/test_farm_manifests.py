@@ -47,3 +47,14 @@ def test_bad_farm_flags_are_refused() -> None:
         worker_spec(FarmPlan(queue_url=QUEUE, bucket="b", prefix="", visibility_s=30))
     with pytest.raises(UsageError, match="--gpus-per-worker -1"):
         worker_spec(FarmPlan(queue_url=QUEUE, bucket="b", prefix="", gpus_per_worker=-1))
+
+
+def test_blenders_threads_follow_the_workers_cpu_request() -> None:
+    """Without HPCRUN_CPUS the chunk script lets Blender start a thread per core of the
+    node, whatever the pod asked for."""
+    for cpu, threads in (("2", "2"), ("1.5", "2"), ("500m", "1"), ("4000m", "4")):
+        plan = FarmPlan(queue_url=QUEUE, bucket="b", prefix="", cpu=cpu)
+        assert worker_spec(plan).env["HPCRUN_CPUS"] == threads
+    for bad in ("two", "0", "-1", "nan"):
+        with pytest.raises(UsageError, match="--cpu"):
+            worker_spec(FarmPlan(queue_url=QUEUE, bucket="b", prefix="", cpu=bad))
