@@ -2,10 +2,12 @@
 
 hpcrun side: the whole `hpcrun render rolling_ball.blend --frames 1-1000 --chunk 1
 --encode none --detach` process: it checks the file, asks Blender for the scene's frame
-range (`blender -b`, the check that refuses frames beyond the scene), makes sure the output
-is writable, looks for frames already rendered, writes the chunk table and script and
-submits the 1000-task array. Yardstick: `hpcrun submit --array 0-999 -- true` in the same
-run, hpcrun's own submission floor: what render adds to it is the work above. A raw
+range (`blender -b`, the check that refuses frames beyond the scene; remembered per file
+and Blender, so only the warm-up pays it: the timed runs read it from the state store, as
+any resubmission of a file does), makes sure the output is writable, looks for frames
+already rendered, writes the chunk table and script and submits the 1000-task array.
+Yardstick: `hpcrun submit --array 0-999 -- true` in the same run, hpcrun's own submission
+floor: what render adds to it is the work above. A raw
 `sbatch --parsable --array=0-999 --wrap true` is shown too, but is no yardstick for a
 process that starts Python (issue 19). Every array is cancelled right after it is timed
 (not timed). Median of `--repeats` (default 3) after one warm-up, in turn.

@@ -5,8 +5,9 @@ render status [RUN]`."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
@@ -16,6 +17,7 @@ from hpcrun.cli._common import (
     JsonOption,
     PartitionOption,
     RichProgress,
+    Target,
     console,
     require,
     resolve_cluster,
@@ -23,8 +25,12 @@ from hpcrun.cli._common import (
 )
 
 if TYPE_CHECKING:
+    from hpcrun.backends.base import Backend, Progress
     from hpcrun.services.farm import FarmService
     from hpcrun.services.render import RenderRuns, RenderView
+    from hpcrun.state import StateStore
+
+S = TypeVar("S")
 
 
 def render(
@@ -202,20 +208,48 @@ def render(
     )
 
 
-def _runs(cluster: str | None, quiet: bool) -> tuple[RenderRuns | FarmService, RichProgress]:
+def _runs(
+    cluster: str | None, quiet: bool
+) -> tuple[RenderRuns | FarmService, RichProgress | _Quiet]:
     """The cluster's render runs: a Slurm job array, or on Kubernetes the render farm
-    (`hpcrun farm`), which the first render there brings up."""
+    (`hpcrun farm`), which the first render there brings up. Each service is imported
+    only where it serves (the farm's modules cost a Slurm render ~20 ms)."""
     from hpcrun.backends.base import Feature
-    from hpcrun.services.farm import FarmService
-    from hpcrun.services.render import RenderRuns
 
     target = resolve_cluster(cluster)
     if Feature.SLURM in target.backend.unsupported and Feature.SERVE not in (
         target.backend.unsupported
     ):
-        return service_of(FarmService, target, quiet)
+        from hpcrun.services.farm import FarmService
+
+        return _service(FarmService, target, quiet)
     require(target, Feature.SLURM, "hpcrun render")
-    return service_of(RenderRuns, target, quiet)
+    from hpcrun.services.render import RenderRuns
+
+    return _service(RenderRuns, target, quiet)
+
+
+class _Quiet:
+    """The progress of a `--json` render: nothing is drawn, so no terminal is set up (a
+    quiet `RichProgress` still built a rich Console: ~25 ms of imports)."""
+
+    def step(self, message: str) -> None:
+        pass
+
+    def advance(self, done: int, total: int, message: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _service(
+    service: Callable[[StateStore, str, Backend, Progress], S], target: Target, quiet: bool
+) -> tuple[S, RichProgress | _Quiet]:
+    if not quiet:
+        return service_of(service, target, quiet)
+    progress = _Quiet()
+    return service(target.store, target.record.name, target.backend, progress), progress
 
 
 def _status(run_id: int | None, cancel: bool, cluster: str | None, json_out: bool) -> None:

@@ -15,9 +15,9 @@ from __future__ import annotations
 import fnmatch
 import json
 import posixpath
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hpcrun.backends.base import Backend, Progress
 from hpcrun.errors import HpcrunError, UsageError
@@ -25,7 +25,6 @@ from hpcrun.files import read_text_file
 from hpcrun.scheduler import JobRef
 from hpcrun.services.array import ArrayRuns
 from hpcrun.state import ArrayRunRecord, ArrayTaskRecord, RunState, StateStore
-from hpcrun.storage.s3 import S3Url, Uploader, is_s3_url, parse_s3_url
 from hpcrun.workloads.blender import (
     DEFAULT_CHUNK,
     FRAME_GLOB,
@@ -47,6 +46,9 @@ from hpcrun.workloads.blender import (
     plan_chunks,
     settings_differences,
 )
+
+if TYPE_CHECKING:
+    from hpcrun.storage.s3 import S3Url, Uploader
 
 # Printed by Blender for the probe: the scene's own frame range and frame rate.
 _PROBE = (
@@ -103,10 +105,25 @@ class RenderView:
             "uploaded": self.uploaded,
             "array_job_id": self.run.array_job_id,
             "encode_job_id": self.run.final_job_id,
-            "chunks": [asdict(c) for c in self.run.tasks],
+            "chunks": [_task_json(c) for c in self.run.tasks],
             "failed_chunks": self.failed,
             "dead_nodes": self.dead_nodes,
         }
+
+
+_TASK_FIELDS = tuple(f.name for f in fields(ArrayTaskRecord))
+
+
+def _task_json(task: ArrayTaskRecord) -> dict[str, Any]:
+    """`asdict(task)` for a record of plain fields, without asdict's deep copy of each
+    (a 1000-chunk `render --detach --json` spent ~20 ms in it)."""
+    return {name: getattr(task, name) for name in _TASK_FIELDS}
+
+
+def _is_s3(text: str) -> bool:
+    """`hpcrun.storage.s3.is_s3_url` without importing the S3 layer (its imports cost
+    every render ~5 ms; only a run with s3:// input or output needs it)."""
+    return text[:5].lower() == "s3://"
 
 
 def load_job_file(path: Path) -> tuple[str, str]:
@@ -168,22 +185,27 @@ class RenderRuns(ArrayRuns["RenderView"]):
     ) -> None:
         super().__init__(store, cluster, backend, progress)
         self._blend_stamp = ""  # path:size mtime of the .blend being submitted
+        self._blender_at = ""  # where the cluster found the Blender the plan names
         self._uploaders: dict[int, Uploader] = {}  # run id -> its S3 uploader
 
     # submit ------------------------------------------------------------------------------
 
     def submit(self, request: RenderRequest) -> ArrayRunRecord:
-        s3_output = (
-            parse_s3_url(request.output) if request.output and is_s3_url(request.output) else None
-        )
-        if (s3_output or is_s3_url(request.blend)) and not self.site.shares_local_files:
+        s3_output = None
+        if request.output and _is_s3(request.output):
+            from hpcrun.storage.s3 import parse_s3_url
+
+            s3_output = parse_s3_url(request.output)
+        if (s3_output or _is_s3(request.blend)) and not self.site.shares_local_files:
             raise UsageError(
                 "s3:// input and output need a cluster that sees this machine's files "
                 "(the local one): hpcrun moves the files from here",
                 "copy the .blend to the cluster and give --output a directory there",
             )
         blend = request.blend
-        if is_s3_url(blend):
+        if _is_s3(blend):
+            from hpcrun.storage.s3 import parse_s3_url
+
             blend = self._fetch_blend(parse_s3_url(blend))
         blend = self._check_blend(blend)
         name = posixpath.splitext(posixpath.basename(blend))[0]
@@ -336,17 +358,20 @@ class RenderRuns(ArrayRuns["RenderView"]):
 
     def _check_programs(self, plan: RenderPlan) -> None:
         wanted = [plan.blender] + ([plan.ffmpeg] if plan.encode == "mp4" else [])
-        absent = [p for p, where in self.workspace.which(wanted).items() if where is None]
+        found = self.workspace.which(wanted)
+        absent = [p for p, where in found.items() if where is None]
         if absent:
             raise HpcrunError(
                 f"{' and '.join(absent)} not found on the cluster's nodes",
                 "install it there: apt-get install -y blender ffmpeg (Debian/Ubuntu)",
             )
+        self._blender_at = found[plan.blender] or plan.blender
 
     def _probe(self, plan: RenderPlan) -> tuple[int, int, float]:
         """The scene's frame range and frame rate, from Blender itself (~1.5 s of start-up),
-        remembered per file size and mtime so a resubmission does not pay it again."""
-        key = f"blend-probe:{self.cluster}:{self._blend_stamp}"
+        remembered per file (path, size and mtime) and per Blender (where the cluster found
+        it) so a resubmission does not pay it again, and another Blender reads it afresh."""
+        key = f"blend-probe:{self.cluster}:{self._blender_at}:{self._blend_stamp}"
         cached = self.store.setting(key)
         if cached is not None:
             first, last, fps = cached.split()
@@ -454,6 +479,8 @@ class RenderRuns(ArrayRuns["RenderView"]):
         return how many of its files are there. Called on every refresh, so frames
         upload while the rest still render, and `render status` finishes a detached run's
         upload."""
+        from hpcrun.storage.s3 import Uploader
+
         plan = run.plan
         uploader = self._uploaders.get(run.id)
         if uploader is None:

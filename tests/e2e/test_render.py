@@ -492,3 +492,45 @@ def test_ctrl_c_while_following_leaves_the_run_going_and_a_cancel_ends_every_chu
     assert "chunks: 3 cancelled" in text and "pending" not in text, text
     jobs = local_cluster.client.jobs([going["array_job_id"]])
     assert jobs and all(j.state.is_terminal for j in jobs), jobs
+
+
+def test_the_scene_probe_is_remembered_per_file_and_per_blender(
+    local_cluster: Cluster, tmp_path: Path
+) -> None:
+    """Blender's probe of the scene (~1.5 s) runs once for a file: not again for the same
+    file, again once it changed, and again for another Blender. A stand-in Blender notes
+    each probe (and renders nothing: every run is cancelled at once)."""
+    probes = tmp_path / "probes"
+    blenders = []
+    for where in ("a", "b"):
+        program = tmp_path / where / "blender"
+        program.parent.mkdir()
+        program.write_text(
+            "#!/bin/sh\n"
+            f'case "$*" in *HPCRUN_SCENE*) echo "$0" >> {probes}; '
+            'echo "HPCRUN_SCENE 1 24 24.0";; esac\n'
+        )
+        program.chmod(0o755)
+        blenders.append(str(program))
+    scene = tmp_path / "scene.blend"
+    scene.write_bytes(b"BLENDER-v300" + bytes(64))
+    runs = iter(range(100))
+
+    def submit(blender: str) -> list[str]:
+        done = render(
+            local_cluster,
+            str(scene),
+            *("--frames", "1-2", "--encode", "none", "--retries", "0", "--detach", "--json"),
+            *("--output", str(tmp_path / f"out-{next(runs)}")),
+            env={"HPCRUN_BLENDER": blender},
+        )
+        render(local_cluster, "status", str(as_json(done)["run"]), "--cancel", "--json")
+        return probes.read_text().splitlines() if probes.exists() else []
+
+    assert submit(blenders[0]) == [blenders[0]]
+    assert submit(blenders[0]) == [blenders[0]]  # the same file: remembered
+    with scene.open("ab") as grown:
+        grown.write(b"\0")
+    assert submit(blenders[0]) == [blenders[0]] * 2  # the file changed: probed again
+    assert submit(blenders[1]) == [blenders[0]] * 2 + [blenders[1]]  # another Blender
+    assert submit(blenders[1]) == [blenders[0]] * 2 + [blenders[1]]

@@ -8,8 +8,11 @@ lazily: it costs about half a second, which only `config validate` pays.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import re
+import sys
+import types
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -160,20 +163,110 @@ class _OfflineEc2:
         return AWSClientError(name, f"{name}: the offline check makes no AWS call")  # type: ignore[no-any-return]
 
 
-@contextlib.contextmanager
-def _offline_ec2() -> Iterator[None]:
-    """`_OfflineEc2` as ParallelCluster's EC2 client for one schema load."""
-    from pcluster.aws.aws_api import AWSApi  # type: ignore[import-untyped]
+class _ImportedOnUse(types.ModuleType):
+    """Stands in for boto3 in the modules of ParallelCluster's schema, which only use it
+    at call time: the real boto3 is imported on the first attribute asked of this one,
+    which then answers from it every time (a test patching boto3 still reaches them).
+    During an offline schema load (`offline_region` set) it answers `session` itself
+    with `_RegionSession`, the one boto3 call a load makes."""
 
-    api = AWSApi.instance()
-    if api._ec2 is not None:  # a real client exists already: leave it be
-        yield
-        return
-    api._ec2 = _OfflineEc2()
+    offline_region: str | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "session" and self.offline_region is not None:
+            return types.SimpleNamespace(Session=lambda: _RegionSession(self.offline_region))
+        if sys.modules.get(self.__name__) is self:
+            # Asked while ParallelCluster's modules are still being imported: give way
+            # to the real module for good (importing it would find this one again).
+            del sys.modules[self.__name__]
+        return getattr(importlib.import_module(self.__name__), name)
+
+
+class _RegionSession:
+    """`boto3.session.Session()` as a schema load uses it: ParallelCluster's `get_region`
+    reads its `region_name`, which boto3 takes from AWS_DEFAULT_REGION, set to the file's
+    region for the load, before any config file. A real session cost the load botocore's
+    session and client modules; nothing else of it is used offline."""
+
+    def __init__(self, region: str | None) -> None:
+        self.region_name = region
+
+
+class _BotocoreConfig:
+    """`botocore.config.Config` as ParallelCluster's AWS client module holds it: it only
+    calls it to make a client, and the call makes a real one."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        from botocore.config import Config  # type: ignore[import-untyped]
+
+        return Config(*args, **kwargs)
+
+
+@contextlib.contextmanager
+def _boto3_on_use() -> Iterator[None]:
+    """Import ParallelCluster's schema without boto3 and botocore's client machinery
+    (unless they are imported already).
+
+    `pcluster.schemas.cluster_schema` imports its AWS clients, whose modules `import
+    boto3` (with it s3transfer and botocore's session and client) and `from
+    botocore.config import Config` (with it urllib3 and http.client, through
+    botocore.compat and botocore.endpoint): together ~0.15 s of every `config validate`,
+    a quarter of it, for what they use only when they talk to AWS, which the offline
+    check never does. While the schema is imported, `boto3` is an `_ImportedOnUse` and
+    `botocore.config` holds a `_BotocoreConfig`; what imports them then keeps those."""
+    stand_ins: dict[str, types.ModuleType] = {}
+    if "boto3" not in sys.modules:
+        stand_ins["boto3"] = _ImportedOnUse("boto3")
+    if "botocore.config" not in sys.modules:
+        config = types.ModuleType("botocore.config")
+        config.Config = _BotocoreConfig  # type: ignore[attr-defined]
+        stand_ins["botocore.config"] = config
+    sys.modules.update(stand_ins)
     try:
         yield
     finally:
-        api._ec2 = None
+        for name, stand_in in stand_ins.items():
+            if sys.modules.get(name) is stand_in:
+                del sys.modules[name]
+
+
+def _cluster_schema() -> Any:
+    with _boto3_on_use():
+        from pcluster.schemas.cluster_schema import ClusterSchema  # type: ignore[import-untyped]
+    return ClusterSchema
+
+
+@contextlib.contextmanager
+def _offline(region: str) -> Iterator[None]:
+    """For one schema load: `_OfflineEc2` as ParallelCluster's EC2 client, and the boto3
+    stand-in (when ParallelCluster holds one) answering the region without a session."""
+    from pcluster.aws import common  # type: ignore[import-untyped]
+    from pcluster.aws.aws_api import AWSApi  # type: ignore[import-untyped]
+
+    boto3 = getattr(common, "boto3", None)
+    stand_in = boto3 if isinstance(boto3, _ImportedOnUse) else None
+    api = AWSApi.instance()
+    own_ec2 = api._ec2 is None  # a real client exists already: leave it be
+    if own_ec2:
+        api._ec2 = _OfflineEc2()
+    if stand_in is not None:
+        stand_in.offline_region = region
+    try:
+        yield
+    finally:
+        if stand_in is not None:
+            stand_in.offline_region = None
+        if own_ec2:
+            api._ec2 = None
+
+
+def _load_rendered(text: str) -> Any:
+    """The v3 YAML hpcrun rendered, as the mapping the schema loads: with libyaml's safe
+    loader where PyYAML has it (the same values as `yaml.safe_load`, ~3 ms sooner); the
+    user's own file is always read by the pure-Python loader, whose errors hpcrun shows."""
+    import yaml
+
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
 def pcluster_schema_problems(
@@ -185,18 +278,16 @@ def pcluster_schema_problems(
     queues: bool = False,
 ) -> list[Problem]:
     """Load rendered v3 YAML with ParallelCluster's ClusterSchema, offline and in-process."""
-    import yaml
-
     os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
     previous = os.environ.get("AWS_DEFAULT_REGION")
     os.environ["AWS_DEFAULT_REGION"] = region
     try:
         from marshmallow import ValidationError as SchemaError
-        from pcluster.schemas.cluster_schema import ClusterSchema  # type: ignore[import-untyped]
 
+        schema = _cluster_schema()
         try:
-            with _offline_ec2():
-                ClusterSchema(cluster_name=cluster_name).load(yaml.safe_load(rendered_v3))
+            with _offline(region):
+                schema(cluster_name=cluster_name).load(_load_rendered(rendered_v3))
         except SchemaError as exc:
             problems = []
             for path, message in _flatten(exc.messages):
