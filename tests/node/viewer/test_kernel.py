@@ -12,9 +12,12 @@ from hpcrun.node.viewer.bricks import Brick
 from hpcrun.node.viewer.camera import Camera, View
 from hpcrun.node.viewer.colormaps import lut
 from hpcrun.node.viewer.kernel import (
+    FIX,
     TERMINATE_ALPHA,
     BrickRenderer,
     Partial,
+    _cell_distance,
+    _exit_k,
     step_lut,
     warm,
 )
@@ -218,3 +221,62 @@ def test_empty_space_skipping_changes_nothing(cell: int, monkeypatch: pytest.Mon
     assert np.array_equal(full_image(renderer.render(view, table), view), skipped)
     assert np.array_equal(full_image(renderer.render(view.with_(mode="mip"), table), view),
                           skipped_mip)
+
+
+def test_cell_distance_is_the_chebyshev_distance_to_the_nearest_full_cell() -> None:
+    rng = np.random.default_rng(2)
+    for shape, full in (((5, 7, 6), 0.05), ((9, 4, 11), 0.01), ((3, 3, 3), 0.0)):
+        empty = (rng.random(shape) >= full).astype(np.uint8)
+        empty[tuple(rng.integers(0, n) for n in shape)] = 0  # at least one full cell
+        got = _cell_distance(empty).reshape(shape)
+        cells = np.argwhere(empty == 0)
+        for index in np.ndindex(*shape):
+            want = int(np.abs(cells - np.array(index)).max(axis=1).min())
+            assert got[index] == want, (shape, index)
+    assert _cell_distance(np.ones((2, 3, 4), np.uint8)).min() == 255  # nothing to find
+
+
+def test_exit_k_is_the_first_sample_leaving_the_empty_cube() -> None:
+    rng = np.random.default_rng(4)
+    cell, cells = 8, 12
+    for _ in range(2000):
+        dp = int(rng.integers(-(1 << (FIX + 1)), 1 << (FIX + 1)))
+        c = int(rng.integers(0, cells))
+        dist = int(rng.integers(1, 5))
+        k = int(rng.integers(0, 50))
+        # Sample k lies in cell c (as the renderer calls it).
+        at = int(rng.integers(c * cell << FIX, (c + 1) * cell << FIX))
+        p0 = at - k * dp
+        got = _exit_k(p0, dp, 1.0 / dp if dp else 0.0, c, dist, cells, cell, k)
+        low, high = (c - dist + 1) * cell, (c + dist) * cell  # voxel indices of the cube
+        want = None
+        for kk in range(k + 1, k + 4000):
+            voxel = (p0 + kk * dp) >> FIX
+            if (voxel < low and c - dist + 1 > 0) or (voxel >= high and c + dist < cells):
+                want = kk
+                break
+        assert got == want if want is not None else got > k + 4000, (p0, dp, c, dist, k)
+
+
+def test_voxels_only_empty_cells_read_are_never_read() -> None:
+    """Skipping really skips: voxels that only empty cells' samples interpolate from are
+    poisoned after the cell ranges were taken; the image does not change."""
+    volume = shell_volume(40, seed=6)
+    view = View(Camera.default_for((40, 40, 40)).orbit(30.0, 20.0), 48, 48, "fire")
+    table = lut("fire")
+    renderer = BrickRenderer(volume, whole(volume), (0, 255))
+    before = full_image(renderer.render(view, table), view)
+    empty = renderer._empty_cells(step_lut(table, 1.0))
+    assert empty.mean() > 0.2
+    # Padded voxel p is read by samples of cells p // cell and (p - 1) // cell.
+    cell = renderer.cell
+    p = np.arange(renderer.data.shape[0])
+    near = [np.unique(np.clip([i // cell, max(i - 1, 0) // cell], 0, empty.shape[0] - 1))
+            for i in p]
+    poisoned = 0
+    for z, y, x in np.ndindex(*renderer.data.shape):
+        if all(empty[cz, cy, cx] for cz in near[z] for cy in near[y] for cx in near[x]):
+            renderer.data[z, y, x] = 255
+            poisoned += 1
+    assert poisoned > 1000
+    assert np.array_equal(full_image(renderer.render(view, table), view), before)
