@@ -54,7 +54,7 @@ from hpcrun.slurm.index import SlurmIndexDriver
 from hpcrun.slurm.scheduler import SlurmScheduler
 from hpcrun.state import ClusterRecord, ClusterState, StateStore
 from hpcrun.transport import LocalRunner
-from hpcrun.transport.workspace import RunnerWorkspace
+from hpcrun.transport.workspace import LocalWorkspace
 
 if TYPE_CHECKING:
     from hpcrun.backends.dcv import DcvDesktop
@@ -126,7 +126,7 @@ class LocalBackend:
         }
 
     def workspace(self) -> Workspace:
-        return RunnerWorkspace(self._runner(), str(self.paths.root))
+        return LocalWorkspace(self._runner(), str(self.paths.root))
 
     def index_driver(self) -> IndexDriver:
         runner = self._runner()

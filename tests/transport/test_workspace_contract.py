@@ -1,6 +1,6 @@
 """One contract for the `Workspace`: what services ask of the cluster's storage behaves the
-same over LocalRunner and over SSHRunner (a real sshd on loopback), with paths that
-would break a shell snippet that quoted them badly."""
+same over LocalRunner, in-process (`LocalWorkspace`) and over SSHRunner (a real sshd on
+loopback), with paths that would break a shell snippet that quoted them badly."""
 
 from __future__ import annotations
 
@@ -13,19 +13,22 @@ import pytest
 
 from hpcrun.errors import CommandError, SlurmCommandError, UsageError
 from hpcrun.transport import LocalRunner
-from hpcrun.transport.workspace import RunnerWorkspace
+from hpcrun.transport.workspace import LocalWorkspace, RunnerWorkspace
 from tests.sshd import SshServer, runner_for, sshd_server  # noqa: F401
 
 PNG_END = b"IEND\xaeB`\x82"
 HOSTILE = "it's a $(dir) `x` ; *"
 
 
-@pytest.fixture(params=["local", pytest.param("ssh", marks=pytest.mark.ssh)])
+@pytest.fixture(params=["local", "in-process", pytest.param("ssh", marks=pytest.mark.ssh)])
 def workspace(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunnerWorkspace]:
     root = tmp_path / HOSTILE
     root.mkdir()
     if request.param == "local":
         yield RunnerWorkspace(LocalRunner(), str(root))
+        return
+    if request.param == "in-process":  # the local cluster's: system calls, not `sh`
+        yield LocalWorkspace(LocalRunner(), str(root))
         return
     server: SshServer = request.getfixturevalue("sshd_server")
     runner = runner_for(server)
@@ -83,6 +86,15 @@ def test_tails_of_matching_files(workspace: RunnerWorkspace) -> None:
         "frame_0003.png": b"",
     }
     assert workspace.tails(f"{workspace.root}/none", "*.png", 8) == {}
+    # As the shell globs: no dot files for `*`, no directories, several patterns.
+    workspace.put(f"{frames}/.partial.png", b"x")
+    workspace.make_dirs(f"{frames}/dir.png")
+    assert set(workspace.tails(frames, "*.png", 1)) == {
+        "frame_0001.png", "frame_0002.png", "frame_0003.png"
+    }
+    assert set(workspace.tails(frames, "*.txt frame_0001.png", 1)) == {
+        "notes.txt", "frame_0001.png"
+    }
 
 
 def test_copy_and_private_files(workspace: RunnerWorkspace) -> None:
