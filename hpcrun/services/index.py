@@ -390,7 +390,9 @@ class IndexSessions(ClusterService):
         the cluster's workspace, which every node sees), basic auth from a password
         file the viewer can read (a 0600 copy in the session directory when the cluster
         does not see this machine's files), and where its page listens: on the local
-        cluster every node is this host, so without --auth it listens on 127.0.0.1 only."""
+        cluster every node is this host, so without --auth it listens on 127.0.0.1 only,
+        and its agents, which share this host's cores with the viewer, let the viewer
+        start first (--one-machine)."""
         from hpcrun.scenes.catalog import scene_data_root
 
         scene_data = (
@@ -415,6 +417,8 @@ class IndexSessions(ClusterService):
             options += ("--insecure-public",)
         elif not auth and self.site.shares_local_files:
             options += ("--listen", "127.0.0.1")
+        if self.site.shares_local_files:
+            options += ("--one-machine",)
         return options
 
     def _wait_ready(self, job_id: str, log: str, timeout_s: float) -> tuple[str, int]:

@@ -8,6 +8,15 @@ back). It is deliberately a plain blocking loop: rendering is CPU-bound numba co
 uses every core it is given, and there is nothing else to do meanwhile. It exits when the
 viewer says bye or goes away (connection closed, or TCP keepalive gives up on a vanished
 node), and on SIGTERM (scancel, or `scontrol update NumNodes=` shrinking the job).
+
+numba and the kernels (most of an agent's start-up) load in a background thread
+(`jit.KernelLoader`) while the agent finds its viewer and joins it: the viewer counts the
+agent and hands it bricks at once, and its first frame waits for the kernels (that first
+frame has the long first-frame timeout for this). An agent that shares its cores with a
+viewer still starting (rank 0's own agent; with --one-machine, every agent) starts
+loading only once that viewer is up: the viewer's readiness line is what the user waits
+for, and before it there is nothing to render. Elsewhere the kernels load while the
+viewer starts.
 """
 
 from __future__ import annotations
@@ -21,50 +30,77 @@ import socket
 import time
 from collections import deque
 from collections.abc import Callable
-from types import FrameType
-from typing import Any
-
-import numpy as np
-import numpy.typing as npt
+from types import FrameType, ModuleType
+from typing import TYPE_CHECKING, Any
 
 from hpcrun.errors import HpcrunError
 from hpcrun.node.viewer import protocol, rendezvous
-from hpcrun.node.viewer.bricks import Brick
-from hpcrun.node.viewer.camera import View
-from hpcrun.node.viewer.kernel import BrickRenderer
+from hpcrun.node.viewer.jit import KernelLoader
 from hpcrun.node.viewer.options import LaunchOptions, TaskIdentity
-from hpcrun.node.viewer.partial import Partial
+
+if TYPE_CHECKING:  # numpy and the kernels load in the background (see the docstring)
+    import numpy.typing as npt
+
+    from hpcrun.node.viewer.kernel import BrickRenderer
+    from hpcrun.node.viewer.partial import Partial
 
 log = logging.getLogger("hpcrun.node.viewer.agent")
 
 
-def cap_threads(cpus: int) -> int:
-    """Render with the node's CPUs as Slurm grants them (SLURM_CPUS_ON_NODE), never more
-    than the machine has: oversubscribed numba threads only fight each other."""
+def planned_threads(cpus: int, env: dict[str, str] | os._Environ[str] | None = None) -> int:
+    """The render threads this agent will use, known before numba loads: the node's CPUs
+    as Slurm grants them (SLURM_CPUS_ON_NODE), never more than the machine (or this
+    process's CPU affinity) has, nor more than $NUMBA_NUM_THREADS allows, as numba does:
+    oversubscribed numba threads only fight each other."""
+    env = os.environ if env is None else env
+    most = os.cpu_count() or 1
+    if hasattr(os, "sched_getaffinity"):
+        most = min(most, len(os.sched_getaffinity(0)) or most)
+    with contextlib.suppress(ValueError):
+        if int(env.get("NUMBA_NUM_THREADS", "0")) > 0:
+            most = min(most, int(env["NUMBA_NUM_THREADS"]))
+    return max(1, min(cpus, most))
+
+
+def cap_threads(threads: int) -> int:
+    """Have numba render with at most `threads` threads (in the calling thread, the one
+    that renders: numba's setting is per thread); the number it will use."""
     import numba
 
     most = int(numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]
-    threads = max(1, min(cpus, os.cpu_count() or 1, most))
+    threads = max(1, min(threads, most))
     numba.set_num_threads(threads)
     return threads
 
 
 class BrickWorker:
-    """The bricks this agent owns, ready to render (data copied out of the memmap once)."""
+    """The bricks this agent owns, ready to render (data copied out of the memmap once).
 
-    def __init__(self) -> None:
+    The kernels come from `loader` (a background load started by `run_agent`), or are
+    loaded on first use without one."""
+
+    def __init__(self, loader: KernelLoader | None = None) -> None:
         self._source: tuple[str, str, tuple[float, float]] | None = None
         self._volume: npt.NDArray[Any] | None = None
         self.renderers: dict[int, BrickRenderer] = {}
         self.threads: int | None = None  # set by run_agent: the most this agent may use
+        self._loader = loader
+        self._kernel_module: ModuleType | None = None
+
+    def kernels(self) -> ModuleType:
+        """The kernel module, waiting for the background load the first time; numba's
+        thread count is then set here, in the thread that renders."""
+        if self._kernel_module is None:
+            loader = self._loader or KernelLoader()
+            module = loader.get()
+            if self.threads is not None:
+                self.threads = cap_threads(self.threads)
+            log.info("render kernels loaded in %.2f s", loader.seconds or 0.0)
+            self._kernel_module = module
+        return self._kernel_module
 
     def assign(self, message: protocol.Assign) -> None:
         from hpcrun.scenes import load_scene, load_volume
-
-        if message.threads is not None and self.threads is not None:
-            import numba
-
-            numba.set_num_threads(max(1, min(message.threads, self.threads)))
 
         source = (message.scene, message.volume, message.value_range)
         if source != self._source or self._volume is None:
@@ -76,6 +112,13 @@ class BrickWorker:
             log.info("opened %s (volume %s, %s) in %.2f s", message.scene, message.volume,
                      "x".join(str(n) for n in reversed(self._volume.shape)),
                      time.perf_counter() - started)
+        kernel = self.kernels()
+        if message.threads is not None and self.threads is not None:
+            import numba
+
+            numba.set_num_threads(max(1, min(message.threads, self.threads)))
+        from hpcrun.node.viewer.bricks import Brick
+
         wanted = {spec.id: spec for spec in message.bricks}
         for brick_id in list(self.renderers):
             spec = wanted.get(brick_id)
@@ -87,8 +130,8 @@ class BrickWorker:
         for brick_id, spec in wanted.items():
             if brick_id not in self.renderers:
                 brick = Brick(spec.id, spec.lo, spec.hi)
-                self.renderers[brick_id] = BrickRenderer(self._volume, brick,
-                                                         message.value_range)
+                self.renderers[brick_id] = kernel.BrickRenderer(self._volume, brick,
+                                                                message.value_range)
                 added += 1
         log.debug("assigned %d bricks (%d new, loaded in %.3f s)", len(self.renderers), added,
                   time.perf_counter() - started)
@@ -97,6 +140,10 @@ class BrickWorker:
                superseded: Callable[[], bool] = lambda: False) -> list[Partial] | None:
         """The partials of the request's bricks; None when `superseded` (asked between
         bricks) says a newer request is waiting, which makes this one pointless."""
+        import numpy as np
+
+        from hpcrun.node.viewer.camera import View
+
         view = View.from_json(request.view)
         lut = np.frombuffer(request.lut, dtype=np.float32).reshape(-1, 4)
         ids = sorted(self.renderers) if request.bricks is None else request.bricks
@@ -173,9 +220,14 @@ def run_agent(options: LaunchOptions, identity: TaskIdentity) -> int:
     directory = rendezvous.rendezvous_dir(options.rendezvous)
     timeout_s = float(os.environ.get("NVINDEX_OPEN_RENDEZVOUS_TIMEOUT",
                                      rendezvous.DEFAULT_WAIT_S))
+    loader = KernelLoader()
+    shares_cores = options.internal_agent or options.one_machine
+    if not shares_cores or rendezvous.read(directory, job_id) is not None:
+        loader.start()  # else once the viewer is up (see the module docstring)
+    threads = planned_threads(identity.cpus)
     try:
-        threads = cap_threads(identity.cpus)
         info, sock = rendezvous.connect(directory, job_id, timeout_s)
+        loader.start()
     except Terminated:
         log.info("exiting: terminated (SIGTERM) before joining a viewer")
         return 0
@@ -185,7 +237,7 @@ def run_agent(options: LaunchOptions, identity: TaskIdentity) -> int:
         protocol.send_message(sock, hello.to_header())
         log.info("joined the viewer of job %s at %s:%d (%d threads)", job_id, info.host,
                  info.agent_port, threads)
-        worker = BrickWorker()
+        worker = BrickWorker(loader)
         worker.threads = threads
         reason = serve(sock, worker)
     except protocol.ConnectionClosed:

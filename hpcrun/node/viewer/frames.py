@@ -631,8 +631,9 @@ class Viewer:
                  render_ms: float, agents: int, nodes: int) -> Frame:
         """Composite and encode (in a worker thread: numpy and Pillow release the GIL)."""
         started = time.perf_counter()
-        from hpcrun.node.viewer.compositor import composite  # numba: loaded off the way to ready
+        from hpcrun.node.viewer import jit  # numba: loaded off the way to ready, lean
 
+        composite = jit.load("hpcrun.node.viewer.compositor").composite
         rgb = composite(job.received.values(), self.bricks, job.view, job.lut,
                         BACKGROUND, tint)
         composed = time.perf_counter()

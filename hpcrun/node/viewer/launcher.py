@@ -39,6 +39,7 @@ usage: hpcrun-nvindex-slurm [-v] [-a<jobid>] [VIEWER_SCRIPT] [--add FILE.prj]...
                             [-dice::KEY VALUE]... [--port N] [--auth USER:PASSWORD_FILE]
                             [--listen ADDRESS] [--insecure-public]
                             [--rendezvous DIR] [--scene-data DIR] [--bricks N]
+                            [--one-machine]
 
 Open renderer with the command line of NVIDIA's nvindex-slurm; run one task per node
 under srun. Rank 0 serves the viewer on http://<node>:PORT/ (default 8080; on 127.0.0.1
@@ -65,6 +66,9 @@ the other ranks render. With -a<jobid> every task joins the viewer of that job.
                         read (default $HPCRUN_SCENE_DATA, else $HPCRUN_HOME/scenes);
                         must be storage every node sees
   --bricks N            bricks to cut the volume into (default: 32, fewer for small volumes)
+  --one-machine         every node of the job is this one machine (hpcrun's local
+                        cluster): render agents load their kernels once the viewer is
+                        up, so the viewer gets the shared cores first
 """
 
 
@@ -113,6 +117,7 @@ def parse_args(argv: Sequence[str]) -> LaunchOptions:
     rendezvous: str | None = None
     scene_data: str | None = None
     bricks: int | None = None
+    one_machine = False
     internal = False
     show_help = False
     args = list(argv)
@@ -156,6 +161,8 @@ def parse_args(argv: Sequence[str]) -> LaunchOptions:
         elif arg == "--bricks" or arg.startswith("--bricks="):
             value, i = _take_value(args, i, "--bricks")
             bricks = _int_in(value, "--bricks", 1, 4096)
+        elif arg == "--one-machine":
+            one_machine, i = True, i + 1
         elif arg == INTERNAL_AGENT_FLAG:
             internal, i = True, i + 1
         elif arg.startswith(OPTION_PREFIXES):
@@ -190,6 +197,7 @@ def parse_args(argv: Sequence[str]) -> LaunchOptions:
         rendezvous=rendezvous,
         scene_data=scene_data,
         bricks=bricks,
+        one_machine=one_machine,
         internal_agent=internal,
         help=show_help,
     )

@@ -41,6 +41,7 @@ class LaunchOptions:
     rendezvous: str | None = None
     scene_data: str | None = None
     bricks: int | None = None
+    one_machine: bool = False  # every node of the job is this machine: see `agent`
     internal_agent: bool = False
     help: bool = False
 

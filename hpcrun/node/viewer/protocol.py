@@ -28,13 +28,15 @@ agent, whose only other job is CPU-bound rendering), so both sets of helpers liv
 
 from __future__ import annotations
 
-import asyncio
 import json
 import socket
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the agent, which never uses asyncio, need not import it (~0.05 s)
+    import asyncio
 
 PROTOCOL_VERSION = 2
 """2: views carry an opacity ramp, and newer render requests supersede older ones."""
@@ -95,6 +97,8 @@ def _check_length(length: int) -> None:
 
 async def read_message(reader: asyncio.StreamReader) -> Message:
     """Read one message; `ConnectionClosed` when the stream ends, even mid-message."""
+    import asyncio
+
     try:
         (length,) = _LENGTH.unpack(await reader.readexactly(_LENGTH.size))
         _check_length(length)

@@ -37,6 +37,7 @@ from hpcrun.errors import HpcrunError
 from hpcrun.node.viewer import bricks as brick_grid
 from hpcrun.node.viewer import colormaps, pod, protocol, rendezvous
 from hpcrun.node.viewer.frames import Frame, LoadedScene, Viewer, encode_image
+from hpcrun.node.viewer.jit import KernelLoader
 from hpcrun.node.viewer.options import (
     INTERNAL_AGENT_FLAG,
     LaunchOptions,
@@ -446,18 +447,10 @@ def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
 
 
-def _warm_compositor() -> None:
-    """Import the compositor (numba, ~0.26 s) in a thread once the viewer is ready, so
+def _warm_compositor() -> KernelLoader:
+    """Load the compositor (numba, lean: `jit`) in a thread once the viewer is ready, so
     neither the readiness line nor, usually, the first frame waits for it."""
-    import importlib
-    import threading
-
-    threading.Thread(
-        target=importlib.import_module,
-        args=("hpcrun.node.viewer.compositor",),
-        name="warm-compositor",
-        daemon=True,
-    ).start()
+    return KernelLoader("hpcrun.node.viewer.compositor").start()
 
 
 def run_viewer(options: LaunchOptions, identity: TaskIdentity) -> int:
