@@ -104,9 +104,6 @@ exit $$rc
 endef
 
 bench: setup ## every benchmark in benchmarks/, each prints its ratio last
-	@# Byte-compiled as an installed package is: a shell with PYTHONDONTWRITEBYTECODE set
-	@# would otherwise compile every edited module afresh in each timed process.
-	@$(VENV)/bin/python -m compileall -q hpcrun
 	@for b in benchmarks/[a-z]*.py; do echo "== $$b"; PATH=$$PATH:/usr/sbin $(VENV)/bin/python $$b || exit 1; done
 
 cluster-up: setup

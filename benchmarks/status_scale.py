@@ -22,6 +22,7 @@ from pathlib import Path
 
 from _common import (
     Goal,
+    Timing,
     bench_cluster,
     hpcrun_exe,
     interleaved,
@@ -70,6 +71,16 @@ def count_slurm_calls(
         return calls, programs - 1  # the first execve is hpcrun itself
 
 
+def cpu_time(argv: list[str], env: dict[str, str], cwd: str | None = None) -> float:
+    """CPU seconds (user + system, with the Slurm commands it ran) of one run of `argv`:
+    unlike its wall time, barely moved by what else the 2 cores are running."""
+    proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    _, _, usage = os.wait4(proc.pid, 0)
+    proc.returncode = 0  # reaped by wait4
+    return usage.ru_utime + usage.ru_stime
+
+
 def main() -> None:
     args = parse_args(__doc__.splitlines()[0])
     repeats = args.repeats or 5
@@ -100,6 +111,8 @@ def main() -> None:
 
             client = cluster.client()
             in_process = measure(client.jobs, repeats, warmup=1)
+            cpu = Timing(tuple(cpu_time([hpcrun, "jobs", "--json"], cluster.env)
+                               for _ in range(repeats)))
 
             if strace is not None:
                 calls, programs = count_slurm_calls(strace, [hpcrun, "jobs", "--json"], cluster.env)
@@ -125,6 +138,7 @@ def main() -> None:
             "hpcrun jobs --json": hpcrun_t,
             "squeue -h -r -t all -o FMT": squeue_t,
             "SlurmClient.jobs() in-process": in_process,
+            "hpcrun jobs --json CPU (user+sys, with squeue)": cpu,
             "entries in hpcrun JSON": f"{len(listed)} ({tasks_in_array} of array {array_id})",
             "lines from squeue -r": str(squeue_lines),
             "Slurm calls by hpcrun jobs": calls_text,

@@ -396,6 +396,8 @@ class StateStore:
         self._db.close()
 
     def _migrate(self) -> None:
+        if self._db.execute("PRAGMA user_version").fetchone()[0] >= len(_MIGRATIONS):
+            return  # up to date: one query, not one per migration
         for number, script in enumerate(_MIGRATIONS, start=1):
             if self._db.execute("PRAGMA user_version").fetchone()[0] >= number:
                 continue

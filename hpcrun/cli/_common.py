@@ -58,12 +58,16 @@ def print_json(data: Any) -> None:
     record per line: json's C encoder runs only without `indent`, and its Python encoder
     took ~0.3 s to indent the 10 000 tasks of `hpcrun jobs --json`."""
     if isinstance(data, list):
-        text = (
-            "[\n" + ",\n".join(f"  {json.dumps(item)}" for item in data) + "\n]" if data else "[]"
-        )
+        print_json_lines([json.dumps(item) for item in data])
     else:
-        text = json.dumps(data, indent=2, sort_keys=False)
-    sys.stdout.write(text + "\n")
+        sys.stdout.write(json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def print_json_lines(records: list[str]) -> None:
+    """`print_json` of a list whose records are already JSON text, one per line (what
+    `hpcrun jobs --json` writes by hand, `hpcrun.slurm.parse.jobs_json_lines`)."""
+    text = "[\n  " + ",\n  ".join(records) + "\n]\n" if records else "[]\n"
+    sys.stdout.write(text)
 
 
 def open_store() -> StateStore:

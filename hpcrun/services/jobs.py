@@ -12,7 +12,6 @@ the cluster's `SlurmClient` rather than to the neutral scheduler.
 from __future__ import annotations
 
 import dataclasses
-import getpass
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -22,7 +21,6 @@ from hpcrun.errors import CommandError, HpcrunError, UnknownJob, UsageError
 from hpcrun.services.base import ClusterService
 from hpcrun.slurm import Job, JobSpec, SlurmClient
 from hpcrun.slurm.client import SbatchRefused
-from hpcrun.slurm.output import resolve_output_path
 from hpcrun.state import JobRecord
 
 _JOB_ID_RE = re.compile(r"\d+(_\d+)?")
@@ -110,6 +108,15 @@ class JobsService(ClusterService):
                 )
         return self.slurm.jobs(list(job_ids) if job_ids else None)
 
+    def jobs_json_lines(self, job_ids: Sequence[str] | None = None) -> list[str]:
+        """`jobs(job_ids)` as `--json` prints each job (`jobs_json_lines`); the whole queue
+        goes from squeue's text to JSON with no `Job` in between."""
+        if job_ids:
+            from hpcrun.slurm.parse import jobs_json_lines
+
+            return jobs_json_lines(self.jobs(job_ids))
+        return self.slurm.queue_json_lines()
+
     def ended(self, job_id: str) -> bool:
         """Whether Slurm knows `job_id` and every one of its tasks has ended; raises
         `JobNeverStarts` for a job Slurm will never start, so `logs --follow` stops too."""
@@ -170,6 +177,11 @@ class JobsService(ClusterService):
                 info = {}
             patterns = [p for p in {info.get("StdOut", ""), info.get("StdErr", "")} if p]
             workdir, name = info.get("WorkDir", os.getcwd()), info.get("JobName", "")
+        # Imported here: `submit` and `jobs` (start-up benchmarks) need neither.
+        import getpass
+
+        from hpcrun.slurm.output import resolve_output_path
+
         raw = next((j.raw_id for j in known if j.job_id == job_id), base)
         return [
             resolve_output_path(

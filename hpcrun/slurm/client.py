@@ -17,6 +17,7 @@ from hpcrun.errors import ControllerDown, HpcrunError, SlurmCommandError, UsageE
 from hpcrun.slurm.parse import (
     SACCT_FIELDS,
     SINFO_FORMAT,
+    SQUEUE_EXIT_FIELDS,
     SQUEUE_FORMAT,
     Job,
     JobState,
@@ -27,9 +28,10 @@ from hpcrun.slurm.parse import (
     parse_scontrol_records,
     parse_sinfo,
     parse_squeue,
+    parse_squeue_exit,
     reason_code,
+    squeue_json_lines,
 )
-from hpcrun.slurm.refusals import explain_sbatch
 from hpcrun.slurm.spec import JobSpec
 from hpcrun.transport.runner import Completed, Runner
 
@@ -96,6 +98,8 @@ class SlurmClient:
         """Submit a batch job (script on stdin, nothing written to disk); return its id."""
         done = self.runner.run(["sbatch", "--parsable"], input=spec.to_sbatch_script())
         if not done.ok:
+            from hpcrun.slurm.refusals import explain_sbatch
+
             explained = explain_sbatch(done.stderr, spec)
             if explained is not None:
                 raise SbatchRefused(*explained)
@@ -146,19 +150,7 @@ class SlurmClient:
         """Jobs and array tasks Slurm knows: all of them, or those named (an array id names
         all of its tasks). Recently ended jobs are included; older ones come from sacct."""
         wanted = list(ids or [])
-        argv = ["squeue", "-h", "-r", "-t", "all", "-o", SQUEUE_FORMAT]
-        if wanted:
-            argv += ["-j", ",".join(wanted)]
-        done = self.runner.run(argv)
-        if done.ok:
-            found = parse_squeue(done.stdout)
-        elif _CONTROLLER_DOWN_RE.search(done.stderr):
-            raise ControllerDown(done.argv, done.returncode, done.stderr)
-        elif "Invalid job id" in done.stderr:
-            found = []  # every id has left the controller; accounting may still know them
-        else:
-            _ok(done)
-            found = []
+        found = parse_squeue(self._squeue(wanted))
         if not wanted:
             return found
         missing = [i for i in wanted if not _covers(found, i)]
@@ -166,6 +158,47 @@ class SlurmClient:
         # that says so is a stale record of a job a restarted controller lost.
         ended = [j for j in self.accounting(missing) if j.state.is_terminal] if missing else []
         return found + ended
+
+    def queue_json_lines(self) -> list[str]:
+        """`jobs()` as `hpcrun jobs --json` prints each (`jobs_json_lines`), parsed
+        straight to JSON text: the whole queue, 10 000 tasks and more, one squeue call."""
+        return squeue_json_lines(self._squeue([]))
+
+    def _squeue(self, wanted: Sequence[str]) -> str:
+        """squeue's lines of the jobs `wanted` (all when empty), in SQUEUE_FORMAT."""
+        argv = ["squeue", "-h", "-r", "-t", "all", "-o", SQUEUE_FORMAT]
+        if wanted:
+            argv += ["-j", ",".join(wanted)]
+        done = self.runner.run(argv)
+        if done.ok:
+            return done.stdout
+        if _CONTROLLER_DOWN_RE.search(done.stderr):
+            raise ControllerDown(done.argv, done.returncode, done.stderr)
+        if "Invalid job id" in done.stderr:
+            return ""  # every id has left the controller; accounting may still know them
+        _ok(done)
+        return ""
+
+    def _jobs_ending(self, job_id: str) -> list[Job] | None:
+        """`jobs([job_id])` with the exit code of each task that has ended, in one squeue
+        call (`SQUEUE_EXIT_FIELDS`) where the controller still lists the job; None where
+        squeue cannot report exit codes (a Slurm without -O's `exit_code`: it says so on
+        stderr and prints the other fields)."""
+        done = self.runner.run(
+            ["squeue", "-h", "-r", "-t", "all", "-j", job_id, "-O", SQUEUE_EXIT_FIELDS]
+        )
+        if "Invalid job format" in done.stderr:
+            return None
+        if done.ok:
+            found = parse_squeue_exit(done.stdout)
+            if _covers(found, job_id):
+                return found
+        elif _CONTROLLER_DOWN_RE.search(done.stderr):
+            raise ControllerDown(done.argv, done.returncode, done.stderr)
+        elif "Invalid job id" not in done.stderr:
+            return None  # `jobs()` words the failure
+        # Gone from the controller: accounting may know it (what `jobs()` does then).
+        return [j for j in self.accounting([job_id]) if j.state.is_terminal]
 
     def accounting(self, ids: Sequence[str]) -> list[Job]:
         """Ended jobs from sacct; empty where the cluster keeps no accounting."""
@@ -271,7 +304,8 @@ class SlurmClient:
         A task Slurm will never start (`check_can_start`) ends the wait with
         `JobNeverStarts` rather than blocking until someone cancels it.
 
-        One Slurm call per poll, every `poll_s` while the job is young (its first
+        One Slurm call per poll (squeue, which also gives the exit codes of what ended, so
+        no call follows the last poll), every `poll_s` while the job is young (its first
         `young_s`): Slurm's scheduler timers decide when a batch job starts and ends, and
         a steady short interval is what keeps `submit --wait` within a poll of the time the
         job itself took (a backoff from the start had it ~90 ms late on a 1 s job). An
@@ -281,8 +315,12 @@ class SlurmClient:
         started = time.monotonic()
         deadline = None if timeout_s is None else started + timeout_s
         delay = poll_s
+        with_exit_codes = True  # until squeue shows it cannot give them
         while True:
-            jobs = self.jobs([job_id])
+            jobs = self._jobs_ending(job_id) if with_exit_codes else None
+            if jobs is None:
+                with_exit_codes = False
+                jobs = self.jobs([job_id])
             if on_poll is not None:
                 on_poll(jobs)
             if jobs and all(j.state.is_terminal for j in jobs):
