@@ -21,15 +21,12 @@ import re
 import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from hpcrun.errors import UsageError
 from hpcrun.scheduler import JobRef, WorkSpec, parse_duration
-from hpcrun.templates import template
+from hpcrun.templates import fill
 from hpcrun.workloads.shell import check_script_values, one_line
-
-if TYPE_CHECKING:
-    import jinja2
 
 ENGINES = ("CYCLES", "BLENDER_EEVEE", "BLENDER_WORKBENCH")
 ENCODINGS = ("mp4", "none")
@@ -341,12 +338,22 @@ def _check_script_values(plan: RenderPlan) -> None:
 
 def chunk_script(plan: RenderPlan) -> str:
     _check_script_values(plan)
-    return _template("render_chunk.sh.j2").render(
-        plan=plan,
-        q=shlex.quote,
-        c=one_line,
-        complete_png=COMPLETE_PNG_SH,
-        pattern=FRAME_PATTERN,
+    return fill(
+        "hpcrun.workloads",
+        "render_chunk.sh.in",
+        {
+            "name_line": one_line(plan.name),
+            "chunk_table_line": one_line(plan.chunk_table),
+            "complete_png": COMPLETE_PNG_SH,
+            "chunk_table": shlex.quote(plan.chunk_table),
+            "frames_dir": shlex.quote(plan.frames_dir),
+            "attempts": plan.retries + 1,
+            "blender": shlex.quote(plan.blender),
+            "blend": shlex.quote(plan.blend),
+            "settings_expr": shlex.quote(plan.settings_expr),
+            "engine": plan.engine,
+            "pattern": FRAME_PATTERN,
+        },
     )
 
 
@@ -354,14 +361,23 @@ def encode_script(plan: RenderPlan) -> str:
     if plan.video is None:
         raise UsageError("--encode none: there is no video to encode")
     _check_script_values(plan)
-    return _template("encode.sh.j2").render(
-        plan=plan, q=shlex.quote, c=one_line, complete_png=COMPLETE_PNG_SH
+    return fill(
+        "hpcrun.workloads",
+        "encode.sh.in",
+        {
+            "name_line": one_line(plan.name),
+            "frames": plan.frames,
+            "complete_png": COMPLETE_PNG_SH,
+            "frames_dir": shlex.quote(plan.frames_dir),
+            "video": shlex.quote(plan.video),
+            "start": plan.frames.start,
+            "end": plan.frames.end,
+            "ffmpeg": shlex.quote(plan.ffmpeg),
+            "fps": plan.fps,
+            "count": len(plan.frames),
+        },
     )
 
 
 def frame_file(frames_dir: str, frame: int) -> str:
     return f"{frames_dir}/frame_{frame:04d}.png"
-
-
-def _template(name: str) -> jinja2.Template:
-    return template("hpcrun.workloads", name)
