@@ -311,3 +311,26 @@ def test_a_second_store_in_one_process_keeps_the_first_ones_writes_visible(
     assert read_elsewhere() == "two"
     second.close()
     first.close()
+
+
+def test_array_tasks_read_back_as_their_records_would_be_made(store: StateStore) -> None:
+    from hpcrun.state import ArrayTaskRecord, RunState, TaskRecordState
+
+    run_id = store.create_array_run("render", "dev", "r", {}, "/out", [(0, 1, 2), (1, 3, 4)])
+    store.set_array_tasks(run_id, [(1, TaskRecordState.FAILED, 2)])
+    run = store.array_run(run_id)
+    assert run is not None
+    assert run.tasks == (
+        ArrayTaskRecord(0, 1, 2, TaskRecordState.PENDING, 0),
+        ArrayTaskRecord(1, 3, 4, TaskRecordState.FAILED, 2),
+    )
+    assert [vars(t) for t in run.tasks] == [
+        vars(ArrayTaskRecord(0, 1, 2, TaskRecordState.PENDING, 0)),
+        vars(ArrayTaskRecord(1, 3, 4, TaskRecordState.FAILED, 2)),
+    ]
+    assert hash(run.tasks[0]) == hash(ArrayTaskRecord(0, 1, 2, TaskRecordState.PENDING, 0))
+    # A submit's output check reads only the runs still going.
+    ended = store.create_array_run("render", "dev", "r2", {}, "/out", [(0, 1, 1)])
+    store.set_array_run(ended, RunState.DONE)
+    assert [r.id for r in store.array_runs("dev", "render")] == [run_id, ended]
+    assert [r.id for r in store.array_runs("dev", "render", unfinished=True)] == [run_id]

@@ -453,7 +453,7 @@ class ArrayRuns(ClusterService, Generic[V]):
             what=f"the output {output}",
             doing=f"hpcrun {self.KIND} submitting a run",
         ):
-            for run in self.store.array_runs(self.cluster, self.KIND):
+            for run in self.store.array_runs(self.cluster, self.KIND, unfinished=True):
                 if run.status in TERMINAL or run.status == "submitting" or not same(run):
                     continue
                 run = self.refresh_state(run)  # its record may predate its end
