@@ -702,9 +702,15 @@ def _spool_command(command: str, spool: str, input_size: int | None) -> str:
             f'cat > {d}/in; [ "$(($(wc -c < {d}/in)))" -eq {input_size} ] || '
             f"{{ rm -rf {d}; exit 125; }}; "
         )
+    # HUP and PIPE are ignored first: a drop just after the shell started (a loaded host)
+    # would otherwise kill it after it made its spool and before it ignored them, which
+    # `_recover` can only call lost. The spool appears whole, with its PID in it (made
+    # aside, then renamed), so `_recover` never finds one without it.
     return (
-        f"(umask 077 && mkdir -p {d}) || exit 125; "
-        f"printf '{_PID_TAG}%s\\n' \"$$\" >&2; echo $$ > {d}/pid; trap '' HUP PIPE; "
+        f"trap '' HUP PIPE; "
+        f"(umask 077 && mkdir -p {d}.new && echo $$ > {d}.new/pid && mv {d}.new {d}) "
+        "|| exit 125; "
+        f"printf '{_PID_TAG}%s\\n' \"$$\" >&2; "
         f"{take_input}"
         f"( exec {command} ) < {stdin} > {d}/out 2> {d}/err; echo $? > {d}/rc; "
         f'cat {d}/out; cat {d}/err >&2; exit "$(cat {d}/rc)"'
