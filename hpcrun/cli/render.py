@@ -5,9 +5,8 @@ render status [RUN]`."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -17,7 +16,6 @@ from hpcrun.cli._common import (
     JsonOption,
     PartitionOption,
     RichProgress,
-    Target,
     console,
     require,
     resolve_cluster,
@@ -25,12 +23,8 @@ from hpcrun.cli._common import (
 )
 
 if TYPE_CHECKING:
-    from hpcrun.backends.base import Backend, Progress
     from hpcrun.services.farm import FarmService
     from hpcrun.services.render import RenderRuns, RenderView
-    from hpcrun.state import StateStore
-
-S = TypeVar("S")
 
 
 def render(
@@ -210,7 +204,7 @@ def render(
 
 def _runs(
     cluster: str | None, quiet: bool
-) -> tuple[RenderRuns | FarmService, RichProgress | _Quiet]:
+) -> tuple[RenderRuns | FarmService, RichProgress]:
     """The cluster's render runs: a Slurm job array, or on Kubernetes the render farm
     (`hpcrun farm`), which the first render there brings up. Each service is imported
     only where it serves (the farm's modules cost a Slurm render ~20 ms)."""
@@ -222,34 +216,11 @@ def _runs(
     ):
         from hpcrun.services.farm import FarmService
 
-        return _service(FarmService, target, quiet)
+        return service_of(FarmService, target, quiet)
     require(target, Feature.SLURM, "hpcrun render")
     from hpcrun.services.render import RenderRuns
 
-    return _service(RenderRuns, target, quiet)
-
-
-class _Quiet:
-    """The progress of a `--json` render: nothing is drawn, so no terminal is set up (a
-    quiet `RichProgress` still built a rich Console: ~25 ms of imports)."""
-
-    def step(self, message: str) -> None:
-        pass
-
-    def advance(self, done: int, total: int, message: str) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _service(
-    service: Callable[[StateStore, str, Backend, Progress], S], target: Target, quiet: bool
-) -> tuple[S, RichProgress | _Quiet]:
-    if not quiet:
-        return service_of(service, target, quiet)
-    progress = _Quiet()
-    return service(target.store, target.record.name, target.backend, progress), progress
+    return service_of(RenderRuns, target, quiet)
 
 
 def _status(run_id: int | None, cancel: bool, cluster: str | None, json_out: bool) -> None:
