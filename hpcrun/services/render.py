@@ -17,7 +17,7 @@ import json
 import posixpath
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from hpcrun.backends.base import Backend, Progress
 from hpcrun.errors import HpcrunError, UsageError
@@ -25,6 +25,7 @@ from hpcrun.files import read_text_file
 from hpcrun.scheduler import JobRef
 from hpcrun.services.array import ArrayRuns
 from hpcrun.state import ArrayRunRecord, ArrayTaskRecord, RunState, StateStore
+from hpcrun.storage.s3 import S3Url, Uploader, is_s3_url, parse_s3_url
 from hpcrun.workloads.blender import (
     DEFAULT_CHUNK,
     FRAME_GLOB,
@@ -46,9 +47,6 @@ from hpcrun.workloads.blender import (
     plan_chunks,
     settings_differences,
 )
-
-if TYPE_CHECKING:
-    from hpcrun.storage.s3 import S3Url, Uploader
 
 # Printed by Blender for the probe: the scene's own frame range and frame rate.
 _PROBE = (
@@ -120,12 +118,6 @@ def _task_json(task: ArrayTaskRecord) -> dict[str, Any]:
     return {name: getattr(task, name) for name in _TASK_FIELDS}
 
 
-def _is_s3(text: str) -> bool:
-    """`hpcrun.storage.s3.is_s3_url` without importing the S3 layer (its imports cost
-    every render ~5 ms; only a run with s3:// input or output needs it)."""
-    return text[:5].lower() == "s3://"
-
-
 def load_job_file(path: Path) -> tuple[str, str]:
     """The seed farm's job format: {"file": "x.blend", "start": "1", "end": "17"} (strings
     or numbers); the file is relative to the job file's directory."""
@@ -191,21 +183,17 @@ class RenderRuns(ArrayRuns["RenderView"]):
     # submit ------------------------------------------------------------------------------
 
     def submit(self, request: RenderRequest) -> ArrayRunRecord:
-        s3_output = None
-        if request.output and _is_s3(request.output):
-            from hpcrun.storage.s3 import parse_s3_url
-
-            s3_output = parse_s3_url(request.output)
-        if (s3_output or _is_s3(request.blend)) and not self.site.shares_local_files:
+        s3_output = (
+            parse_s3_url(request.output) if request.output and is_s3_url(request.output) else None
+        )
+        if (s3_output or is_s3_url(request.blend)) and not self.site.shares_local_files:
             raise UsageError(
                 "s3:// input and output need a cluster that sees this machine's files "
                 "(the local one): hpcrun moves the files from here",
                 "copy the .blend to the cluster and give --output a directory there",
             )
         blend = request.blend
-        if _is_s3(blend):
-            from hpcrun.storage.s3 import parse_s3_url
-
+        if is_s3_url(blend):
             blend = self._fetch_blend(parse_s3_url(blend))
         blend = self._check_blend(blend)
         name = posixpath.splitext(posixpath.basename(blend))[0]
@@ -479,8 +467,6 @@ class RenderRuns(ArrayRuns["RenderView"]):
         return how many of its files are there. Called on every refresh, so frames
         upload while the rest still render, and `render status` finishes a detached run's
         upload."""
-        from hpcrun.storage.s3 import Uploader
-
         plan = run.plan
         uploader = self._uploaders.get(run.id)
         if uploader is None:
