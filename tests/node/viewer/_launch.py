@@ -117,6 +117,20 @@ class Task:
         return self.process.returncode
 
 
+def small_frame(root: Path) -> tuple[Path, list[Any], Any, bytes]:
+    """What the in-process agent tests ask an agent to render: a 32^3 scene (its data
+    made), split into 8 bricks, a 64x64 view of it and the fire colormap's LUT."""
+    from hpcrun.node.viewer import colormaps
+    from hpcrun.node.viewer.bricks import split
+    from hpcrun.node.viewer.camera import Camera, View
+    from hpcrun.scenes import ensure_data, load_scene
+
+    prj = write_scene(root, 32)
+    ensure_data(load_scene(prj))
+    view = View(Camera.default_for((32, 32, 32)), 64, 64, "fire")
+    return prj, split((32, 32, 32), 8), view, colormaps.lut("fire").tobytes()
+
+
 def launch(
     name: str,
     args: list[str],

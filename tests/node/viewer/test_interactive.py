@@ -218,14 +218,9 @@ def test_agent_drops_a_render_that_a_newer_one_superseded(tmp_path: Path, second
     frame (the bricks of a lost agent) is answered after it."""
     from hpcrun.node.viewer.agent import BrickWorker, serve
     from hpcrun.node.viewer.partial import Partial
-    from hpcrun.scenes import ensure_data, load_scene
-    from tests.node.viewer._launch import write_scene
+    from tests.node.viewer._launch import small_frame
 
-    prj = write_scene(tmp_path, 32)
-    ensure_data(load_scene(prj))
-    bricks = split((32, 32, 32), 8)
-    view = View(Camera.default_for((32, 32, 32)), 64, 64, "fire")
-    lut = colormaps.lut("fire").tobytes()
+    prj, bricks, view, lut = small_frame(tmp_path)
     viewer, agent = socket.socketpair()
     worker = BrickWorker()
     rendered: list[int] = []

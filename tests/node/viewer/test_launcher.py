@@ -259,19 +259,12 @@ def test_agent_renders_what_it_is_assigned(tmp_path: Path) -> None:
     import socket
     import threading
 
-    from hpcrun.node.viewer import colormaps, protocol
+    from hpcrun.node.viewer import protocol
     from hpcrun.node.viewer.agent import BrickWorker, serve
-    from hpcrun.node.viewer.bricks import split
-    from hpcrun.node.viewer.camera import Camera, View
     from hpcrun.node.viewer.partial import Partial
-    from hpcrun.scenes import ensure_data, load_scene
-    from tests.node.viewer._launch import write_scene
+    from tests.node.viewer._launch import small_frame
 
-    prj = write_scene(tmp_path, 32)
-    ensure_data(load_scene(prj))
-    bricks = split((32, 32, 32), 8)
-    view = View(Camera.default_for((32, 32, 32)), 64, 64, "fire")
-    lut = colormaps.lut("fire").tobytes()
+    prj, bricks, view, lut = small_frame(tmp_path)
     viewer, agent = socket.socketpair()
     reasons: list[str] = []
     worker = BrickWorker()
